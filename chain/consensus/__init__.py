@@ -1,0 +1,1 @@
+"""See chain/consensus/*.py module docstrings."""

@@ -1,0 +1,90 @@
+"""Slashing evidence (PROTOCOL §5.3): the four provable faults.
+
+Owns: the evidence types and their ids. Must not: decide whether evidence proves a fault (that is
+`chain.consensus.slashing`, which needs params and state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Annotated, Any
+
+from chain.codec import ByteLen, encode, variant
+from chain.hashing import H
+from chain.header import Attestation, Header
+from chain.types import Hash32
+
+MAX_EVIDENCE_BODY = 2 * 1024 * 1024
+
+
+class EvidenceKind(IntEnum):
+    DOUBLE_PROPOSAL = 1
+    DOUBLE_ATTEST = 2
+    INVALID_BLOCK = 3
+    FALSE_SCORE = 4
+
+
+@dataclass(frozen=True, slots=True)
+class DoubleProposal:
+    """Two different signed headers by one proposer at one height."""
+
+    a: Header
+    b: Header
+
+
+@dataclass(frozen=True, slots=True)
+class DoubleAttest:
+    """Two attestations by one validator for different blocks at one height."""
+
+    a: Attestation
+    b: Attestation
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidBlock:
+    """A signed header plus the encoded body whose re-validation fails with a permanent code."""
+
+    header: Header
+    body: Annotated[bytes, ByteLen(0, MAX_EVIDENCE_BODY)]
+
+
+@dataclass(frozen=True, slots=True)
+class FalseScore:
+    """A version block whose recomputed score is off by more than score_slash_tolerance.
+
+    `body` is the encoded version body. The rule that checks it (re-scoring within
+    `score_slash_tolerance_micro`) belongs to the federated-learning rules (§6.5).
+    """
+
+    header: Header
+    body: Annotated[bytes, ByteLen(0, MAX_EVIDENCE_BODY)]
+
+
+EVIDENCE_TYPES: dict[EvidenceKind, type[Any]] = {
+    EvidenceKind.DOUBLE_PROPOSAL: DoubleProposal,
+    EvidenceKind.DOUBLE_ATTEST: DoubleAttest,
+    EvidenceKind.INVALID_BLOCK: InvalidBlock,
+    EvidenceKind.FALSE_SCORE: FalseScore,
+}
+
+
+def _evidence_payload(values: Any) -> type[Any] | None:
+    return EVIDENCE_TYPES.get(values["kind"])
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    kind: EvidenceKind
+    proof: DoubleProposal | DoubleAttest | InvalidBlock | FalseScore = field(
+        metadata=variant(_evidence_payload)
+    )
+
+    def __post_init__(self) -> None:
+        if type(self.proof) is not EVIDENCE_TYPES[self.kind]:
+            raise TypeError(f"{self.kind.name} evidence needs a {EVIDENCE_TYPES[self.kind].__name__}")
+
+    @property
+    def id(self) -> Hash32:
+        """Identity for "accepted once": the same fault reported twice has the same id."""
+        return H(encode(self))

@@ -1,0 +1,1 @@
+"""See chain/state/*.py module docstrings."""

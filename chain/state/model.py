@@ -1,0 +1,114 @@
+"""State records (PROTOCOL §3.5) and the read-only `StateReader` protocol other packages use.
+
+Owns: the frozen record types stored under the state keys, and `StateReader`. Must not: change
+state (chain.state.transition does) or touch LevelDB (chain.store does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Annotated, Protocol
+
+from chain.codec import I64, U16, MaxItems
+from chain.params import ChainParams
+from chain.types import ZERO_HASH, AccountId, Amount, BlobHash, Hash32, Height, Nonce, PubKey, Round
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    balance: Amount = Amount(0)  # noqa: RUF009 - NewType call is free
+    nonce: Nonce = Nonce(0)  # noqa: RUF009 - the next nonce this account must use
+
+
+EMPTY_ACCOUNT = Account()
+
+
+@dataclass(frozen=True, slots=True)
+class Unbonding:
+    amount: Amount
+    release_height: Height  # coins return to the owner's balance when this height is applied
+
+
+@dataclass(frozen=True, slots=True)
+class StakeRecord:
+    """Stake owned by `owner` (cold wallet) and bound to the hot key `validator`."""
+
+    owner: AccountId
+    validator: PubKey
+    amount: Amount  # bonded (counts for election once mature)
+    mature_height: Height  # height from which `amount` counts (last deposit + stake_maturity_blocks)
+    unbonding: Annotated[tuple[Unbonding, ...], MaxItems(64)] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorRecord:
+    pubkey: PubKey
+    stake_total: Amount  # sum of bonded stake of every owner
+    reputation: U16  # permille, [reputation_min, reputation_max] (PROTOCOL §5.2)
+    jailed_until: Height  # not eligible while height < jailed_until
+    last_proposed: Height
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """The current global model version (PROTOCOL §6.1): version 0 is the zero adapter."""
+
+    version: I64
+    version_id: Hash32
+    adapter_blob_hash: BlobHash
+    score: I64  # mean loss in micro-units on the last data block's test set (lower is better)
+    round: Round
+    height: Height
+
+
+GENESIS_MODEL = ModelVersion(0, ZERO_HASH, BlobHash(ZERO_HASH), 0, Round(0), Height(0))
+
+
+class RewardReason(IntEnum):
+    """Why coins were minted, moved or burned by rule (PROTOCOL §5, `rewards explain`)."""
+
+    TX_PROPOSER = 1
+    TX_FEES = 2
+    DATA_PROPOSER = 3
+    DATA_CONTRIBUTOR = 4
+    VERSION_PROPOSER = 5
+    LEARNING_CONTRIBUTOR = 6
+    SLASH_BURN = 7
+    SLASH_REPORTER = 8
+    UNBONDED = 9
+
+
+@dataclass(frozen=True, slots=True)
+class RewardRecord:
+    height: Height
+    account: AccountId
+    amount: I64  # negative for burns
+    reason: RewardReason
+    ref: Hash32  # unit id, evidence id, tx id or block hash the reward is for
+
+
+class StateReader(Protocol):
+    """Read-only view of the state as of one block (the tip, or any parent during validation)."""
+
+    @property
+    def params(self) -> ChainParams: ...
+
+    @property
+    def height(self) -> Height: ...
+
+    def account(self, account: AccountId) -> Account: ...
+
+    def stake(self, owner: AccountId, validator: PubKey) -> StakeRecord | None: ...
+
+    def validator(self, pubkey: PubKey) -> ValidatorRecord | None: ...
+
+    def validators(self) -> list[ValidatorRecord]: ...
+
+    def eligible_stake(self, pubkey: PubKey, at_height: Height) -> Amount:
+        """Mature bonded stake of `pubkey` that counts for electing the block at `at_height`."""
+        ...
+
+    def model_version(self) -> ModelVersion: ...
+
+    def evidence_seen(self, key: Hash32) -> bool: ...

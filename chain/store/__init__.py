@@ -1,0 +1,1 @@
+"""See chain/store/*.py module docstrings."""
