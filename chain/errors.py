@@ -52,6 +52,7 @@ class ErrorCode(IntEnum):
     SELF_TRANSFER = 52
     DUPLICATE_TX = 53
     UNKNOWN_VALIDATOR = 54
+    UNBONDING_LIMIT = 55  # a stake record already has 64 unbonding entries (wait for a release)
 
     # -- blocks and consensus (PROTOCOL §3.2, §4) ------------------------------------------------
     ORPHAN = 70  # transient: the parent is not known yet
@@ -82,6 +83,7 @@ class ErrorCode(IntEnum):
     UNKNOWN_BLOCK = 104  # transient: attestation for a block we do not have yet
     EVIDENCE_NOT_A_FAULT = 105
     STALE = 106  # transient: too old to matter (below the final height)
+    EVIDENCE_TOO_OLD = 107  # the fault is more than unbonding_blocks below the state's height
 
     # -- mempool policy --------------------------------------------------------------------------
     POOL_FULL = 120  # transient
@@ -97,6 +99,7 @@ class ErrorCode(IntEnum):
     BLOB_HASH_MISMATCH = 143
     BAD_MESSAGE = 144
     PROTOCOL_VERSION = 145
+    STREAM_CLOSED = 146  # transient: the peer closed or reset the stream (it may have just left)
 
     # -- data and learning units (PROTOCOL §3.3, §3.4, §6) ---------------------------------------
     BLOB_TOO_LARGE = 160
@@ -129,6 +132,7 @@ _TRANSIENT = frozenset(
         ErrorCode.EXPIRED,
         ErrorCode.RATE_LIMITED,
         ErrorCode.TIMEOUT,
+        ErrorCode.STREAM_CLOSED,
         ErrorCode.BLOB_MISSING,
     }
 )

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Protocol
 
-from chain.codec import I64, U16, MaxItems
+from chain.codec import I64, U16, U32, MaxItems
 from chain.params import ChainParams
 from chain.types import ZERO_HASH, AccountId, Amount, BlobHash, Hash32, Height, Nonce, PubKey, Round
 
@@ -112,3 +112,26 @@ class StateReader(Protocol):
     def model_version(self) -> ModelVersion: ...
 
     def evidence_seen(self, key: Hash32) -> bool: ...
+
+
+class UnitKind(IntEnum):
+    DATA = 1
+    LEARNING = 2
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRecord:
+    """A data or learning unit registered by its DATA_UNIT / LEARNING_UNIT tx (PROTOCOL §3.3, §3.4).
+
+    Kept in state so that DATA and VERSION blocks can be checked and their contributor rewards
+    computed from state alone. `used_height` is 0 until a DATA block selects it or a VERSION block
+    includes it; a unit is rewarded at most once.
+    """
+
+    kind: UnitKind
+    author: PubKey
+    n_examples: U32
+    blob_hash: BlobHash
+    base_version_id: Hash32  # ZERO_HASH for data units
+    height: Height  # height of the block that registered it
+    used_height: Height = Height(0)  # noqa: RUF009 - NewType call is free

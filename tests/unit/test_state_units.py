@@ -1,0 +1,157 @@
+"""Unit registration and the DATA / VERSION block coinbase (PROTOCOL §3.3, §3.4, §5.1, §6.5)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from chain.codec import encode
+from chain.errors import ErrorCode
+from chain.hashing import H
+from chain.header import BlockKind
+from chain.state.model import RewardReason, UnitKind
+from chain.state.transition import BlockEffects, BlockError, apply_block
+from chain.tx import Transfer
+from chain.types import COIN, ZERO_HASH, Amount, BlobHash, ChainId, UnitId
+from tests.chainbuilders import (
+    MemChain,
+    data_body,
+    dev_genesis,
+    make_block,
+    mine_data_unit,
+    mine_learning_unit,
+    version_body,
+)
+
+
+@pytest.fixture
+def chain() -> MemChain:
+    return MemChain(*dev_genesis(funded=("alice", "bob", "carol")))
+
+
+def failed(outcome: BlockEffects | BlockError) -> ErrorCode | None:
+    assert isinstance(outcome, BlockError)
+    return outcome.inner
+
+
+def test_unit_txs_check_author_chain_pow_and_register_once(chain: MemChain) -> None:
+    p = chain.params
+    unit = mine_data_unit(p, chain.keys["alice"], 10)
+    assert failed(chain.try_txs([chain.tx("bob", unit)])) == ErrorCode.BAD_UNIT  # author != sender
+    other_chain = dataclasses.replace(unit, chain_id=ChainId("lc-testnet-1")).mined(p)
+    assert failed(chain.try_txs([chain.tx("alice", other_chain)])) == ErrorCode.WRONG_CHAIN
+    nonce = next(n for n in range(1000) if not dataclasses.replace(unit, pow_nonce=n).pow_valid(p))
+    no_pow = dataclasses.replace(unit, pow_nonce=nonce)
+    assert failed(chain.try_txs([chain.tx("alice", no_pow)])) == ErrorCode.BAD_POW
+    block, _ = chain.add_txs([chain.tx("alice", unit)])
+    record = chain.state.unit(unit.id)
+    assert record is not None
+    assert (record.kind, record.author, record.n_examples, record.height) == (
+        UnitKind.DATA,
+        unit.author,
+        10,
+        block.header.height,
+    )
+    assert failed(chain.try_txs([chain.tx("alice", unit)])) == ErrorCode.BAD_UNIT
+
+
+def test_data_block_pays_proposer_and_authors_pro_rata(chain: MemChain) -> None:
+    p = chain.params
+    a = mine_data_unit(p, chain.keys["alice"], 10)
+    b = mine_data_unit(p, chain.keys["bob"], 20)
+    chain.add_txs([chain.tx("alice", a), chain.tx("bob", b)])
+    alice, bob, staker = chain.balance("alice"), chain.balance("bob"), chain.balance("staker0")
+    assert chain.height + 1 == 2  # the DATA block of round 0
+    block, effects = chain.add(data_body([a.id, b.id]))
+    assert chain.balance("alice") - alice == p.reward_data_pool * 10 // 30
+    assert chain.balance("bob") - bob == p.reward_data_pool * 20 // 30
+    assert chain.balance("staker0") - staker == p.reward_data_proposer
+    reasons = sorted((r.reason, r.ref) for r in effects.rewards)
+    assert reasons == sorted(
+        [
+            (RewardReason.DATA_PROPOSER, block.hash),
+            (RewardReason.DATA_CONTRIBUTOR, a.id),
+            (RewardReason.DATA_CONTRIBUTOR, b.id),
+        ]
+    )
+    assert chain.state.unit(a.id).used_height == block.header.height  # type: ignore[union-attr]
+
+
+def test_data_block_refuses_unknown_used_or_learning_units(chain: MemChain) -> None:
+    p = chain.params
+    a = mine_data_unit(p, chain.keys["alice"], 10)
+    learn = mine_learning_unit(p, chain.keys["bob"], ZERO_HASH, 5)
+    chain.add_txs([chain.tx("alice", a), chain.tx("bob", learn)])
+    key = chain.keys["validator0"]
+    ts = chain.tip.timestamp_ms + 1
+    for ids in ([UnitId(H(b"nope"))], [learn.id], [a.id, a.id]):
+        block = make_block(chain.tip, data_body(ids), key, bytes(32), ts, pow_bits=0)
+        assert apply_block(p, chain.state, block) == ErrorCode.BAD_BODY
+    chain.add(data_body([a.id]))
+    chain.add()  # VERSION
+    chain.skip_to(BlockKind.DATA)
+    block = make_block(chain.tip, data_body([a.id]), key, bytes(32), chain.tip.timestamp_ms + 1, pow_bits=0)
+    assert apply_block(p, chain.state, block) == ErrorCode.BAD_BODY  # already rewarded
+
+
+def test_version_block_pays_learners_only_when_the_score_improves(chain: MemChain) -> None:
+    p = chain.params
+    base = chain.state.model_version()
+    la = mine_learning_unit(p, chain.keys["alice"], base.version_id, 5)
+    lb = mine_learning_unit(p, chain.keys["bob"], base.version_id, 5)
+    lc = mine_learning_unit(p, chain.keys["carol"], base.version_id, 5)
+    chain.add_txs([chain.tx("alice", la), chain.tx("bob", lb), chain.tx("carol", lc)])
+    chain.add()  # DATA
+    alice, bob = chain.balance("alice"), chain.balance("bob")
+    adapter = BlobHash(H(b"adapter-1"))
+    body = version_body(3, base.version_id, [(la.id, 1), (lb.id, 3)], adapter, 1_900_000, 2_000_000)
+    _, effects = chain.add(body)
+    assert chain.balance("alice") - alice == p.reward_learning_pool // 4
+    assert chain.balance("bob") - bob == p.reward_learning_pool * 3 // 4
+    model = chain.state.model_version()
+    assert (model.version, model.version_id, model.adapter_blob_hash, model.score, model.height) == (
+        base.version + 1,
+        H(encode(body)),
+        adapter,
+        1_900_000,
+        3,
+    )
+    assert {r.reason for r in effects.rewards} == {
+        RewardReason.VERSION_PROPOSER,
+        RewardReason.LEARNING_CONTRIBUTOR,
+    }
+    # next round: a body on the old base version -> BAD_BODY; a worse score pays nobody
+    chain.skip_to(BlockKind.VERSION)
+    stale = version_body(chain.height + 1, base.version_id, [(lc.id, 1)], adapter, 1, 2)
+    key = chain.keys["validator0"]
+    draft = make_block(chain.tip, stale, key, bytes(32), chain.tip.timestamp_ms + 1, pow_bits=0)
+    assert apply_block(p, chain.state, draft) == ErrorCode.BAD_BODY
+    carol = chain.balance("carol")
+    worse = version_body(chain.height + 1, model.version_id, [(lc.id, 1)], adapter, 2_100_000, 1_900_000)
+    _, effects = chain.add(worse)
+    assert chain.balance("carol") == carol
+    assert {r.reason for r in effects.rewards} == {RewardReason.VERSION_PROPOSER}
+    assert chain.state.model_version().version == base.version + 2
+
+
+def test_noop_version_block_pays_proposer_only_and_keeps_the_model(chain: MemChain) -> None:
+    chain.skip_to(BlockKind.VERSION)
+    model = chain.state.model_version()
+    staker = chain.balance("staker0")
+    _, effects = chain.add()
+    assert chain.state.model_version() == model
+    assert [r.reason for r in effects.rewards] == [RewardReason.VERSION_PROPOSER]
+    assert chain.balance("staker0") - staker == chain.params.reward_version_proposer
+
+
+def test_a_validator_key_that_authors_an_included_unit_gains_reputation() -> None:
+    c = MemChain(*dev_genesis(n_validators=2))
+    p = c.params
+    author = c.keys["validator1"]
+    c.add_txs([c.tx("alice", Transfer(c.account("validator1"), Amount(COIN)))])
+    unit = mine_data_unit(p, author, 3)
+    c.add_txs([c.tx("validator1", unit)])
+    before = c.state.validator(author.pubkey).reputation  # type: ignore[union-attr]
+    c.add(data_body([unit.id]))  # proposed by validator0
+    assert c.state.validator(author.pubkey).reputation == before + p.reputation_unit_bonus  # type: ignore[union-attr]
