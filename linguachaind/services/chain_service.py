@@ -1,0 +1,488 @@
+"""The chain service: block import, attestation pool, finality, fork choice and reorgs (PROTOCOL §4.4-§4.7).
+
+Owns: the one writer of the block store. `import_block` validates (chain.consensus.validate_block over
+this service as its `ChainView`), connects to the tip or keeps a valid side block, tells the mempool,
+then updates finality and fork choice and reorganises through the store's undo records. It also
+holds orphans until their parent arrives and attestations until their block does. Must not: decide
+consensus rules (chain.consensus does), sign anything (producer, attester), or talk to the network
+(callers publish).
+
+States of blocks other than the tip are views, never copies: a main-chain ancestor's state is the
+tip state overlaid with the undo records of the blocks above it; a side block's state is its parent's
+state overlaid with its own effects. Everything here is synchronous: in trio nothing interleaves
+inside a call, so a state read and the decision made on it always agree. `run` (optional, a trio
+service) retries blocks that arrived up to a little ahead of our clock (FUTURE_BLOCK) when their
+time comes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+import vdf
+from chain.block import Block
+from chain.consensus.certificate import check_attestation
+from chain.consensus.election import VdfVerifier, eligible_validators
+from chain.consensus.finality import finalized_by, vote_source
+from chain.consensus.forkchoice import advance_final, choose_head, descends_from
+from chain.consensus.validation import validate_block
+from chain.errors import ErrorCode, StoreError
+from chain.header import Attestation, Header
+from chain.state.transition import BlockEffects, apply_block
+from chain.state.view import StateOverlay, StateView
+from chain.store.blockstore import BlockStore
+from chain.types import BlockHash, Height, PubKey
+from linguachaind.logsetup import event
+from linguachaind.services.interfaces import Clock, MempoolLike
+
+if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
+    from trio_typing import TaskStatus
+
+log = logging.getLogger(__name__)
+
+MAX_ORPHANS: Final = 256
+MAX_FUTURE: Final = 64  # blocks from slightly ahead of our clock, retried when their time comes
+MAX_FUTURE_WAIT_MS: Final = 60_000  # blocks further ahead than this are dropped, not kept
+MAX_PENDING_ATTESTATIONS: Final = 4096
+MAX_STATE_DEPTH: Final = 1024  # deepest main-chain ancestor whose state is rebuilt from undo records
+
+
+class StateAt(StateOverlay):
+    """A state view at `height`: `base` overlaid with `writes` (an undo record or block effects)."""
+
+    def __init__(self, base: StateView, writes: Mapping[bytes, bytes | None], height: int) -> None:
+        super().__init__(base)
+        self.writes.update(writes)
+        self._height = Height(height)
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatistics:
+    tip_height: int
+    tip_hash: bytes
+    final_height: int
+    side_blocks: int
+    orphans: int
+    attestations: int
+    imported: int
+    rejected: int
+    reorgs: int
+
+
+class ChainService:
+    """The node's chain: a `ChainView` for validation and the single writer of `store`."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        clock: Clock,
+        *,
+        mempool: MempoolLike | None = None,
+        verify_vdf: VdfVerifier = vdf.verify,
+    ) -> None:
+        self.store = store
+        self.params = store.params
+        self.clock = clock
+        self.mempool = mempool
+        self._verify_vdf = verify_vdf
+        self._headers: dict[BlockHash, Header] = {}  # valid blocks above the final one, main and side
+        self._side: dict[BlockHash, Block] = {}
+        self._effects: dict[BlockHash, BlockEffects] = {}  # of side blocks, computed at validation
+        self._orphans: OrderedDict[BlockHash, Block] = OrderedDict()
+        self._future: OrderedDict[BlockHash, Block] = OrderedDict()
+        self._future_added = trio.Event()
+        self._atts: dict[BlockHash, dict[PubKey, Attestation]] = {}
+        self._pending_atts: OrderedDict[bytes, Attestation] = OrderedDict()
+        self._eligible: dict[BlockHash, dict[PubKey, int]] = {}
+        self._states: dict[BlockHash, StateView] = {}  # cleared whenever the tip moves
+        self._version = 0
+        self._changed = trio.Event()
+        self._imported = self._rejected = self._reorgs = 0
+        self._load_main_headers()
+
+    def _load_main_headers(self) -> None:
+        tip_height = self.store.tip[1]
+        for height in range(self.store.final_height, tip_height + 1):
+            block = self.store.get_block_at(height)
+            if block is None:
+                raise StoreError(f"main-chain block {height} missing")
+            self._headers[block.hash] = block.header
+
+    # -- ChainView (chain.consensus.validation) ------------------------------------------------
+
+    def header(self, block_hash: BlockHash) -> Header | None:
+        """The header of a known valid block (main chain or side), or None."""
+        found = self._headers.get(block_hash)
+        if found is not None:
+            return found
+        stored = self.store.get_header(block_hash)
+        if stored is not None and self.store.hash_at(stored.height) == block_hash:
+            return stored  # a main-chain block at or below the final one
+        return None
+
+    def state(self, block_hash: BlockHash) -> StateView | None:
+        """The state after the valid block `block_hash`, or None if it cannot be rebuilt."""
+        cached = self._states.get(block_hash)
+        if cached is not None:
+            return cached
+        header = self.header(block_hash)
+        if header is None:
+            return None
+        tip_hash, tip_height = self.store.tip
+        state: StateView | None
+        if block_hash == tip_hash:
+            state = self.store.reader()
+        elif self.store.hash_at(header.height) == block_hash:
+            state = self._main_state(header.height, tip_height)
+        else:
+            parent_state = self.state(BlockHash(header.prev_hash))
+            effects = self._side_effects(block_hash, parent_state)
+            state = (
+                None
+                if parent_state is None or effects is None
+                else StateAt(parent_state, effects.writes, header.height)
+            )
+        if state is not None:
+            self._states[block_hash] = state
+        return state
+
+    def final_header(self) -> Header:
+        header = self.header(self.final_hash)
+        assert header is not None
+        return header
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @property
+    def final_hash(self) -> BlockHash:
+        found = self.store.hash_at(self.store.final_height)
+        assert found is not None
+        return found
+
+    def tip_header(self) -> Header:
+        header = self.header(self.store.tip[0])
+        assert header is not None
+        return header
+
+    def tip_hash(self) -> BlockHash:
+        return self.store.tip[0]
+
+    @property
+    def height(self) -> int:
+        return self.store.tip[1]
+
+    def reader(self) -> StateView:
+        """The tip state."""
+        return self.store.reader()
+
+    def child_ranks(self, parent_hash: bytes) -> list[int]:
+        """Ranks of the known valid children of `parent_hash` (producer: a lower rank already spoke)."""
+        return [h.rank for h in self._headers.values() if h.prev_hash == parent_hash]
+
+    def attestations(self, block_hash: bytes) -> list[Attestation]:
+        return list(self._atts.get(BlockHash(block_hash), {}).values())
+
+    def eligible_for(self, block_hash: BlockHash) -> dict[PubKey, int]:
+        """Validator -> weight of the set eligible at the block's height (state of its parent)."""
+        found = self._eligible.get(block_hash)
+        if found is not None:
+            return found
+        header = self.header(block_hash)
+        parent_state = (
+            None if header is None or header.height == 0 else self.state(BlockHash(header.prev_hash))
+        )
+        if header is None or parent_state is None:
+            return {}
+        weights = dict(eligible_validators(parent_state, header.height))
+        self._eligible[block_hash] = weights
+        return weights
+
+    def attested_weight(self, block_hash: BlockHash) -> int:
+        weights = self.eligible_for(block_hash)
+        return sum(weights.get(v, 0) for v in self._atts.get(block_hash, {}))
+
+    def statistics(self) -> ChainStatistics:
+        tip_hash, tip_height = self.store.tip
+        return ChainStatistics(
+            tip_height=tip_height,
+            tip_hash=tip_hash,
+            final_height=self.store.final_height,
+            side_blocks=len(self._side),
+            orphans=len(self._orphans),
+            attestations=sum(len(v) for v in self._atts.values()),
+            imported=self._imported,
+            rejected=self._rejected,
+            reorgs=self._reorgs,
+        )
+
+    # -- waiting -------------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """Bumped on every change (tip, side block, attestation, finality)."""
+        return self._version
+
+    async def wait_change(self, seen_version: int) -> int:
+        """Return the current version once it differs from `seen_version`."""
+        while self._version == seen_version:
+            await self._changed.wait()
+        return self._version
+
+    async def wait_height(self, height: int) -> None:
+        seen = -1
+        while self.height < height:
+            seen = await self.wait_change(seen)
+
+    async def wait_final(self, height: int) -> None:
+        seen = -1
+        while self.store.final_height < height:
+            seen = await self.wait_change(seen)
+
+    def _notify(self) -> None:
+        self._version += 1
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # -- block import --------------------------------------------------------------------------
+
+    def import_block(self, block: Block) -> ErrorCode | None:
+        """Validate and add `block` (PROTOCOL §4.7), then finality, fork choice, reorg. None if it was
+        added (to the main chain or as a side block); else the code (ORPHAN: kept until its parent)."""
+        code = self._import_one(block)
+        if code is None:
+            self._adopt_orphans(block.hash)
+            self._update_chain()
+            self._notify()
+        return code
+
+    def _import_one(self, block: Block) -> ErrorCode | None:
+        block_hash = block.hash
+        if self.header(block_hash) is not None:
+            return ErrorCode.ALREADY_KNOWN
+        parent_hash = BlockHash(block.header.prev_hash)
+        if self.header(parent_hash) is None:
+            if block.header.height > self.store.final_height:
+                self._orphans[block_hash] = block
+                while len(self._orphans) > MAX_ORPHANS:
+                    self._orphans.popitem(last=False)
+            return ErrorCode.ORPHAN
+        result = validate_block(self.params, self, block, self.clock.now_ms(), self._verify_vdf, apply_block)
+        wait_ms = block.header.timestamp_ms - self.params.max_future_drift_ms - self.clock.now_ms()
+        if (
+            result is ErrorCode.FUTURE_BLOCK and wait_ms <= MAX_FUTURE_WAIT_MS
+        ):  # transient (§1.3): `run` retries
+            self._future[block_hash] = block
+            while len(self._future) > MAX_FUTURE:
+                self._future.popitem(last=False)
+            self._future_added.set()
+        if isinstance(result, ErrorCode):
+            self._rejected += 1
+            log.info(
+                "%s",
+                event("block_rejected", height=block.height, hash=block_hash.hex()[:16], code=result.name),
+            )
+            return result
+        self._imported += 1
+        self._headers[block_hash] = block.header
+        if parent_hash == self.store.tip[0]:
+            self._connect(block, result)
+        else:
+            self.store.store_side_block(block)
+            self._side[block_hash] = block
+            self._effects[block_hash] = result
+            log.info("%s", event("side_block", height=block.height, hash=block_hash.hex()[:16]))
+        for att in block.header.parent_certificate:  # votes carried by the child (§4.4)
+            self._add_attestation(att)
+        for key, att in list(self._pending_atts.items()):
+            if att.block_hash == block_hash:
+                del self._pending_atts[key]
+                self._add_attestation(att)
+        return None
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Retry blocks refused as FUTURE_BLOCK once the clock reaches their time minus the drift."""
+        task_status.started()
+        drift = self.params.max_future_drift_ms
+        while True:
+            if not self._future:
+                await self._future_added.wait()
+                self._future_added = trio.Event()
+                continue
+            due = min(b.header.timestamp_ms for b in self._future.values()) - drift
+            await self.clock.sleep_until_ms(due)
+            for block_hash, block in list(self._future.items()):
+                if block.header.timestamp_ms - drift <= self.clock.now_ms():
+                    del self._future[block_hash]
+                    self.import_block(block)
+
+    def _adopt_orphans(self, parent_hash: BlockHash) -> None:
+        todo = [parent_hash]
+        while todo:
+            parent = todo.pop()
+            for h, orphan in list(self._orphans.items()):
+                if orphan.header.prev_hash == parent:
+                    del self._orphans[h]
+                    if self._import_one(orphan) is None:
+                        todo.append(h)
+
+    def _connect(self, block: Block, effects: BlockEffects) -> None:
+        self.store.connect_block(block, effects)
+        self._states.clear()
+        if self.mempool is not None:
+            self.mempool.on_block_connected(block, self.store.reader())
+        log.info(
+            "%s",
+            event(
+                "block_connected",
+                height=block.height,
+                hash=block.hash.hex()[:16],
+                kind=block.header.kind.name,
+                rank=block.header.rank,
+                txs=len(getattr(block.body, "txs", ())),
+            ),
+        )
+
+    def _main_state(self, height: int, tip_height: int) -> StateView | None:
+        if tip_height - height > MAX_STATE_DEPTH:
+            return None
+        writes: dict[bytes, bytes | None] = {}
+        for h in range(tip_height, height, -1):  # lower blocks' undo values win: applied last
+            undo = self.store.undo_at(h)
+            if undo is None:
+                raise StoreError(f"undo record of height {h} missing")
+            writes.update(undo)
+        return StateAt(self.store.reader(), writes, height)
+
+    def _side_effects(self, block_hash: BlockHash, parent_state: StateView | None) -> BlockEffects | None:
+        effects = self._effects.get(block_hash)
+        if effects is not None or parent_state is None:
+            return effects
+        block = self._side.get(block_hash)
+        if block is None:
+            return None
+        result = apply_block(self.params, parent_state, block)
+        if isinstance(result, ErrorCode):  # validated before: only a bug gets here
+            raise StoreError(f"side block {block_hash.hex()} no longer applies: {result.name}")
+        self._effects[block_hash] = result
+        return result
+
+    # -- attestations and finality (§4.4) ------------------------------------------------------
+
+    def on_attestation(self, att: Attestation) -> ErrorCode | None:
+        """Add a gossiped or own vote. None if new and valid; UNKNOWN_BLOCK keeps it until the block."""
+        if att.chain_id != self.params.chain_id:
+            return ErrorCode.WRONG_CHAIN
+        if att.height <= self.store.final_height:
+            return ErrorCode.STALE
+        if self.header(att.block_hash) is None:
+            self._pending_atts[att.id] = att
+            while len(self._pending_atts) > MAX_PENDING_ATTESTATIONS:
+                self._pending_atts.popitem(last=False)
+            return ErrorCode.UNKNOWN_BLOCK
+        code = self._add_attestation(att)
+        if code is None:
+            self._update_chain()
+            self._notify()
+        return code
+
+    def _add_attestation(self, att: Attestation) -> ErrorCode | None:
+        header = self.header(att.block_hash)
+        if header is None or header.height != att.height:
+            return ErrorCode.BAD_HEIGHT if header is not None else ErrorCode.UNKNOWN_BLOCK
+        pool = self._atts.setdefault(BlockHash(att.block_hash), {})
+        if att.validator in pool:
+            return ErrorCode.ALREADY_KNOWN
+        code = check_attestation(self.params.chain_id, att, self.eligible_for(BlockHash(att.block_hash)))
+        if code is not None:
+            return code
+        pool[att.validator] = att
+        return None
+
+    def _update_chain(self) -> None:
+        """Finality (2-chain Casper-FFG rule, chain.consensus.finality), fork choice preferring the
+        highest proven source (§4.5), a reorg if the head moved off the tip, then the final mark."""
+        final = self.final_hash
+        final_height = self.store.final_height
+        for block_hash in self._atts:
+            header = self._headers.get(block_hash)
+            if header is None or header.height <= final_height + 1:
+                continue
+            candidate = finalized_by(
+                self.params, self._headers, block_hash, self.attested_weight, self.eligible_for
+            )
+            if candidate is not None:
+                final = advance_final(self._headers, final, candidate)
+                final_height = self._headers[final].height
+        head = choose_head(self._headers, final, self.attested_weight, self._source_height_from(final))
+        if head != self.store.tip[0]:
+            self._reorg_to(head)
+        if final_height > self.store.final_height:
+            self.store.set_final(final_height)  # `final` is an ancestor of the head: main chain
+            log.info("%s", event("block_final", height=final_height, hash=final.hex()[:16]))
+            self._prune_below_final()
+
+    def vote_source_height(self, block_hash: BlockHash) -> int:
+        """Height of the justified ancestor a vote for `block_hash` links from (Casper-FFG source)."""
+        return self._source_height_from(self.final_hash)(block_hash)
+
+    def _source_height_from(self, final: BlockHash) -> Callable[[BlockHash], int]:
+        def source_height(block_hash: BlockHash) -> int:
+            source = vote_source(self.params, self._headers, block_hash, self.eligible_for, final)
+            header = self.header(source)
+            assert header is not None
+            return header.height
+
+        return source_height
+
+    def _prune_below_final(self) -> None:
+        final_hash, final_height = self.final_hash, self.store.final_height
+        keep = {h: hd for h, hd in self._headers.items() if hd.height >= final_height}
+        self._headers = {h: hd for h, hd in keep.items() if descends_from(keep, h, final_hash)}
+        for h in [h for h in self._side if h not in self._headers]:
+            del self._side[h]
+            self._effects.pop(h, None)
+        self._atts = {h: v for h, v in self._atts.items() if h in self._headers}
+        self._eligible = {h: v for h, v in self._eligible.items() if h in self._headers}
+        self._states.clear()
+
+    def _reorg_to(self, head: BlockHash) -> None:
+        """Roll the store back to the fork point with `head` and connect `head`'s branch (§4.5)."""
+        path: list[BlockHash] = []
+        node = head
+        while self.store.hash_at(self._headers[node].height) != node:
+            path.append(node)
+            node = BlockHash(self._headers[node].prev_hash)
+        old_tip = self.store.tip
+        while self.store.tip[0] != node:
+            block = self.store.disconnect_tip()
+            self._states.clear()
+            self._side[block.hash] = block
+            if self.mempool is not None:
+                self.mempool.on_block_disconnected(block, self.store.reader())
+        for block_hash in reversed(path):
+            block = self._side.pop(block_hash)
+            effects = self._effects.pop(block_hash, None)
+            if effects is None or effects.base_root != self.store.state_root:
+                applied = apply_block(self.params, self.store.reader(), block)
+                if isinstance(applied, ErrorCode):
+                    raise StoreError(f"reorg: block {block_hash.hex()} no longer applies: {applied.name}")
+                effects = applied
+            self._connect(block, effects)
+        self._reorgs += 1
+        log.info(
+            "%s",
+            event(
+                "reorg",
+                old_height=old_tip[1],
+                old_tip=old_tip[0].hex()[:16],
+                new_height=self.store.tip[1],
+                new_tip=head.hex()[:16],
+                fork_height=self._headers[node].height,
+            ),
+        )

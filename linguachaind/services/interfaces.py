@@ -1,0 +1,104 @@
+"""The small Protocols the consensus services get their collaborators through, and test doubles.
+
+Owns: `Clock` (milliseconds and sleeping until a time), `WallClock`, `FakeClock` (tests: time moves
+only when told), `Network` (what the services hand to the p2p layer), `NullNetwork`, `MempoolLike`
+(what the chain service and producer call on the mempool). Must not: implement p2p or the mempool.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import trio
+
+from chain.block import Block
+from chain.header import Attestation
+from chain.state.model import StateReader
+from chain.tx import Tx
+from chain.vdfmsg import VdfProof
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int:
+        """Current time in Unix milliseconds."""
+        ...
+
+    async def sleep_until_ms(self, timestamp_ms: int) -> None:
+        """Return once `now_ms() >= timestamp_ms` (at once if it already is)."""
+        ...
+
+
+class WallClock:
+    """The system clock. `offset_ms` lets devnet's `setmocktime` shift it."""
+
+    def __init__(self) -> None:
+        self.offset_ms = 0
+
+    def now_ms(self) -> int:
+        return int(time.time() * 1000) + self.offset_ms
+
+    async def sleep_until_ms(self, timestamp_ms: int) -> None:
+        while (left := timestamp_ms - self.now_ms()) > 0:  # noqa: ASYNC110 - the wall clock has no event
+            await trio.sleep(left / 1000)
+
+
+class FakeClock:
+    """A clock for tests: `now_ms` changes only through `advance`/`set`; sleepers wake when reached."""
+
+    def __init__(self, start_ms: int) -> None:
+        self._now = start_ms
+        self._changed = trio.Event()
+
+    def now_ms(self) -> int:
+        return self._now
+
+    def set(self, timestamp_ms: int) -> None:
+        self._now = max(self._now, timestamp_ms)
+        self._changed.set()
+        self._changed = trio.Event()
+
+    def advance(self, ms: int) -> None:
+        self.set(self._now + ms)
+
+    async def sleep_until_ms(self, timestamp_ms: int) -> None:
+        while self._now < timestamp_ms:
+            await self._changed.wait()
+
+
+class Network(Protocol):
+    """What the consensus services publish; the daemon adapts the p2p gossip layer to it."""
+
+    async def publish_block(self, block: Block) -> None: ...
+
+    async def publish_attestation(self, att: Attestation) -> None: ...
+
+    async def publish_vdf(self, msg: VdfProof) -> None: ...
+
+
+class NullNetwork:
+    """A network that records what was published (single-node devnet and tests)."""
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.attestations: list[Attestation] = []
+        self.vdfs: list[VdfProof] = []
+
+    async def publish_block(self, block: Block) -> None:
+        self.blocks.append(block)
+
+    async def publish_attestation(self, att: Attestation) -> None:
+        self.attestations.append(att)
+
+    async def publish_vdf(self, msg: VdfProof) -> None:
+        self.vdfs.append(msg)
+
+
+class MempoolLike(Protocol):
+    """The part of `mempool.Mempool` the chain service and producer use."""
+
+    def on_block_connected(self, block: Block, reader: StateReader) -> None: ...
+
+    def on_block_disconnected(self, block: Block, reader: StateReader) -> None: ...
+
+    def tx_template(self, max_bytes: int, max_count: int) -> list[Tx]: ...
