@@ -136,13 +136,13 @@ class _IntNode(_Node):
     def from_plain(self, plain: Any) -> Any:
         if type(plain) is not int:
             raise CodecError(ErrorCode.FLOAT_FORBIDDEN if isinstance(plain, float) else ErrorCode.WRONG_TYPE)
-        if not self.lo <= plain <= self.hi:
-            raise CodecError(ErrorCode.INT_OUT_OF_RANGE)
-        if self.enum is not None:
+        if self.enum is not None:  # any value that is not a member is an unknown enum (§1.1)
             try:
                 return self.enum(plain)
             except ValueError:
                 raise CodecError(ErrorCode.UNKNOWN_ENUM) from None
+        if not self.lo <= plain <= self.hi:
+            raise CodecError(ErrorCode.INT_OUT_OF_RANGE)
         return plain
 
 
@@ -440,6 +440,26 @@ def decode_or_raise(cls: type[T], data: bytes, *, max_bytes: int = DEFAULT_MAX_B
     if isinstance(obj, ErrorCode):
         raise InvalidObjectError(obj, cls.__name__)
     return obj
+
+
+def field_error(cls: type[Any], name: str, value: Any) -> str | None:
+    """Why `value` cannot be field `name` of the codec dataclass `cls` (None if it can).
+
+    For config loaders (genesis overrides) that must name the bad field instead of failing later
+    with a bare `SchemaError` from `encode`.
+    """
+    node = _node_for(cls)
+    if not isinstance(node, _StructNode) or name not in node.names:
+        return f"{cls.__name__} has no field {name!r}"
+    index = node.names.index(name)
+    field_node = node.fields[index]
+    if field_node is None:
+        return None  # a variant field: checked when the whole object is encoded
+    try:
+        field_node.to_plain(value)
+    except SchemaError as exc:
+        return str(exc)
+    return None
 
 
 def is_error(value: object) -> typing.TypeGuard[ErrorCode]:

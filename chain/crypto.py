@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Final
 
+import nacl.bindings
 import nacl.exceptions
 import nacl.signing
 
@@ -74,16 +75,25 @@ def verify(
     pubkey: PubKey, signature: Signature, domain: bytes, chain_id: ChainId, unsigned_encoding: bytes
 ) -> bool:
     """True if `signature` by `pubkey` covers this domain, chain and encoding. Never raises."""
-    if len(pubkey) != 32 or len(signature) != 64:
+    if not isinstance(pubkey, bytes) or len(pubkey) != 32 or len(signature) != 64:
         return False
     key = _verify_key(bytes(pubkey))
     if key is None:
         return False
     try:
         key.verify(signing_digest(domain, chain_id, unsigned_encoding), bytes(signature))
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.CryptoError, ValueError):
+    # OverflowError: a chain id over 255 bytes has no length byte, so nothing can have signed it
+    except (nacl.exceptions.CryptoError, ValueError, TypeError, OverflowError):
         return False
     return True
+
+
+def is_valid_pubkey(pubkey: bytes) -> bool:
+    """True if `pubkey` is a canonical Ed25519 point outside the small-order subgroup: a key that
+    can produce valid signatures (config loaders reject the others up front). Never raises."""
+    if not isinstance(pubkey, bytes) or len(pubkey) != 32:
+        return False
+    return bool(nacl.bindings.crypto_core_ed25519_is_valid_point(pubkey))
 
 
 def account_id(pubkey: PubKey) -> AccountId:

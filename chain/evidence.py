@@ -86,5 +86,6 @@ class Evidence:
 
     @property
     def id(self) -> Hash32:
-        """Identity for "accepted once": the same fault reported twice has the same id."""
+        """H of the encoding. Not the "accepted once" key: swapping a/b changes it, so slashing uses
+        the normalised key of `chain.consensus.slashing.verify_evidence`."""
         return H(encode(self))

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Annotated, Any, Final
 
 from chain.address import HRP_BY_NETWORK, AddressError, decode_address, encode_address
-from chain.codec import ByteLen, MaxItems, TextLen, encode
+from chain.codec import ByteLen, MaxItems, SchemaError, TextLen, encode, field_error
+from chain.crypto import is_valid_pubkey
 from chain.errors import ConfigError
 from chain.hashing import H, merkle_root
 from chain.header import PROTOCOL_VERSION, BlockKind, Header
@@ -192,6 +193,8 @@ def parse_genesis(doc: Any) -> Genesis:
             raise _fail(where, 'must be {"staker": ..., "validator_pubkey": ..., "stake": ...}')
         staker = _address(entry["staker"], f"{where}.staker", hrp)
         key = PubKey(_hex(entry["validator_pubkey"], f"{where}.validator_pubkey", 32))
+        if not is_valid_pubkey(key):
+            raise _fail(f"{where}.validator_pubkey", "is not a valid Ed25519 public key")
         if key in seen_keys:
             raise _fail(where, "duplicate validator_pubkey")
         seen_keys.add(key)
@@ -202,12 +205,19 @@ def parse_genesis(doc: Any) -> Genesis:
         validators.append(GenesisValidator(staker, key, Amount(stake)))
     if not validators:
         raise _fail("validators", "at least one initial validator is needed to produce blocks")
+    for name, items in (("allocations", allocations), ("validators", validators)):
+        problem = field_error(Genesis, name, tuple(items))
+        if problem is not None:
+            raise _fail(name, problem)
 
     bm = doc.get("base_model")
     if not isinstance(bm, dict) or set(bm) != {"name", "weights_hash"}:
         raise _fail("base_model", 'must be {"name": ..., "weights_hash": <64 hex chars>}')
     if not isinstance(bm["name"], str) or not bm["name"]:
         raise _fail("base_model.name", "must be a non-empty string")
+    problem = field_error(BaseModel, "name", bm["name"])
+    if problem is not None:
+        raise _fail("base_model.name", f"{problem} (letters, digits, '_', '.', '-', '/'; at most 128)")
     base_model = BaseModel(bm["name"], Hash32(_hex(bm["weights_hash"], "base_model.weights_hash", 32)))
     extra = doc.get("extra_data", "")
     if not isinstance(extra, str) or len(extra.encode()) > 256:
@@ -220,7 +230,10 @@ def parse_genesis(doc: Any) -> Genesis:
         base_model=base_model,
         extra_data=extra.encode(),
     )
-    encode(genesis)  # the codec re-checks every bound
+    try:
+        encode(genesis)  # the codec re-checks every bound (list lengths included)
+    except SchemaError as exc:
+        raise ConfigError(f"genesis: {exc}") from None
     return genesis
 
 

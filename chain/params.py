@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Annotated, Any, Final
 
-from chain.codec import U8, U16, U32, U64, MaxItems, TextLen
+from chain.codec import U8, U16, U32, U64, MaxItems, TextLen, field_error
 from chain.errors import ConfigError
 from chain.types import COIN, Amount, ChainId, Height
 
@@ -149,6 +149,8 @@ class ChainParams:
                 raise ConfigError(f"unknown chain parameter {key!r}")
             current = getattr(self, key)
             if isinstance(current, IntEnum):
+                if type(value) is bool:
+                    raise ConfigError(f"chain parameter {key} must be a name or a number, got bool")
                 try:
                     value = (
                         type(current)[value.upper().replace("-", "_")]
@@ -166,6 +168,9 @@ class ChainParams:
                 raise ConfigError(
                     f"chain parameter {key} must be {type(current).__name__}, got {type(value).__name__}"
                 )
+            problem = field_error(ChainParams, key, value)  # wire range of the field (PROTOCOL §1.1)
+            if problem is not None:
+                raise ConfigError(f"chain parameter {key}: {problem}")
             clean[key] = value
         out = dataclasses.replace(self, **clean)
         out.validate()
