@@ -1,0 +1,230 @@
+"""Read-only commands: `status`, `peers`, `chain info|block|tx`, `mempool`, `validators`.
+
+Owns: which RPCs each command calls and how the answer is shown. Must not: hold keys or sign.
+`--json` prints the RPC result unchanged (amounts in base units).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from linguachain_cli.app import App, pass_app
+from linguachain_cli.output import format_lc, kv, short, table
+from linguachain_cli.rpc import RpcCallError
+
+NOT_AVAILABLE = -32003
+WARMING_UP = -32007
+
+
+def _optional(app: App, method: str, *params: Any) -> Any:
+    """The result, or None when the node has no back-end for `method` yet."""
+    try:
+        return app.call(method, *params)
+    except RpcCallError as exc:
+        if exc.code in (NOT_AVAILABLE, WARMING_UP):
+            return None
+        raise
+
+
+@click.command()
+@pass_app
+def status(app: App) -> None:
+    """Node, chain and peer summary."""
+    node = app.call("getnodeinfo")
+    chain = _optional(app, "getblockchaininfo")
+    peers = _optional(app, "getpeerinfo")
+    result = {"node": node, "chain": chain, "peer_count": len(peers) if peers is not None else None}
+
+    def human() -> None:
+        rows: list[tuple[str, Any]] = [
+            ("network", node["network"]),
+            ("version", node["version"]),
+            ("peer id", node.get("peer_id")),
+            ("validator", short(node.get("validator_pubkey"), 24) if node.get("validator") else "no"),
+            ("peers", result["peer_count"]),
+        ]
+        if chain is not None:
+            rows += [
+                ("height", chain["height"]),
+                ("best block", short(chain["best_hash"], 24)),
+                ("final height", chain["final_height"]),
+                ("round", chain["round"]),
+                ("model version", chain["model_version"]),
+                ("synced", chain["synced"]),
+            ]
+        else:
+            rows.append(("chain", "not available yet"))
+        kv("linguachaind status", rows)
+
+    app.out(result, human)
+
+
+@click.command()
+@pass_app
+def peers(app: App) -> None:
+    """Connected peers."""
+    result = app.call("getpeerinfo")
+    app.out(
+        result,
+        lambda: table(
+            f"{len(result)} peers",
+            ["peer id", "height", "score", "addresses"],
+            [[p["peer_id"], p["height"], p["score"], ", ".join(p["addrs"])] for p in result],
+        ),
+    )
+
+
+@click.group()
+def chain() -> None:
+    """Blocks, transactions and the chain tip."""
+
+
+@chain.command("info")
+@pass_app
+def chain_info(app: App) -> None:
+    """Height, best and final block, round, model version."""
+    result = app.call("getblockchaininfo")
+    app.out(result, lambda: kv("chain", list(result.items())))
+
+
+@chain.command("block")
+@click.argument("height_or_hash")
+@pass_app
+def chain_block(app: App, height_or_hash: str) -> None:
+    """A block by height or hash (the JSON carries its `hash`)."""
+    ref: int | str = int(height_or_hash) if height_or_hash.isdigit() else height_or_hash
+    block = app.call("getblock", ref)
+
+    def human() -> None:
+        rows = [
+            (k, block[k])
+            for k in (
+                "hash",
+                "height",
+                "kind",
+                "round",
+                "timestamp_ms",
+                "prev_hash",
+                "proposer",
+                "rank",
+                "final",
+            )
+            if k in block
+        ]
+        rows.append(("attestations", len(block.get("parent_certificate", []))))
+        if "txs" in block:
+            rows.append(("txs", block.get("tx_count", len(block["txs"]))))
+        kv(f"block {block['height']}", rows)
+        txs = block.get("txs") or []
+        if txs and isinstance(txs[0], dict):
+            table("transactions", ["id", "kind", "from", "fee"], [
+                [short(t["id"]), t["kind"], t["sender_address"], format_lc(t["fee"])] for t in txs
+            ])  # fmt: skip
+
+    app.out(block, human)
+
+
+@chain.command("tx")
+@click.argument("txid")
+@pass_app
+def chain_tx(app: App, txid: str) -> None:
+    """A transaction by id (confirmed or pending)."""
+    tx = app.call("gettransaction", txid)
+
+    def human() -> None:
+        rows: list[tuple[str, Any]] = [
+            ("id", tx["id"]),
+            ("status", tx["status"]),
+            ("kind", tx["kind"]),
+            ("from", tx["sender_address"]),
+            ("nonce", tx["nonce"]),
+            ("fee", format_lc(tx["fee"])),
+            ("height", tx.get("height")),
+            ("block", tx.get("block_hash")),
+        ]
+        payload = tx.get("payload", {})
+        for k, v in payload.items():
+            rows.append((f"payload.{k}", format_lc(v) if k == "amount" else v))
+        kv("transaction", rows)
+
+    app.out(tx, human)
+
+
+@click.command()
+@click.option("--txs", is_flag=True, help="also list the pending tx ids")
+@pass_app
+def mempool(app: App, txs: bool) -> None:
+    """Mempool statistics (and pending tx ids with --txs)."""
+    info = app.call("getmempoolinfo")
+    result: dict[str, Any] = dict(info)
+    if txs:
+        result["txids"] = app.call("getrawmempool")
+
+    def human() -> None:
+        rows: list[tuple[str, Any]] = []
+        for k, v in result.items():
+            if isinstance(v, dict):
+                rows.append((f"{k} pool", f"{v.get('count')} txs, {v.get('bytes')} bytes"))
+            elif k != "txids":
+                rows.append((k, v))
+        kv("mempool", rows)
+        if txs:
+            for t in result["txids"]:
+                click.echo(t)
+
+    app.out(result, human)
+
+
+@click.command()
+@pass_app
+def validators(app: App) -> None:
+    """The validator set with stake, reputation and eligibility."""
+    result = app.call("getvalidators")
+    app.out(
+        result,
+        lambda: table(
+            f"{len(result)} validators",
+            ["validator", "address", "stake", "eligible", "reputation", "jailed until", "last proposed"],
+            [
+                [
+                    short(v["validator_pubkey"]),
+                    v["address"],
+                    format_lc(v["stake_total"]),
+                    v["eligible"],
+                    v["reputation"],
+                    v["jailed_until"],
+                    v["last_proposed"],
+                ]
+                for v in result
+            ],
+        ),
+    )
+
+
+@click.group()
+def rewards() -> None:
+    """Coins minted, moved or burned by rule (PROTOCOL §5)."""
+
+
+@rewards.command("explain")
+@click.argument("target")
+@pass_app
+def rewards_explain(app: App, target: str) -> None:
+    """Every reward of an address (or wallet name) or of a block height, with its reason."""
+    from linguachain_cli.app import resolve_address
+
+    ref: int | str = int(target) if target.isdigit() else resolve_address(app, target)
+    result = app.call("explainrewards", ref)
+    app.out(
+        result,
+        lambda: table(
+            f"rewards of {result.get('address', result.get('height'))}: {format_lc(result['total'])}",
+            ["height", "account", "amount", "reason", "ref"],
+            [
+                [r["height"], r["account"], format_lc(r["amount"]), r["reason"], short(r["ref"])]
+                for r in result["rewards"]
+            ],
+        ),
+    )

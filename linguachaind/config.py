@@ -1,0 +1,285 @@
+"""The node configuration: one frozen `NodeConfig` built in layers and validated once (STYLE.md §9).
+
+Owns: defaults per network, reading `linguachain.toml` (stdlib `tomllib`), `LINGUACHAIN_*` environment
+variables and command-line flags, in that precedence (ARCHITECTURE.md §5), validation with messages an
+operator can act on, and the redacted form printed at start. Must not: hold consensus constants
+(those are `ChainParams`, fixed by the genesis), open files other than the config file, or start anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from chain.errors import ConfigError
+
+NETWORKS: Final = ("devnet", "testnet", "mainnet")
+CONFIG_FILE: Final = "linguachain.toml"
+ENV_PREFIX: Final = "LINGUACHAIN_"
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEVICES: Final = ("cpu", "cuda")
+
+# Default ports per network: (p2p, rpc). Several devnet nodes on one host pass their own ports.
+DEFAULT_PORTS: Final = {"mainnet": (9333, 9332), "testnet": (19333, 19332), "devnet": (29333, 29332)}
+DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
+
+
+def default_datadir(network: str) -> Path:
+    return Path.home() / ".linguachain" / network
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything an operator can set. Consensus constants come from the genesis, never from here."""
+
+    network: str
+    datadir: Path
+    genesis_file: Path | None = None  # None: <datadir>/genesis.json
+    listen: tuple[str, ...] = ()  # libp2p multiaddrs
+    bootstrap: tuple[str, ...] = ()
+    rpc_bind: str = "127.0.0.1"
+    rpc_port: int = 29332
+    rpc_user: str | None = None
+    rpc_password: str | None = None
+    rpc_max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    rpc_read_timeout_s: float = 30.0
+    validator: bool = True
+    timelord: bool = False
+    train_data: Path | None = None
+    device: str = "cpu"
+    log_level: str = "INFO"
+    log_debug: str = ""  # per-module levels, e.g. "p2p=DEBUG,chain=INFO" (STYLE.md §10)
+    log_stderr: bool = True
+    allow_test_rpcs: bool = False  # `generate`, `setmocktime`; only ever on devnet
+
+    @property
+    def genesis_path(self) -> Path:
+        return self.genesis_file if self.genesis_file is not None else self.datadir / "genesis.json"
+
+    def redacted(self) -> dict[str, Any]:
+        """The config as plain values with secrets masked, for the INFO line at start."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "rpc_password" and value is not None:
+                value = "***"
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        return out
+
+
+# -- the fields and how to parse them from text ------------------------------------------------
+
+_FIELDS: Final = {f.name: f for f in dataclasses.fields(NodeConfig)}
+# Keys that may appear in the file and the environment (network and datadir choose the file itself).
+_SETTABLE: Final = tuple(k for k in _FIELDS if k not in ("network", "datadir"))
+
+
+def _parse_bool(text: str, where: str) -> bool:
+    low = text.strip().lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{where}: expected true or false, got {text!r}")
+
+
+def _coerce(key: str, value: Any, where: str) -> Any:
+    """Turn a TOML value or an environment string into the field's type, or raise `ConfigError`."""
+    kind = {
+        "genesis_file": "path",
+        "train_data": "path",
+        "listen": "list",
+        "bootstrap": "list",
+        "rpc_port": "int",
+        "rpc_max_request_bytes": "int",
+        "rpc_read_timeout_s": "float",
+        "validator": "bool",
+        "timelord": "bool",
+        "log_stderr": "bool",
+        "allow_test_rpcs": "bool",
+    }.get(key, "str")
+    if kind == "list":
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{where}: expected a list of strings")
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return _parse_bool(value, where)
+        raise ConfigError(f"{where}: expected true or false")
+    if kind == "int":
+        if isinstance(value, bool):
+            raise ConfigError(f"{where}: expected an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{where}: expected an integer, got {value!r}") from None
+        raise ConfigError(f"{where}: expected an integer")
+    if kind == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        raise ConfigError(f"{where}: expected a number")
+    if kind == "path":
+        if isinstance(value, str) and value:
+            return Path(value).expanduser()
+        raise ConfigError(f"{where}: expected a path")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string")
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings of a `linguachain.toml`; unknown keys are errors (a typo must not pass silently)."""
+    try:
+        with path.open("rb") as fh:
+            doc = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    out: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key == "network":
+            if not isinstance(value, str):
+                raise ConfigError(f"{path}: network must be a string")
+            out[key] = value
+            continue
+        if key not in _SETTABLE:
+            raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_SETTABLE)})")
+        out[key] = _coerce(key, value, f"{path}: {key}")
+    return out
+
+
+def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
+    """`LINGUACHAIN_<FIELD>` variables for the known fields (others, like the passphrase, are ignored)."""
+    out: dict[str, Any] = {}
+    for key in _SETTABLE:
+        name = ENV_PREFIX + key.upper()
+        if name in env:
+            out[key] = _coerce(key, env[name], name)
+    if ENV_PREFIX + "DEBUG" in env and "log_debug" not in out:
+        out["log_debug"] = env[ENV_PREFIX + "DEBUG"]
+    return out
+
+
+def resolve_network_and_datadir(flags: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, Path]:
+    """Network and datadir come first: the datadir holds the config file. Flags beat environment."""
+    network = flags.get("network") or env.get(ENV_PREFIX + "NETWORK") or None
+    datadir_raw = flags.get("datadir") or env.get(ENV_PREFIX + "DATADIR") or None
+    if network is None and datadir_raw is not None:
+        # An initialised datadir knows its own network.
+        file_net = read_config_file(Path(datadir_raw).expanduser() / CONFIG_FILE).get("network")
+        network = file_net if isinstance(file_net, str) else None
+    network = network or "devnet"
+    if network not in NETWORKS:
+        raise ConfigError(f"unknown network {network!r} (expected one of {', '.join(NETWORKS)})")
+    datadir = Path(datadir_raw).expanduser() if datadir_raw else default_datadir(network)
+    return network, datadir.absolute()
+
+
+def defaults_for(network: str, datadir: Path) -> dict[str, Any]:
+    p2p_port, rpc_port = DEFAULT_PORTS[network]
+    host = "127.0.0.1" if network == "devnet" else "0.0.0.0"
+    return {
+        "network": network,
+        "datadir": datadir,
+        "listen": (f"/ip4/{host}/tcp/{p2p_port}",),
+        "rpc_port": rpc_port,
+        "validator": network == "devnet",
+        "allow_test_rpcs": network == "devnet",
+    }
+
+
+def build_config(
+    flags: Mapping[str, Any], env: Mapping[str, str] | None = None, *, read_file: bool = True
+) -> NodeConfig:
+    """defaults < linguachain.toml < LINGUACHAIN_* environment < flags, then `validate`.
+
+    `flags` holds only the options the user gave (None values are ignored)."""
+    env = os.environ if env is None else env
+    network, datadir = resolve_network_and_datadir(flags, env)
+    layers: dict[str, Any] = defaults_for(network, datadir)
+    if read_file:
+        file_values = read_config_file(datadir / CONFIG_FILE)
+        file_net = file_values.pop("network", network)
+        if file_net != network:
+            raise ConfigError(
+                f"{datadir / CONFIG_FILE} is for network {file_net!r}, but {network!r} was asked for"
+            )
+        layers.update(file_values)
+    layers.update(read_environment(env))
+    for key, value in flags.items():
+        if key in ("network", "datadir") or value is None:
+            continue
+        if key not in _SETTABLE:
+            raise ConfigError(f"unknown option {key!r}")
+        layers[key] = _coerce(key, value, f"--{key.replace('_', '-')}") if isinstance(value, str) else value
+    config = NodeConfig(**layers)
+    validate(config)
+    return config
+
+
+def validate(config: NodeConfig) -> None:
+    """Raise `ConfigError` naming the first bad setting and what to do about it."""
+    if config.network not in NETWORKS:
+        raise ConfigError(f"network must be one of {', '.join(NETWORKS)}")
+    if not 0 <= config.rpc_port <= 65535:
+        raise ConfigError(f"rpc_port must be in 0..65535 (0: any free port), got {config.rpc_port}")
+    if (config.rpc_user is None) != (config.rpc_password is None):
+        raise ConfigError("set both rpc_user and rpc_password, or neither (then the cookie file is used)")
+    if config.rpc_password is not None and len(config.rpc_password) < 8:
+        raise ConfigError("rpc_password must be at least 8 characters")
+    if config.rpc_max_request_bytes < 1024:
+        raise ConfigError("rpc_max_request_bytes must be at least 1024")
+    if config.rpc_read_timeout_s <= 0:
+        raise ConfigError("rpc_read_timeout_s must be positive")
+    if config.device not in DEVICES:
+        raise ConfigError(f"device must be cpu or cuda, got {config.device!r}")
+    if config.log_level.upper() not in LOG_LEVELS:
+        raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if config.allow_test_rpcs and config.network != "devnet":
+        raise ConfigError("allow_test_rpcs (generate, setmocktime) is only allowed on devnet")
+    for addr in (*config.listen, *config.bootstrap):
+        if not addr.startswith("/"):
+            raise ConfigError(f"{addr!r} is not a multiaddr (expected e.g. /ip4/127.0.0.1/tcp/29333)")
+    for addr in config.bootstrap:
+        if "/p2p/" not in addr:
+            raise ConfigError(f"bootstrap address {addr!r} needs a /p2p/<peer id> part")
+    if config.train_data is not None and not config.train_data.exists():
+        raise ConfigError(f"train_data {config.train_data} does not exist")
+    for item in filter(None, (s.strip() for s in config.log_debug.split(","))):
+        _, sep, level = item.partition("=")
+        if not sep or level.upper() not in LOG_LEVELS:
+            raise ConfigError(f"LINGUACHAIN_DEBUG item {item!r} must look like module=LEVEL")
+
+
+def config_file_text(values: Mapping[str, Any]) -> str:
+    """A `linguachain.toml` for `init` (written with `tomli_w`)."""
+    import tomli_w
+
+    clean = {
+        k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+        for k, v in values.items()
+    }
+    header = (
+        "# LinguaChain node configuration. Precedence: defaults < this file < LINGUACHAIN_* env < flags.\n"
+    )
+    return header + tomli_w.dumps(clean)

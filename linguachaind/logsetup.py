@@ -1,0 +1,88 @@
+"""Process-wide logging (STYLE.md §10): one `configure_logging()` per process.
+
+Owns: the line format (UTC microsecond timestamps, level, logger, message), the `debug.log` handler
+in the datadir, the optional stderr handler, and per-module levels from `LINGUACHAIN_DEBUG`
+("p2p=DEBUG,chain=INFO"). Must not: decide what is logged (each module does, through
+`logging.getLogger(__name__)`).
+
+Fixed-shape event lines that functional tests grep are built by `event()`: `EVENT key=value ...`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+FORMAT: Final = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
+
+
+class UTCFormatter(logging.Formatter):
+    """ISO-8601 UTC timestamps with microseconds, so logs of several nodes sort and merge."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        t = time.gmtime(record.created)
+        micros = int((record.created - int(record.created)) * 1_000_000)
+        return time.strftime("%Y-%m-%dT%H:%M:%S", t) + f".{micros:06d}Z"
+
+
+def parse_module_levels(spec: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        name, _, level = item.partition("=")
+        out[name.strip()] = logging.getLevelName(level.strip().upper())
+    return out
+
+
+def configure_logging(
+    *, level: str = "INFO", debug_log: Path | None = None, stderr: bool = True, module_levels: str = ""
+) -> None:
+    """Replace the root logger's handlers: `debug_log` (append) and/or stderr, one format."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    formatter = UTCFormatter(FORMAT)
+    if debug_log is not None:
+        debug_log.parent.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(debug_log, encoding="utf-8")
+        fh.setFormatter(formatter)
+        root.addHandler(fh)
+    if stderr:
+        sh = logging.StreamHandler(sys.stderr)
+        sh.setFormatter(formatter)
+        root.addHandler(sh)
+    root.setLevel(level.upper())
+    for name, lvl in parse_module_levels(module_levels).items():
+        logging.getLogger(name).setLevel(lvl)
+    # Libraries that are chatty at INFO stay at WARNING unless asked for.
+    levels = parse_module_levels(module_levels)
+    for noisy in ("multiaddr", "urllib3", "asyncio"):
+        if noisy not in levels:
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+    _module_levels.clear()
+    _module_levels.update(levels)
+
+
+_module_levels: dict[str, int] = {}
+
+
+def adopt_library_logger(name: str, default_level: int = logging.CRITICAL) -> None:
+    """Route a library that set up its own logging at import (py-libp2p: no handler, no propagation,
+    so its records reached stderr bare through `logging.lastResort`) through our handlers and format.
+
+    Its routine errors (a dial to a stopped peer) are noise for an operator: `default_level` unless
+    `LINGUACHAIN_DEBUG` names the library (e.g. "libp2p=WARNING")."""
+    lib = logging.getLogger(name)
+    for handler in list(lib.handlers):
+        lib.removeHandler(handler)
+    lib.propagate = True
+    lib.setLevel(_module_levels.get(name, default_level))
+
+
+def event(kind: str, /, **fields: object) -> str:
+    """A fixed-shape event line, e.g. `event("block", height=3)` -> 'EVENT block height=3'."""
+    parts = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"EVENT {kind} {parts}".rstrip()

@@ -1,0 +1,322 @@
+"""The `linguachaind` command: `init`, `start`, `stop`, `make-genesis` (docs/operator-guide.md).
+
+Owns: command-line parsing (click), turning flags into the `flags` layer of `build_config`, the
+datadir initialisation, exit codes (0 ok, 1 operator error shown as one line, 2 usage), and running
+`Node` under `trio.run`. Must not: wire components (node.py does). Heavy modules are imported inside
+the commands so `linguachaind --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from chain.errors import ConfigError, LinguaChainError
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="linguachain", prog_name="linguachaind")
+def cli() -> None:
+    """LinguaChain daemon. Run `linguachaind start` for a single-node devnet in ~/.linguachain/devnet."""
+
+
+def init_datadir(
+    *,
+    network: str,
+    datadir: Path | None,
+    genesis_file: Path | None,
+    validators: int,
+    dev_validator: int | None,
+    settings: dict[str, Any],
+    force: bool,
+) -> Path:
+    """Create the datadir: keys (0600 in a 0700 dir), `linguachain.toml`, `genesis.json`. Returns it."""
+    from chain.genesis import genesis_to_json, load_genesis, parse_genesis
+    from linguachaind.config import config_file_text, default_datadir
+    from linguachaind.datadir import Layout, ensure_dirs, load_or_create_seed, write_private
+    from linguachaind.devgenesis import dev_validator_key, devnet_genesis_doc
+
+    root = (datadir or default_datadir(network)).expanduser().absolute()
+    layout = Layout(root)
+    if layout.config.exists() and not force:
+        raise ConfigError(f"{root} is already initialised (use --force to rewrite its config and genesis)")
+    if genesis_file is not None:
+        genesis = load_genesis(genesis_file)
+        if genesis.params.network != network:
+            raise ConfigError(f"{genesis_file} is a {genesis.params.network} genesis, not {network}")
+    elif network == "devnet":
+        genesis = parse_genesis(devnet_genesis_doc(validators))
+    else:
+        raise ConfigError(f"{network} needs the network's genesis file: --genesis FILE")
+    ensure_dirs(layout)
+    seed = dev_validator_key(dev_validator, network).seed if dev_validator is not None else None
+    if network == "devnet" and dev_validator is None and genesis_file is None:
+        seed = dev_validator_key(0).seed  # the single-node devnet's node is its genesis validator
+    if seed is not None and layout.validator_key.exists() and force:
+        layout.validator_key.unlink()
+    load_or_create_seed(layout.validator_key, seed=seed)
+    try:
+        from p2p.host import load_or_create_key
+
+        load_or_create_key(layout.keys)
+    except ImportError:
+        pass  # the p2p service creates its key at first start
+    write_private(
+        layout.genesis, (json.dumps(genesis_to_json(genesis), indent=2) + "\n").encode(), mode=0o644
+    )
+    write_private(layout.config, config_file_text({"network": network, **settings}).encode(), mode=0o644)
+    return root
+
+
+@cli.command()
+@click.option(
+    "--network", type=click.Choice(["devnet", "testnet", "mainnet"]), default="devnet", show_default=True
+)
+@click.option("--datadir", type=click.Path(path_type=Path), help="default: ~/.linguachain/<network>")
+@click.option("--genesis", "genesis_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--validators", type=click.IntRange(1, 64), default=1, show_default=True, help="devnet genesis size"
+)
+@click.option("--dev-validator", type=click.IntRange(0, 63), help="use deterministic dev validator key K")
+@click.option("--rpc-port", type=click.IntRange(0, 65535))
+@click.option("--listen", multiple=True, help="libp2p multiaddr (repeatable)")
+@click.option("--bootstrap", multiple=True, help="bootstrap multiaddr with /p2p/<id> (repeatable)")
+@click.option("--force", is_flag=True, help="rewrite config and genesis of an initialised datadir")
+def init(
+    network: str,
+    datadir: Path | None,
+    genesis_file: Path | None,
+    validators: int,
+    dev_validator: int | None,
+    rpc_port: int | None,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    force: bool,
+) -> None:
+    """Create a datadir: keys (mode 0600), linguachain.toml and genesis.json."""
+    settings: dict[str, Any] = {}
+    if rpc_port is not None:
+        settings["rpc_port"] = rpc_port
+    if listen:
+        settings["listen"] = list(listen)
+    if bootstrap:
+        settings["bootstrap"] = list(bootstrap)
+    try:
+        root = init_datadir(
+            network=network,
+            datadir=datadir,
+            genesis_file=genesis_file,
+            validators=validators,
+            dev_validator=dev_validator,
+            settings=settings,
+            force=force,
+        )
+    except (LinguaChainError, OSError) as exc:
+        _fail(str(exc))
+    click.echo(f"initialised {network} datadir {root}")
+    click.echo(f"start it with: linguachaind start --datadir {root}")
+
+
+@cli.command()
+@click.option("--datadir", type=click.Path(path_type=Path))
+@click.option("--network", type=click.Choice(["devnet", "testnet", "mainnet"]))
+@click.option("--genesis", "genesis_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--listen", multiple=True, help="libp2p multiaddr (repeatable)")
+@click.option("--bootstrap", multiple=True, help="bootstrap multiaddr with /p2p/<id> (repeatable)")
+@click.option("--rpc-port", type=click.IntRange(0, 65535), help="0: any free port (see <datadir>/.rpcport)")
+@click.option(
+    "--validator/--no-validator", default=None, help="produce and attest blocks with keys/validator.key"
+)
+@click.option("--train-data", type=click.Path(path_type=Path))
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@click.option("--quiet", is_flag=True, help="log to debug.log only, not to stderr")
+def start(
+    datadir: Path | None,
+    network: str | None,
+    genesis_file: Path | None,
+    listen: tuple[str, ...],
+    bootstrap: tuple[str, ...],
+    rpc_port: int | None,
+    validator: bool | None,
+    train_data: Path | None,
+    device: str | None,
+    log_level: str | None,
+    quiet: bool,
+) -> None:
+    """Run the node in the foreground until SIGINT/SIGTERM or `linguachaind stop`."""
+    from linguachaind.config import CONFIG_FILE, build_config, resolve_network_and_datadir
+
+    flags: dict[str, Any] = {
+        "datadir": str(datadir) if datadir else None,
+        "network": network,
+        "genesis_file": genesis_file,
+        "listen": listen or None,
+        "bootstrap": bootstrap or None,
+        "rpc_port": rpc_port,
+        "validator": validator,
+        "train_data": train_data,
+        "device": device,
+        "log_level": log_level.upper() if log_level else None,
+        "log_stderr": False if quiet else None,
+    }
+    try:
+        net, root = resolve_network_and_datadir(flags, os.environ)
+        if not (root / CONFIG_FILE).exists():
+            if net != "devnet":
+                _fail(
+                    f"{root} is not initialised: run `linguachaind init --network {net} --genesis FILE` first"
+                )
+            init_datadir(
+                network="devnet", datadir=root, genesis_file=genesis_file, validators=1,
+                dev_validator=None, settings={}, force=False,
+            )  # fmt: skip
+            click.echo(f"initialised a single-node devnet in {root}", err=True)
+        config = build_config(flags)
+    except (LinguaChainError, OSError) as exc:
+        _fail(str(exc))
+    sys.exit(run_node(config))
+
+
+def run_node(config: Any) -> int:
+    """Configure logging and run the node; the exit code."""
+    import trio
+
+    from linguachaind.datadir import DatadirLockedError, Layout
+    from linguachaind.logsetup import configure_logging
+    from linguachaind.node import Node
+
+    configure_logging(
+        level=config.log_level,
+        debug_log=Layout(config.datadir).debug_log,
+        stderr=config.log_stderr,
+        module_levels=config.log_debug,
+    )
+    import logging
+
+    log = logging.getLogger("linguachaind")
+    try:
+        trio.run(Node(config).run)
+    except DatadirLockedError as exc:
+        click.echo(f"error: {exc}", err=True)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # one line for the operator, the traceback in debug.log
+        first = _first_leaf(exc)
+        if isinstance(first, LinguaChainError | OSError):
+            log.error("fatal: %s", first)
+            click.echo(f"error: {first}", err=True)
+        else:
+            log.critical("fatal internal error", exc_info=exc)
+            click.echo(
+                f"error: internal error: {first!r} (traceback in {config.datadir}/debug.log)", err=True
+            )
+        return 1
+    return 0
+
+
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+@cli.command()
+@click.option("--datadir", type=click.Path(path_type=Path))
+@click.option("--network", type=click.Choice(["devnet", "testnet", "mainnet"]))
+@click.option("--timeout", type=float, default=60.0, show_default=True)
+def stop(datadir: Path | None, network: str | None, timeout: float) -> None:
+    """Stop the daemon of a datadir (RPC `stop`, or SIGTERM to its pid) and wait until it exited."""
+    import signal
+
+    from linguachaind.config import resolve_network_and_datadir
+    from linguachaind.datadir import Layout
+
+    try:
+        _, root = resolve_network_and_datadir(
+            {"datadir": str(datadir) if datadir else None, "network": network}, os.environ
+        )
+    except ConfigError as exc:
+        _fail(str(exc))
+    layout = Layout(root)
+    pid = _read_pid(layout.pid)
+    if pid is None:
+        _fail(f"no linguachaind is running on {root} (no {layout.pid.name})")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        _fail(f"no linguachaind is running on {root} (stale pid {pid})")
+    except PermissionError:
+        _fail(f"not allowed to signal pid {pid}")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            click.echo(f"stopped linguachaind (pid {pid})")
+            return
+        time.sleep(0.1)
+    _fail(f"linguachaind (pid {pid}) did not stop within {timeout:.0f} s")
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(") ")[-1][:1] != "Z"
+    except OSError:
+        return True
+
+
+@cli.command("make-genesis")
+@click.option("--network", type=click.Choice(["devnet", "testnet"]), default="devnet", show_default=True)
+@click.option("--validators", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--accounts", type=click.IntRange(0, 1000), default=10, show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--accounts-out", type=click.Path(dir_okay=False, path_type=Path), help="write accounts.json")
+def make_genesis(network: str, validators: int, accounts: int, out: Path, accounts_out: Path | None) -> None:
+    """Write a genesis with deterministic dev validators and funded dev accounts (never for value)."""
+    from chain.genesis import genesis_to_json, parse_genesis
+    from linguachaind.devgenesis import dev_accounts, devnet_genesis_doc
+
+    try:
+        genesis = parse_genesis(devnet_genesis_doc(validators, accounts, network=network))
+    except LinguaChainError as exc:
+        _fail(str(exc))
+    out.write_text(json.dumps(genesis_to_json(genesis), indent=2) + "\n")
+    if accounts_out is not None:
+        accounts_out.write_text(json.dumps(dev_accounts(accounts, validators, network), indent=2) + "\n")
+    click.echo(f"wrote {out} ({validators} validators, {accounts} funded accounts)")
+
+
+def main() -> None:
+    cli(prog_name="linguachaind")
+
+
+if __name__ == "__main__":
+    main()
