@@ -1,0 +1,81 @@
+"""Stateless body rules of a block (PROTOCOL §3.2, §4.7 "body rules").
+
+Owns: the checks a block body must pass that need only the params and the block itself: body root,
+block size, tx count, per-tx chain id / size / signature, duplicates, and the structural rules of DATA
+and VERSION bodies. They are shared by block validation (`chain.consensus.validation`) and by
+`INVALID_BLOCK` slashing evidence (`chain.consensus.slashing`), which can only prove faults that do
+not depend on a parent state.
+
+Must not: read state, the mempool or blobs. State-dependent rules (nonces, balances) are the state
+transition's; the federated-learning rules of DATA and VERSION bodies (selection, aggregation,
+scores, PROTOCOL §6.4-§6.5) are completed by the FL issue in `check_fl_body_stateless` below and in
+their own state-aware module.
+"""
+
+from __future__ import annotations
+
+from chain.block import Block, DataBody, TxBody, VersionBody, body_root
+from chain.codec import encode
+from chain.errors import ErrorCode
+from chain.header import round_for_height
+from chain.params import ChainParams
+from chain.tx import TX_VERSION
+
+
+def check_body_stateless(params: ChainParams, block: Block) -> ErrorCode | None:
+    """First failing stateless body rule of `block`, or None. Cheap checks first (§4.7)."""
+    if body_root(block.body) != block.header.body_root:
+        return ErrorCode.BAD_BODY_ROOT
+    if len(encode(block)) > params.max_block_bytes:
+        return ErrorCode.BLOCK_TOO_LARGE
+    body = block.body
+    if isinstance(body, TxBody):
+        return _check_txs(params, body)
+    return check_fl_body_stateless(params, block)
+
+
+def _check_txs(params: ChainParams, body: TxBody) -> ErrorCode | None:
+    if len(body.txs) > params.max_txs_per_block:
+        return ErrorCode.TOO_MANY_TXS
+    seen: set[bytes] = set()
+    for tx in body.txs:
+        if tx.version != TX_VERSION or tx.chain_id != params.chain_id:
+            return ErrorCode.INVALID_TX_IN_BLOCK
+        if len(encode(tx)) > params.max_tx_bytes:
+            return ErrorCode.INVALID_TX_IN_BLOCK
+        tx_id = tx.id
+        if tx_id in seen:
+            return ErrorCode.DUPLICATE_TX
+        seen.add(tx_id)
+        if not tx.signature_valid():
+            return ErrorCode.INVALID_TX_IN_BLOCK
+    return None
+
+
+def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | None:
+    """Structural rules of DATA and VERSION bodies (PROTOCOL §6.4, §6.5).
+
+    PLACE FOR THE FEDERATED-LEARNING ISSUE: the stateless parts of the data-selection and
+    aggregation rules go here (they then also become provable by INVALID_BLOCK evidence); the
+    state- and blob-dependent parts (re-running the selection, recomputing the aggregate) belong to
+    the FL rules module called from block validation with the parent state.
+    """
+    body = block.body
+    if isinstance(body, DataBody):
+        if len(set(body.unit_ids)) != len(body.unit_ids):
+            return ErrorCode.BAD_BODY
+        if body.report.n_selected > params.max_test_examples:
+            return ErrorCode.BAD_BODY
+        return None
+    if isinstance(body, VersionBody):
+        if body.round != round_for_height(block.header.height):
+            return ErrorCode.BAD_BODY
+        ids = [u.unit_id for u in body.units]
+        if len(set(ids)) != len(ids):
+            return ErrorCode.BAD_BODY
+        if body.aggregation_rule != params.aggregation_rule:
+            return ErrorCode.BAD_BODY
+        if len(body.per_batch_scores) > params.n_score_batches:
+            return ErrorCode.BAD_BODY
+        return None
+    return None

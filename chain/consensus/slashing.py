@@ -1,0 +1,158 @@
+"""Slashing evidence: does it prove a fault, by whom, and under which normalised key (PROTOCOL §5.3).
+
+Owns: `verify_evidence` (called by the state transition for a `SLASH_EVIDENCE` tx), `evidence_key`
+(the "accepted once" identity: the same fault reported with a/b swapped, or with two other copies of
+the conflicting objects, has the same key), and `slash_amounts` (how the slashed stake splits into
+burn and reporter share). Must not: change state (the state engineer's SLASH_EVIDENCE transition
+applies the effect: burn, reporter share, jail for `jail_blocks`, reputation reset to the minimum).
+
+Per kind:
+- DOUBLE_PROPOSAL: two validly signed headers of one proposer at one height with different hashes.
+- DOUBLE_ATTEST: two validly signed attestations of one validator at one height for different blocks.
+- INVALID_BLOCK: a validly signed header plus a body that hashes to its `body_root` and fails a
+  *stateless* rule with a permanent code (`check_body_stateless`, or a header kind that does not
+  match its height). State-dependent faults cannot be proven without the parent state; a caller
+  that has it may pass `revalidate` to extend the check.
+- FALSE_SCORE: needs the federated-learning rules (re-scoring within `score_slash_tolerance_micro`,
+  PROTOCOL §6.5). Until they exist this returns `BAD_EVIDENCE`; the FL issue supplies
+  `check_false_score` (see `FalseScoreCheck`) and sets it as the default here.
+
+Evidence is only accepted while the faulty stake can still be reached: the fault height must be
+within `unbonding_blocks` of the state's height (older -> `EVIDENCE_TOO_OLD`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chain.block import BODY_TYPES, Block
+from chain.codec import decode
+from chain.consensus.body import check_body_stateless
+from chain.errors import ErrorCode
+from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, FalseScore, InvalidBlock
+from chain.hashing import H_many
+from chain.header import Header, kind_for_height
+from chain.params import ChainParams
+from chain.state.model import StateReader
+from chain.types import Hash32, PubKey
+
+EVIDENCE_KEY_TAG = b"LC/evidence-key/1"
+
+BlockRevalidator = Callable[[ChainParams, Block], ErrorCode | None]
+"""Re-validate a decoded block whose header is signed; return its first failing rule or None."""
+
+FalseScoreCheck = Callable[[ChainParams, StateReader, Header, bytes], ErrorCode | None]
+"""FL rules (§6.5): None if the version block's score is off by more than the slash tolerance
+(a fault), else the code saying why the evidence does not prove one."""
+
+
+def evidence_key(kind: EvidenceKind, validator: PubKey, height: int) -> Hash32:
+    """H(tag || kind || validator || height): one slash per validator, kind and height."""
+    return H_many(EVIDENCE_KEY_TAG, bytes([int(kind)]), validator, height.to_bytes(8, "big"))
+
+
+def slash_amounts(params: ChainParams, kind: EvidenceKind, stake: int) -> tuple[int, int]:
+    """(total slashed, reporter share) in base units; the burn is total - share (floor divisions)."""
+    total = stake * params.slash_permille(int(kind)) // 1000
+    share = total * params.slash_reporter_share_permille // 1000
+    return total, share
+
+
+def verify_evidence(
+    params: ChainParams,
+    reader: StateReader,
+    evidence: Evidence,
+    *,
+    revalidate: BlockRevalidator | None = None,
+    check_false_score: FalseScoreCheck | None = None,
+) -> tuple[PubKey, Hash32] | ErrorCode:
+    """(faulty validator, normalised evidence key) if `evidence` proves a fault, else why not.
+
+    Codes: WRONG_CHAIN, BAD_SIGNATURE, EVIDENCE_NOT_A_FAULT (well-formed but proves nothing),
+    EVIDENCE_TOO_OLD, UNKNOWN_VALIDATOR (no record to slash), DUPLICATE_EVIDENCE (key already seen),
+    BAD_EVIDENCE (kind not checkable yet: FALSE_SCORE without the FL rules).
+    """
+    proof = evidence.proof
+    if isinstance(proof, DoubleProposal):
+        found = _double_proposal(params, proof)
+    elif isinstance(proof, DoubleAttest):
+        found = _double_attest(params, proof)
+    elif isinstance(proof, InvalidBlock):
+        found = _invalid_block(params, proof, revalidate or check_body_stateless)
+    else:
+        found = _false_score(params, reader, proof, check_false_score)
+    if isinstance(found, ErrorCode):
+        return found
+    validator, height = found
+    if height + params.unbonding_blocks <= reader.height:
+        return ErrorCode.EVIDENCE_TOO_OLD
+    if reader.validator(validator) is None:
+        return ErrorCode.UNKNOWN_VALIDATOR
+    key = evidence_key(evidence.kind, validator, height)
+    if reader.evidence_seen(key):
+        return ErrorCode.DUPLICATE_EVIDENCE
+    return validator, key
+
+
+def _double_proposal(params: ChainParams, p: DoubleProposal) -> tuple[PubKey, int] | ErrorCode:
+    a, b = p.a, p.b
+    if a.chain_id != params.chain_id or b.chain_id != params.chain_id:
+        return ErrorCode.WRONG_CHAIN
+    if a.height != b.height or a.proposer != b.proposer or a.height == 0 or a.hash == b.hash:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    if not (a.signature_valid() and b.signature_valid()):
+        return ErrorCode.BAD_SIGNATURE
+    return a.proposer, a.height
+
+
+def _double_attest(params: ChainParams, p: DoubleAttest) -> tuple[PubKey, int] | ErrorCode:
+    a, b = p.a, p.b
+    if a.chain_id != params.chain_id or b.chain_id != params.chain_id:
+        return ErrorCode.WRONG_CHAIN
+    if a.height != b.height or a.validator != b.validator or a.block_hash == b.block_hash:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    if not (a.signature_valid() and b.signature_valid()):
+        return ErrorCode.BAD_SIGNATURE
+    return a.validator, a.height
+
+
+def _invalid_block(
+    params: ChainParams, p: InvalidBlock, revalidate: BlockRevalidator
+) -> tuple[PubKey, int] | ErrorCode:
+    header = p.header
+    if header.chain_id != params.chain_id:
+        return ErrorCode.WRONG_CHAIN
+    if header.height == 0:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    if not header.signature_valid():
+        return ErrorCode.BAD_SIGNATURE
+    if header.kind != kind_for_height(header.height):
+        return header.proposer, header.height  # the signed header alone is invalid (§4.1)
+    body = decode(BODY_TYPES[header.kind], p.body)
+    if isinstance(body, ErrorCode):
+        return ErrorCode.EVIDENCE_NOT_A_FAULT  # not tied to the header: anyone can write bad bytes
+    block = Block(header, body)
+    code = revalidate(params, block)
+    if code is None or code.is_transient or code == ErrorCode.BAD_BODY_ROOT:
+        # BAD_BODY_ROOT: the body is not the one the proposer committed to.
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    return header.proposer, header.height
+
+
+def _false_score(
+    params: ChainParams, reader: StateReader, p: FalseScore, check: FalseScoreCheck | None
+) -> tuple[PubKey, int] | ErrorCode:
+    # PLACE FOR THE FL ISSUE: pass (or make default) the re-scoring rule of PROTOCOL §6.5.
+    if check is None:
+        return ErrorCode.BAD_EVIDENCE
+    header = p.header
+    if header.chain_id != params.chain_id:
+        return ErrorCode.WRONG_CHAIN
+    if header.height == 0:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    if not header.signature_valid():
+        return ErrorCode.BAD_SIGNATURE
+    code = check(params, reader, header, p.body)
+    if code is not None:
+        return code
+    return header.proposer, header.height

@@ -1,0 +1,178 @@
+"""Header and block validation in the order of PROTOCOL §4.7, over a small `ChainView`.
+
+Owns: `ChainView` (what validation needs to look up), `decode_block` (size limit, decode, canonical),
+`validate_header` (chain id -> PoW -> signature -> parent known -> height/kind/timestamp -> VDF ->
+rank -> certificate signatures) and `validate_block` (header, then body rules, state transition and
+state root). Must not: store blocks, read the clock (`now_ms` is a parameter) or import `vdf`
+(`verify_vdf` is a parameter; the daemon passes `vdf.verify`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol, TypeVar
+
+from chain.block import Block
+from chain.codec import decode
+from chain.consensus.body import check_body_stateless
+from chain.consensus.certificate import certificate_weight
+from chain.consensus.election import (
+    VdfVerifier,
+    earliest_time_ms,
+    eligible_validators,
+    leader_ranks,
+    vdf_challenge,
+)
+from chain.errors import ErrorCode
+from chain.header import PROTOCOL_VERSION, Header, kind_for_height
+from chain.params import ChainParams
+from chain.state.model import StateReader
+from chain.types import BlockHash, StateRoot
+
+S_co = TypeVar("S_co", bound=StateReader, covariant=True)
+S = TypeVar("S", bound=StateReader)
+
+
+class ChainView(Protocol[S_co]):
+    """Lookups validation needs. Only blocks that passed validation (and genesis) are visible.
+
+    Generic in the state type so that `validate_block` can hand the parent state to a transition
+    that wants a concrete class (`chain.state.view.StateView`)."""
+
+    def header(self, block_hash: BlockHash) -> Header | None:
+        """The header of a known valid block, or None."""
+        ...
+
+    def state(self, block_hash: BlockHash) -> S_co | None:
+        """The state after the known valid block `block_hash`, or None if not available (yet)."""
+        ...
+
+    def final_header(self) -> Header:
+        """The last block this node holds final (genesis at first)."""
+        ...
+
+
+class HasStateRoot(Protocol):
+    @property
+    def state_root(self) -> StateRoot: ...
+
+
+E = TypeVar("E", bound=HasStateRoot)
+
+
+def decode_block(params: ChainParams, data: bytes) -> Block | ErrorCode:
+    """§4.7 first steps: size limit, then decode with the canonical check."""
+    if len(data) > params.max_block_bytes:
+        return ErrorCode.BLOCK_TOO_LARGE
+    return decode(Block, data, max_bytes=params.max_block_bytes)
+
+
+def extends_final(view: ChainView[StateReader], parent: Header) -> bool:
+    """True if a child of `parent` would descend from (or be after) the last final block."""
+    final = view.final_header()
+    if parent.height < final.height:
+        return False
+    node, cur = parent, None
+    while node.height > final.height:
+        cur = node.prev_hash
+        found = view.header(cur)
+        if found is None:
+            return False
+        node = found
+    return (cur if cur is not None else parent.hash) == final.hash
+
+
+def validate_header(
+    params: ChainParams, view: ChainView[StateReader], header: Header, now_ms: int, verify_vdf: VdfVerifier
+) -> ErrorCode | None:
+    """None if `header` is valid on top of its (known) parent; else the first failing rule (§4.7)."""
+    if view.header(header.hash) is not None:
+        return ErrorCode.ALREADY_KNOWN
+    if header.version != PROTOCOL_VERSION:
+        return ErrorCode.BAD_VERSION
+    if header.chain_id != params.chain_id:
+        return ErrorCode.WRONG_CHAIN
+    if not header.pow_valid(params.pow_bits_header):
+        return ErrorCode.BAD_POW
+    if not header.signature_valid():
+        return ErrorCode.BAD_SIGNATURE
+    parent = view.header(header.prev_hash)
+    if parent is None:
+        return ErrorCode.ORPHAN
+    parent_state = view.state(header.prev_hash)
+    if parent_state is None:
+        return ErrorCode.ORPHAN
+    # height / kind / timestamp (§4.1, §1.3)
+    if header.height != parent.height + 1:
+        return ErrorCode.BAD_HEIGHT
+    if header.kind != kind_for_height(header.height):
+        return ErrorCode.BAD_KIND
+    if header.timestamp_ms <= parent.timestamp_ms:
+        return ErrorCode.BAD_TIMESTAMP
+    if header.timestamp_ms > now_ms + params.max_future_drift_ms:
+        return ErrorCode.FUTURE_BLOCK
+    if not extends_final(view, parent):
+        return ErrorCode.CONFLICTS_WITH_FINAL
+    # VDF (§4.2)
+    challenge = vdf_challenge(params.chain_id, header.prev_hash)
+    if not verify_vdf(
+        challenge, params.vdf_discriminant_bits, params.vdf_iterations, header.vdf_output, header.vdf_proof
+    ):
+        return ErrorCode.BAD_VDF
+    # rank (§4.3)
+    ranks = leader_ranks(header.vdf_output, eligible_validators(parent_state, header.height))
+    if header.proposer not in ranks:
+        return ErrorCode.NOT_ELIGIBLE
+    if ranks.index(header.proposer) != header.rank:
+        return ErrorCode.BAD_RANK
+    if header.timestamp_ms < earliest_time_ms(params, parent.timestamp_ms, header.rank):
+        return ErrorCode.TOO_EARLY
+    return _check_parent_certificate(params, view, header, parent)
+
+
+def _check_parent_certificate(
+    params: ChainParams, view: ChainView[StateReader], header: Header, parent: Header
+) -> ErrorCode | None:
+    cert = header.parent_certificate
+    if len(cert) > params.max_attestations:
+        return ErrorCode.BAD_CERTIFICATE
+    if parent.height == 0:
+        return ErrorCode.BAD_CERTIFICATE if cert else None  # genesis is final by definition
+    if not cert:
+        return None
+    grandparent_state = view.state(parent.prev_hash)
+    if grandparent_state is None:
+        return ErrorCode.ORPHAN
+    eligible = eligible_validators(grandparent_state, parent.height)
+    weight = certificate_weight(params.chain_id, parent.height, parent.hash, eligible, cert)
+    return weight if isinstance(weight, ErrorCode) else None
+
+
+def validate_block(
+    params: ChainParams,
+    view: ChainView[S],
+    block: Block,
+    now_ms: int,
+    verify_vdf: VdfVerifier,
+    apply_block: Callable[[ChainParams, S, Block], E | ErrorCode],
+) -> E | ErrorCode:
+    """The whole §4.7 pipeline after decoding: header, body rules, state transition, state root.
+
+    `apply_block` is `chain.state.transition.apply_block(params, reader, block) -> BlockEffects |
+    ErrorCode`. Returns its effects (to connect the block with) or the first failure.
+    """
+    code = validate_header(params, view, block.header, now_ms, verify_vdf)
+    if code is not None:
+        return code
+    code = check_body_stateless(params, block)
+    if code is not None:
+        return code
+    parent_state = view.state(block.header.prev_hash)
+    if parent_state is None:  # pragma: no cover - validate_header checked it
+        return ErrorCode.ORPHAN
+    effects = apply_block(params, parent_state, block)
+    if isinstance(effects, ErrorCode):
+        return effects
+    if effects.state_root != block.header.state_root:
+        return ErrorCode.BAD_STATE_ROOT
+    return effects

@@ -1,0 +1,78 @@
+"""Stateless body rules (chain.consensus.body; PROTOCOL §3.2, §4.7 "body rules")."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from chain.block import Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
+from chain.consensus.body import check_body_stateless
+from chain.crypto import account_id
+from chain.errors import ErrorCode
+from chain.hashing import H
+from chain.header import BlockKind
+from chain.params import AggregationRule
+from chain.tx import Transfer, Tx, make_tx
+from chain.types import ZERO_HASH, Amount, BlobHash, ChainId, Hash32, Height, Micro, Round, Signature, UnitId
+from tests.sim.world import KEYS, PARAMS, genesis_like, validator_state
+
+P = PARAMS
+BASE = genesis_like(P, validator_state(P, []))
+
+
+def block(body: TxBody | DataBody | VersionBody, height: int = 1) -> Block:
+    kind = {TxBody: BlockKind.TX, DataBody: BlockKind.DATA, VersionBody: BlockKind.VERSION}[type(body)]
+    header = dataclasses.replace(BASE, height=Height(height), kind=kind, body_root=body_root(body))
+    return Block(header, body)
+
+
+def tx(nonce: int, chain: str = P.chain_id) -> Tx:
+    return make_tx(KEYS[0], ChainId(chain), nonce, P.min_fee, Transfer(account_id(KEYS[1].pubkey), Amount(5)))
+
+
+def test_valid_tx_body() -> None:
+    assert check_body_stateless(P, block(TxBody((tx(0), tx(1))))) is None
+
+
+def test_body_root_mismatch() -> None:
+    b = block(TxBody((tx(0),)))
+    wrong = Block(dataclasses.replace(b.header, body_root=Hash32(H(b"x"))), b.body)
+    assert check_body_stateless(P, wrong) == ErrorCode.BAD_BODY_ROOT
+
+
+def test_tx_rules() -> None:
+    one = tx(0)
+    assert check_body_stateless(P, block(TxBody((one, one)))) == ErrorCode.DUPLICATE_TX
+    other_chain = tx(0, "lc-other")
+    assert check_body_stateless(P, block(TxBody((other_chain,)))) == ErrorCode.INVALID_TX_IN_BLOCK
+    forged = dataclasses.replace(one, signature=Signature(b"\x02" * 64))
+    assert check_body_stateless(P, block(TxBody((forged,)))) == ErrorCode.INVALID_TX_IN_BLOCK
+    few = dataclasses.replace(P, max_txs_per_block=1)
+    assert check_body_stateless(few, block(TxBody((tx(0), tx(1))))) == ErrorCode.TOO_MANY_TXS
+    small = dataclasses.replace(P, max_block_bytes=300)
+    assert check_body_stateless(small, block(TxBody((tx(0), tx(1))))) == ErrorCode.BLOCK_TOO_LARGE
+
+
+def test_data_and_version_structure() -> None:
+    report = QualityReport(2, 10, 0, 0, 0, 0, 10, ZERO_HASH)
+    u = UnitId(H(b"u"))
+    assert check_body_stateless(P, block(DataBody((u, UnitId(H(b"v"))), report), height=2)) is None
+    assert check_body_stateless(P, block(DataBody((u, u), report), height=2)) == ErrorCode.BAD_BODY
+    version = VersionBody(
+        round=Round(0),
+        base_version_id=ZERO_HASH,
+        units=(UnitWeight(u, 1),),
+        aggregation_rule=P.aggregation_rule,
+        new_adapter_blob_hash=BlobHash(ZERO_HASH),
+        per_batch_scores=(Micro(1),),
+        total_score=1,
+        previous_score=2,
+    )
+    assert check_body_stateless(P, block(version, height=3)) is None
+    assert (
+        check_body_stateless(P, block(dataclasses.replace(version, round=Round(1)), height=3))
+        == ErrorCode.BAD_BODY
+    )
+    other_rule = dataclasses.replace(version, aggregation_rule=AggregationRule.MEDIAN)
+    assert check_body_stateless(P, block(other_rule, height=3)) == ErrorCode.BAD_BODY
+    twice = dataclasses.replace(version, units=(UnitWeight(u, 1), UnitWeight(u, 2)))
+    assert check_body_stateless(P, block(twice, height=3)) == ErrorCode.BAD_BODY

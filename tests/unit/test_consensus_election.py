@@ -1,0 +1,126 @@
+"""Leader election (PROTOCOL §4.2-§4.3): pinned rank vectors, exact arithmetic, eligibility, timing."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from chain.consensus.election import (
+    FRAC_BITS,
+    earliest_time_ms,
+    eligible_validators,
+    leader_ranks,
+    neg_ln_u_fixed,
+    rank_of,
+    vdf_challenge,
+)
+from chain.crypto import SecretKey
+from chain.hashing import H
+from chain.types import ChainId
+from tests.sim.world import KEYS, PARAMS, STAKE, validator_state
+
+VECTOR_KEYS = [SecretKey.from_label(f"rank-vector-{i}") for i in range(6)]
+VECTOR_WEIGHTS = [w * 10**10 * 1000 for w in (1, 2, 3, 5, 8, 13)]
+VECTOR_ELIGIBLE = [(k.pubkey, w) for k, w in zip(VECTOR_KEYS, VECTOR_WEIGHTS, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("y", "expected"),
+    [
+        (H(b"vector-y-0"), [1, 4, 2, 5, 3, 0]),
+        (H(b"vector-y-1"), [1, 4, 5, 3, 2, 0]),
+        (b"\x00" * 100, [5, 2, 4, 3, 1, 0]),
+    ],
+)
+def test_rank_vector_is_pinned(y: bytes, expected: list[int]) -> None:
+    """Same inputs -> same order on every run and platform (indices into VECTOR_KEYS)."""
+    order = leader_ranks(y, VECTOR_ELIGIBLE)
+    assert [VECTOR_KEYS.index(next(k for k in VECTOR_KEYS if k.pubkey == pk)) for pk in order] == expected
+
+
+def test_ranks_do_not_depend_on_input_order() -> None:
+    shuffled = list(VECTOR_ELIGIBLE)
+    random.Random(7).shuffle(shuffled)
+    y = H(b"any")
+    assert leader_ranks(y, shuffled) == leader_ranks(y, VECTOR_ELIGIBLE)
+
+
+def test_ranks_are_a_permutation_and_skip_zero_weight() -> None:
+    eligible = [*VECTOR_ELIGIBLE, (KEYS[0].pubkey, 0)]
+    order = leader_ranks(H(b"p"), eligible)
+    assert sorted(order) == sorted(k.pubkey for k in VECTOR_KEYS)
+    assert rank_of(H(b"p"), eligible, KEYS[0].pubkey) is None
+    assert rank_of(H(b"p"), eligible, order[2]) == 2
+
+
+def test_vdf_challenge_vector() -> None:
+    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || prev_hash)."""
+    got = vdf_challenge(ChainId("lc-devnet"), b"\x11" * 32)
+    assert got.hex() == "336795dcf6087f3ef47f891c8974179e343efb68bdc8d6bf3649108dc2759e1d"
+    assert got == H(b"LC/vdf/1" + b"lc-devnet" + b"\x11" * 32)
+
+
+def test_fixed_point_ln_matches_ln2_constant_and_bounds() -> None:
+    # -ln(1/2^256) = 256 ln 2; ln 2 in hex is 0.b17217f7d1cf79abc9e3b39803f2f6af40f343267298b62d8a0d...
+    ln2_hex = "b17217f7d1cf79abc9e3b39803f2f6af40f343267298b62d8a"
+    assert neg_ln_u_fixed(1) == int(ln2_hex, 16)
+    assert neg_ln_u_fixed(1 << 256) == 0
+    with pytest.raises(ValueError, match="n must be"):
+        neg_ln_u_fixed(0)
+
+
+def test_fixed_point_ln_agrees_with_float_log() -> None:
+    rng = random.Random(1)
+    for _ in range(300):
+        n = rng.getrandbits(rng.randint(1, 256)) + 1
+        expected = 256 * math.log(2) - math.log(n)
+        assert abs(neg_ln_u_fixed(n) / 2**FRAC_BITS - expected) < 1e-9
+
+
+def test_leader_frequency_follows_weight() -> None:
+    """Efraimidis-Spirakis: P(rank 0) = w_i / sum(w). Weights 1:3 over 4,000 draws."""
+    a, b = KEYS[0].pubkey, KEYS[1].pubkey
+    eligible = [(a, 1000), (b, 3000)]
+    wins_b = sum(leader_ranks(H(i.to_bytes(4, "big")), eligible)[0] == b for i in range(4000))
+    assert 0.72 < wins_b / 4000 < 0.78  # 0.75 +- 4.4 sigma
+
+
+def test_eligible_validators_filters_and_weights() -> None:
+    p = PARAMS
+    small, jailed, immature = KEYS[1].pubkey, KEYS[2].pubkey, KEYS[3].pubkey
+    state = validator_state(
+        p,
+        [
+            (KEYS[0].pubkey, STAKE),
+            (small, p.min_stake - 1),
+            (jailed, STAKE),
+            (immature, STAKE),
+            (KEYS[4].pubkey, STAKE),
+        ],
+        height=9,
+        reputation={KEYS[4].pubkey: 1500},
+        jailed_until={jailed: 11},
+        mature_height={immature: 12},
+    )
+    got = eligible_validators(state, 10)
+    assert got == sorted([(KEYS[0].pubkey, STAKE), (KEYS[4].pubkey, STAKE * 3 // 2)])
+    # at height 11 the jail is over; at 12 the stake is mature
+    assert jailed in dict(eligible_validators(state, 11))
+    assert immature in dict(eligible_validators(state, 12))
+
+
+def test_eligible_validators_caps_at_max_validators() -> None:
+    import dataclasses
+
+    p = dataclasses.replace(PARAMS, max_validators=2)
+    stakes = [(k.pubkey, STAKE + i) for i, k in enumerate(KEYS[:4])]
+    got = eligible_validators(validator_state(p, stakes), 1)
+    assert {pk for pk, _ in got} == {KEYS[2].pubkey, KEYS[3].pubkey}
+
+
+def test_earliest_time_uses_slot_and_rank_delay() -> None:
+    p = PARAMS
+    assert earliest_time_ms(p, 1000, 0) == 1000 + p.slot_ms
+    assert earliest_time_ms(p, 1000, 3) == 1000 + p.slot_ms + 3 * p.rank_delay_ms

@@ -1,0 +1,209 @@
+"""Slashing evidence (PROTOCOL §5.3): every kind, the normalised key, and the state effect.
+
+The state effect is applied by the state engineer's SLASH_EVIDENCE rule (chain.state.txrules); these
+tests run it for real to check that a proven fault burns stake, pays the reporter, jails and resets
+reputation, and that the same fault is accepted once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+
+from chain.block import TxBody
+from chain.codec import encode
+from chain.consensus.slashing import evidence_key, slash_amounts, verify_evidence
+from chain.crypto import SecretKey, account_id
+from chain.errors import ErrorCode
+from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, FalseScore, InvalidBlock
+from chain.hashing import H
+from chain.header import Attestation, BlockKind, Header, kind_for_height
+from chain.state.model import Account
+from chain.state.txrules import apply_tx
+from chain.state.view import MemoryState, StateOverlay
+from chain.tx import SlashEvidence, Transfer, make_tx
+from chain.types import Amount, BlockHash, ChainId, Height, Nonce, TimestampMs
+from tests.sim.world import FAKE_VDF, KEYS, PARAMS, STAKE, child_header, genesis_like, validator_state
+
+P = PARAMS
+OFFENDER = KEYS[0]
+REPORTER = KEYS[7]
+
+
+@pytest.fixture
+def state() -> MemoryState:
+    st = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]], height=5)
+    ov = StateOverlay(st)
+    ov.set_account(account_id(REPORTER.pubkey), Account(Amount(10**8), Nonce(0)))
+    st.apply(ov.writes, Height(5))
+    return st
+
+
+def header_at(height: int, salt: bytes, key: SecretKey = OFFENDER, kind: BlockKind | None = None) -> Header:
+    base = genesis_like(P, validator_state(P, []))
+    return dataclasses.replace(
+        base,
+        height=Height(height),
+        kind=kind if kind is not None else kind_for_height(height),
+        prev_hash=BlockHash(H(salt)),
+        proposer=key.pubkey,
+    ).signed(key)
+
+
+def att(height: int, block: bytes, key: SecretKey = OFFENDER) -> Attestation:
+    return Attestation(P.chain_id, Height(height), BlockHash(block), key.pubkey).signed(key)
+
+
+def test_double_proposal_proves_fault_and_key_is_normalised(state: MemoryState) -> None:
+    a, b = header_at(4, b"a"), header_at(4, b"b")
+    got = verify_evidence(P, state, Evidence(EvidenceKind.DOUBLE_PROPOSAL, DoubleProposal(a, b)))
+    swapped = verify_evidence(P, state, Evidence(EvidenceKind.DOUBLE_PROPOSAL, DoubleProposal(b, a)))
+    other_pair = verify_evidence(
+        P, state, Evidence(EvidenceKind.DOUBLE_PROPOSAL, DoubleProposal(a, header_at(4, b"c")))
+    )
+    key = evidence_key(EvidenceKind.DOUBLE_PROPOSAL, OFFENDER.pubkey, 4)
+    assert got == swapped == other_pair == (OFFENDER.pubkey, key)
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "code"),
+    [
+        (lambda: header_at(4, b"a"), lambda: header_at(4, b"a"), ErrorCode.EVIDENCE_NOT_A_FAULT),  # same
+        (lambda: header_at(4, b"a"), lambda: header_at(3, b"b"), ErrorCode.EVIDENCE_NOT_A_FAULT),
+        (lambda: header_at(4, b"a"), lambda: header_at(4, b"b", KEYS[1]), ErrorCode.EVIDENCE_NOT_A_FAULT),
+        (
+            lambda: header_at(4, b"a"),
+            lambda: dataclasses.replace(header_at(4, b"b"), timestamp_ms=TimestampMs(1)),
+            ErrorCode.BAD_SIGNATURE,
+        ),
+        (
+            lambda: header_at(4, b"a"),
+            lambda: dataclasses.replace(header_at(4, b"b"), chain_id=ChainId("x")),
+            ErrorCode.WRONG_CHAIN,
+        ),
+    ],
+)
+def test_double_proposal_rejections(
+    state: MemoryState, a: Callable[[], Header], b: Callable[[], Header], code: ErrorCode
+) -> None:
+    ev = Evidence(EvidenceKind.DOUBLE_PROPOSAL, DoubleProposal(a(), b()))
+    assert verify_evidence(P, state, ev) == code
+
+
+def test_double_attest(state: MemoryState) -> None:
+    a, b = att(5, H(b"x")), att(5, H(b"y"))
+    got = verify_evidence(P, state, Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(b, a)))
+    assert got == (OFFENDER.pubkey, evidence_key(EvidenceKind.DOUBLE_ATTEST, OFFENDER.pubkey, 5))
+    same = Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(a, a))
+    assert verify_evidence(P, state, same) == ErrorCode.EVIDENCE_NOT_A_FAULT
+    other_height = Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(a, att(4, H(b"y"))))
+    assert verify_evidence(P, state, other_height) == ErrorCode.EVIDENCE_NOT_A_FAULT
+    forged = dataclasses.replace(b, signature=a.signature)
+    bad_sig = Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(a, forged))
+    assert verify_evidence(P, state, bad_sig) == ErrorCode.BAD_SIGNATURE
+
+
+def test_unknown_validator_and_too_old(state: MemoryState) -> None:
+    stranger = KEYS[6]
+    ev = Evidence(
+        EvidenceKind.DOUBLE_ATTEST, DoubleAttest(att(5, H(b"x"), stranger), att(5, H(b"y"), stranger))
+    )
+    assert verify_evidence(P, state, ev) == ErrorCode.UNKNOWN_VALIDATOR
+    later = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]], height=5 + P.unbonding_blocks)
+    ev = Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(att(5, H(b"x")), att(5, H(b"y"))))
+    assert verify_evidence(P, later, ev) == ErrorCode.EVIDENCE_TOO_OLD
+
+
+def _bad_tx_block(state: MemoryState) -> tuple[Header, TxBody]:
+    """A correctly committed TX block whose only tx is for another chain (stateless fault)."""
+    tx = make_tx(KEYS[2], ChainId("lc-other"), 0, 1000, Transfer(account_id(KEYS[3].pubkey), Amount(1)))
+    body = TxBody((tx,))
+    genesis = genesis_like(P, state)
+    header = child_header(P, genesis, state, FAKE_VDF, body=body)
+    return header, body
+
+
+def test_invalid_block_stateless_fault(state: MemoryState) -> None:
+    header, body = _bad_tx_block(validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]]))
+    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(body)))
+    assert verify_evidence(P, state, ev) == (
+        header.proposer,
+        evidence_key(EvidenceKind.INVALID_BLOCK, header.proposer, 1),
+    )
+    # a body the proposer did not commit to proves nothing
+    other = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
+    assert verify_evidence(P, state, other) == ErrorCode.EVIDENCE_NOT_A_FAULT
+    garbage = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, b"\xc1"))
+    assert verify_evidence(P, state, garbage) == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def test_invalid_block_valid_body_is_not_a_fault(state: MemoryState) -> None:
+    genesis_state = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]])
+    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF)
+    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
+    assert verify_evidence(P, state, ev) == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def test_invalid_block_wrong_kind_for_height(state: MemoryState) -> None:
+    header = header_at(2, b"k", kind=BlockKind.TX)  # height 2 must be DATA
+    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
+    assert verify_evidence(P, state, ev) == (
+        OFFENDER.pubkey,
+        evidence_key(EvidenceKind.INVALID_BLOCK, OFFENDER.pubkey, 2),
+    )
+
+
+def test_invalid_block_revalidate_hook(state: MemoryState) -> None:
+    genesis_state = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]])
+    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF)
+    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
+    assert verify_evidence(P, state, ev, revalidate=lambda p, b: ErrorCode.BAD_BODY) == (
+        header.proposer,
+        evidence_key(EvidenceKind.INVALID_BLOCK, header.proposer, 1),
+    )
+    assert verify_evidence(P, state, ev, revalidate=lambda p, b: ErrorCode.BLOB_MISSING) == (
+        ErrorCode.EVIDENCE_NOT_A_FAULT  # transient codes never prove a fault
+    )
+
+
+def test_false_score_waits_for_fl_rules(state: MemoryState) -> None:
+    header = header_at(3, b"v")
+    ev = Evidence(EvidenceKind.FALSE_SCORE, FalseScore(header, b""))
+    assert verify_evidence(P, state, ev) == ErrorCode.BAD_EVIDENCE
+    got = verify_evidence(P, state, ev, check_false_score=lambda p, r, h, b: None)
+    assert got == (OFFENDER.pubkey, evidence_key(EvidenceKind.FALSE_SCORE, OFFENDER.pubkey, 3))
+
+
+def test_slash_amounts_split() -> None:
+    total, share = slash_amounts(P, EvidenceKind.DOUBLE_PROPOSAL, 1_000_000)
+    assert total == 1_000_000 * P.slash_double_proposal_permille // 1000
+    assert share == total * P.slash_reporter_share_permille // 1000
+
+
+@pytest.mark.parametrize(
+    "kind", [EvidenceKind.DOUBLE_PROPOSAL, EvidenceKind.DOUBLE_ATTEST, EvidenceKind.INVALID_BLOCK]
+)
+def test_state_effect_burn_pay_jail_reset_once(state: MemoryState, kind: EvidenceKind) -> None:
+    if kind is EvidenceKind.DOUBLE_PROPOSAL:
+        ev = Evidence(kind, DoubleProposal(header_at(4, b"a"), header_at(4, b"b")))
+    elif kind is EvidenceKind.DOUBLE_ATTEST:
+        ev = Evidence(kind, DoubleAttest(att(5, H(b"x")), att(5, H(b"y"))))
+    else:
+        ev = Evidence(kind, InvalidBlock(header_at(2, b"k", kind=BlockKind.TX), encode(TxBody())))
+    height = Height(6)
+    ov = StateOverlay(state)
+    tx = make_tx(REPORTER, P.chain_id, 0, P.min_fee, SlashEvidence(ev))
+    assert apply_tx(P, ov, tx, height) is None
+    total, share = slash_amounts(P, kind, STAKE)
+    rec = ov.validator(OFFENDER.pubkey)
+    assert rec is not None
+    assert rec.stake_total == STAKE - total
+    assert rec.jailed_until == height + P.jail_blocks
+    assert rec.reputation == P.reputation_min
+    assert ov.account(account_id(REPORTER.pubkey)).balance == 10**8 - P.min_fee + share
+    # accepted once: the same fault again (a and b swapped, or another copy) is refused
+    state.apply(ov.writes, height)
+    again = verify_evidence(P, state, ev)
+    assert again == ErrorCode.DUPLICATE_EVIDENCE
