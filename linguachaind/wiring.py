@@ -129,10 +129,12 @@ def _drain(service: Any) -> Any:
 
 
 async def start_services(node: Node, nursery: trio.Nursery) -> None:
-    """VDF service, then (validators) attester and producer; mempool expiry."""
+    """Chain service retries, VDF service, then (validators) attester, producer and evidence reporter;
+    mempool expiry."""
     from linguachaind.adapters import ProducerStats
     from linguachaind.services.attester import Attester
-    from linguachaind.services.producer import Producer
+    from linguachaind.services.evidence import EvidenceReporter
+    from linguachaind.services.producer import Producer, always_synced
     from linguachaind.slashing_protection import SlashingProtection
 
     assert node.ctx is not None
@@ -142,6 +144,8 @@ async def start_services(node: Node, nursery: trio.Nursery) -> None:
     assert network is not None
     assert pool is not None
     follow = chain if (node.config.validator or node.config.timelord) else None
+    # Retries blocks that arrived slightly early (FUTURE_BLOCK) and orphans whose parent came later.
+    await node.start_service(nursery, "chain", chain.run)
 
     async def run_vdf(*, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         await vdf.run(tip=follow, task_status=task_status)
@@ -153,10 +157,19 @@ async def start_services(node: Node, nursery: trio.Nursery) -> None:
         protection = SlashingProtection.open(node.layout.slashing_protection, key.pubkey)
         node.add_closer("slashing_protection", protection.close)
         attester = Attester(chain, key, protection, network)
-        producer = Producer(chain, vdf, key, protection, node.clock, network, mempool=pool)
+        p2p = node.parts.p2p
+        synced = always_synced
+        if p2p is not None:
+
+            def synced() -> bool:
+                return not p2p.sync_status().syncing
+
+        producer = Producer(chain, vdf, key, protection, node.clock, network, mempool=pool, synced=synced)
+        reporter = EvidenceReporter(chain, key, pool, node.clock, network)
         node.parts.attester, node.parts.producer = attester, producer
         await node.start_service(nursery, "attester", attester.run)
         await node.start_service(nursery, "producer", producer.run)
+        await node.start_service(nursery, "evidence", reporter.run)
         log.info("%s", event("validator_started", pubkey=key.pubkey.hex()[:16]))
     node.ctx.producer = ProducerStats(chain, vdf, producer, attester)
     await node.start_service(nursery, "mempool-expiry", _expire(node, pool))

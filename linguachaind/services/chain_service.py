@@ -39,7 +39,7 @@ from chain.state.view import StateOverlay, StateView
 from chain.store.blockstore import BlockStore
 from chain.types import BlockHash, Height, PubKey
 from linguachaind.logsetup import event
-from linguachaind.services.interfaces import Clock, MempoolLike
+from linguachaind.services.interfaces import ChainWatcher, Clock, MempoolLike
 
 if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
@@ -104,7 +104,13 @@ class ChainService:
         self._version = 0
         self._changed = trio.Event()
         self._imported = self._rejected = self._reorgs = 0
+        self._watchers: list[ChainWatcher] = []
         self._load_main_headers()
+
+    def add_watcher(self, watcher: ChainWatcher) -> None:
+        """Show `watcher` every block header handed to `import_block` (with its result) and every
+        vote (the evidence reporter, PROTOCOL §5.3)."""
+        self._watchers.append(watcher)
 
     def _load_main_headers(self) -> None:
         tip_height = self.store.tip[1]
@@ -255,6 +261,8 @@ class ChainService:
         """Validate and add `block` (PROTOCOL §4.7), then finality, fork choice, reorg. None if it was
         added (to the main chain or as a side block); else the code (ORPHAN: kept until its parent)."""
         code = self._import_one(block)
+        for watcher in self._watchers:
+            watcher.saw_header(block.header, code)
         if code is None:
             self._adopt_orphans(block.hash)
             self._update_chain()
@@ -384,6 +392,8 @@ class ChainService:
             self._pending_atts[att.id] = att
             while len(self._pending_atts) > MAX_PENDING_ATTESTATIONS:
                 self._pending_atts.popitem(last=False)
+            for watcher in self._watchers:
+                watcher.saw_attestation(att, False)
             return ErrorCode.UNKNOWN_BLOCK
         code = self._add_attestation(att)
         if code is None:
@@ -402,6 +412,8 @@ class ChainService:
         if code is not None:
             return code
         pool[att.validator] = att
+        for watcher in self._watchers:
+            watcher.saw_attestation(att, True)
         return None
 
     def _update_chain(self) -> None:

@@ -1,19 +1,23 @@
 """The small Protocols the consensus services get their collaborators through, and test doubles.
 
 Owns: `Clock` (milliseconds and sleeping until a time), `WallClock`, `FakeClock` (tests: time moves
-only when told), `Network` (what the services hand to the p2p layer), `NullNetwork`, `MempoolLike`
-(what the chain service and producer call on the mempool). Must not: implement p2p or the mempool.
+only when told), `Network` (what the services hand to the p2p layer), `TxPublisher` (gossip of a tx
+the node created itself), `NullNetwork`, `MempoolLike` (what the chain service and producer call on
+the mempool), `ChainWatcher` (what the chain service shows the evidence reporter).
+Must not: implement p2p or the mempool.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
 
 from chain.block import Block
-from chain.header import Attestation
+from chain.errors import ErrorCode
+from chain.header import Attestation, Header
 from chain.state.model import StateReader
 from chain.tx import Tx
 from chain.vdfmsg import VdfProof
@@ -76,6 +80,12 @@ class Network(Protocol):
     async def publish_vdf(self, msg: VdfProof) -> None: ...
 
 
+class TxPublisher(Protocol):
+    """Gossip of a tx this node made (the evidence reporter's SLASH_EVIDENCE); `glue.P2PNetwork` has it."""
+
+    async def publish_tx(self, raw: bytes) -> None: ...
+
+
 class NullNetwork:
     """A network that records what was published (single-node devnet and tests)."""
 
@@ -83,6 +93,7 @@ class NullNetwork:
         self.blocks: list[Block] = []
         self.attestations: list[Attestation] = []
         self.vdfs: list[VdfProof] = []
+        self.txs: list[bytes] = []
 
     async def publish_block(self, block: Block) -> None:
         self.blocks.append(block)
@@ -93,6 +104,9 @@ class NullNetwork:
     async def publish_vdf(self, msg: VdfProof) -> None:
         self.vdfs.append(msg)
 
+    async def publish_tx(self, raw: bytes) -> None:
+        self.txs.append(raw)
+
 
 class MempoolLike(Protocol):
     """The part of `mempool.Mempool` the chain service and producer use."""
@@ -101,4 +115,20 @@ class MempoolLike(Protocol):
 
     def on_block_disconnected(self, block: Block, reader: StateReader) -> None: ...
 
-    def tx_template(self, max_bytes: int, max_count: int) -> list[Tx]: ...
+    def tx_template(
+        self, max_bytes: int, max_count: int, *, accept: Callable[[Tx], bool] | None = None
+    ) -> list[Tx]: ...
+
+
+class ChainWatcher(Protocol):
+    """What the chain service shows an observer (the evidence reporter, PROTOCOL §5.3). Called
+    synchronously inside `import_block` / `on_attestation`: must be quick and must not import."""
+
+    def saw_header(self, header: Header, code: ErrorCode | None) -> None:
+        """Every block handed to `import_block`, with its result (None: added, main or side)."""
+        ...
+
+    def saw_attestation(self, att: Attestation, verified: bool) -> None:
+        """A vote: `verified` when it passed `check_attestation` (signature and eligibility) and
+        entered the pool; False for one kept until its block arrives (signature not checked)."""
+        ...

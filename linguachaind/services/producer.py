@@ -1,9 +1,11 @@
 """The block producer: waits for the VDF of the next height, computes its rank, and when its time
 comes assembles, signs, imports and publishes the block (PROTOCOL §4.1-§4.3, ARCHITECTURE §4 step 2).
 
-Owns: the proposal loop over the chain tip, block assembly (a TX body from the mempool template; DATA
-and VERSION blocks carry empty/no-op bodies until the federated-learning issue fills them), the
-header's certificate, state root, PoW and signature, and asking slashing protection before signing.
+Owns: the proposal loop over the chain tip (held back while the node is still syncing), block
+assembly (a TX body from the mempool template, each tx applied to the block's state as it is chosen
+so the body is exactly valid; DATA and VERSION blocks carry empty/no-op bodies until the
+federated-learning issue fills them), the header's certificate, state root, PoW and signature, and
+asking slashing protection before signing.
 Must not: decide ranks or timing rules (chain.consensus.duties does), validate (the chain service
 imports our own block through full validation before it is published), or compute the VDF itself.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
@@ -29,13 +32,15 @@ from chain.consensus.duties import (
     unsigned_header,
 )
 from chain.crypto import SecretKey
-from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.header import BlockKind, Header, kind_for_height, round_for_height
 from chain.signed import unsigned_bytes
 from chain.state.model import StateReader
-from chain.state.transition import apply_block
-from chain.types import ZERO_HASH, BlockHash, Hash32, StateRoot
+from chain.state.transition import BlockError, apply_block_detailed, apply_tx
+from chain.state.txrules import release_unbonding
+from chain.state.view import StateOverlay, StateView
+from chain.tx import Tx
+from chain.types import ZERO_HASH, BlockHash, Hash32, Height, StateRoot
 from linguachaind.logsetup import event
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.interfaces import Clock, MempoolLike, Network
@@ -44,6 +49,11 @@ from linguachaind.slashing_protection import SlashingProtection
 log = logging.getLogger(__name__)
 
 HEADER_HEADROOM: Final = 1024  # bytes kept free beside the header and the array framing
+SYNC_POLL_S: Final = 0.5  # how often a producer held back by sync looks again (besides chain changes)
+
+
+def always_synced() -> bool:
+    return True
 
 
 class VdfSource(Protocol):
@@ -81,7 +91,11 @@ class Producer:
         network: Network,
         *,
         mempool: MempoolLike | None = None,
+        synced: Callable[[], bool] = always_synced,
     ) -> None:
+        """`synced()` says whether the node has caught up with its peers (the daemon passes the
+        syncer's status); while it is False the producer proposes nothing: a block on a stale tip
+        would only lose fork choice and waste a signature."""
         self.chain = chain
         self.params = chain.params
         self._vdf = vdf_source
@@ -90,7 +104,10 @@ class Producer:
         self._clock = clock
         self._network = network
         self._mempool = mempool
+        self._synced = synced
         self.proposed = 0
+        self.waiting_for_sync = False
+        self.skipped_txs = 0  # template candidates refused by the state rules (not in any block)
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -112,8 +129,21 @@ class Producer:
             seen = await self.chain.wait_change(seen)
         scope.cancel()
 
+    async def _wait_synced(self) -> None:
+        """Return once `synced()` holds (at once, normally). A tip change cancels the wait."""
+        while not self._synced():
+            if not self.waiting_for_sync:  # logged once per sync, not once per imported block
+                self.waiting_for_sync = True
+                log.info("%s", event("producer_waiting_for_sync", height=self.chain.height))
+            with trio.move_on_after(SYNC_POLL_S):  # the sync status has no event: poll it
+                await self.chain.wait_change(self.chain.version)
+        if self.waiting_for_sync:
+            self.waiting_for_sync = False
+            log.info("%s", event("producer_synced", height=self.chain.height))
+
     async def _work_on(self, parent: Header) -> Block | None:
-        """Wait for the VDF and our rank time on `parent`; the imported block to publish, or None."""
+        """Wait for sync, the VDF and our rank time on `parent`; the imported block to publish, or None."""
+        await self._wait_synced()
         output, proof = await self._vdf.get(parent.hash)
         reader = self.chain.state(parent.hash)
         if reader is None:
@@ -122,6 +152,7 @@ class Producer:
         if duty is None:
             return None
         await self._clock.sleep_until_ms(duty.not_before_ms)
+        await self._wait_synced()  # sync may have started meanwhile
         if not should_propose(duty, self._clock.now_ms(), self.chain.child_ranks(parent.hash)):
             return None
         block = self.assemble(parent, duty, output, proof)
@@ -160,15 +191,15 @@ class Producer:
         )
         body: Body = empty_body(kind, reader, duty.height) if kind != BlockKind.TX else TxBody()
         if kind == BlockKind.TX and self._mempool is not None:
-            budget = self.params.max_block_bytes - len(encode(draft)) - HEADER_HEADROOM
-            body = TxBody(tuple(self._mempool.tx_template(budget, self.params.max_txs_per_block)))
-        effects = apply_block(self.params, reader, Block(draft, body))
-        if isinstance(effects, ErrorCode) and isinstance(body, TxBody) and body.txs:
-            log.warning("tx template does not apply (%s); proposing an empty TX block", effects.name)
+            body = TxBody(tuple(self.tx_template(reader, draft)))
+        # Signatures: the mempool checked each tx on admission, and our own import re-validates all.
+        effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
+        if isinstance(effects, BlockError) and isinstance(body, TxBody) and body.txs:
+            log.error("tx template does not apply (%s); proposing an empty TX block", _why(effects))
             body = TxBody()
-            effects = apply_block(self.params, reader, Block(draft, body))
-        if isinstance(effects, ErrorCode):
-            log.error("cannot build a block at height %d: %s", duty.height, effects.name)
+            effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
+        if isinstance(effects, BlockError):
+            log.error("cannot build a block at height %d: %s", duty.height, _why(effects))
             return None
         header = dataclasses.replace(draft, body_root=body_root(body), state_root=effects.state_root).mined(
             self.params.pow_bits_header
@@ -179,6 +210,27 @@ class Producer:
         block = Block(header.signed(self._key), body)
         self._protection.remember_signed_block(duty.height, encode(block))
         return block
+
+    def tx_template(self, reader: StateView, draft: Header) -> list[Tx]:
+        """The mempool's best txs for the TX block `draft`, each applied (`apply_tx`) to the block's
+        state as it is chosen, after the unbonding releases that open the block (PROTOCOL §3.5):
+        a tx the pool's coarser view let through (a STAKE on a validator jailed meanwhile, an
+        UNSTAKE larger than a slashed stake) is left out instead of invalidating the block."""
+        assert self._mempool is not None
+        height = Height(draft.height)
+        overlay = StateOverlay(reader)
+        if release_unbonding(overlay, height) is not None:
+            return []  # the block cannot apply at all; assemble reports it
+
+        def accept(tx: Tx) -> bool:
+            code = apply_tx(self.params, overlay, tx, height, verify_signature=False)
+            if code is not None:
+                self.skipped_txs += 1
+                log.info("height %d: pending tx %s left out: %s", height, tx.id.hex()[:16], code.name)
+            return code is None
+
+        budget = self.params.max_block_bytes - len(encode(draft)) - HEADER_HEADROOM
+        return self._mempool.tx_template(budget, self.params.max_txs_per_block, accept=accept)
 
     def _signed_before(self, parent: Header, height: int) -> Block | None:
         """The block this key already signed on `parent` at `height` (e.g. before a crash), if it
@@ -194,3 +246,9 @@ class Producer:
             return None
         log.info("re-using the block signed at height %d before a restart", height)
         return block
+
+
+def _why(error: BlockError) -> str:
+    if error.inner is None:
+        return error.code.name
+    return f"{error.code.name} (tx {error.tx_index}: {error.inner.name})"

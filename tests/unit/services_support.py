@@ -1,8 +1,10 @@
 """Helpers of the consensus-service tests: one validator node's services on a real store in a tmp dir.
 
 Owns: `ServiceStack` (store, chain service, VDF service with a real prover process, producer, attester,
-slashing protection, optional real mempool) and `run_stack`. Must not: mock the store, the VDF or the
-signatures.
+slashing protection, optional real mempool with the evidence reporter) and `run_stack`; `Validator`
+(one validator's producer and attester over a shared chain service, called directly, with the VDF
+computed in-process by `vdf_for`).
+Must not: mock the store, the VDF or the signatures.
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from pathlib import Path
 
 import trio
 
+import vdf
+from chain.block import Block
+from chain.consensus.duties import ProposalDuty, proposal_duty
+from chain.consensus.election import vdf_challenge
 from chain.crypto import SecretKey
 from chain.genesis import Genesis
+from chain.header import Header
+from chain.params import DEVNET
 from chain.store.blockstore import BlockStore
 from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import ChainService
-from linguachaind.services.interfaces import Clock, Network, NullNetwork
+from linguachaind.services.evidence import EvidenceReporter
+from linguachaind.services.interfaces import Clock, MempoolLike, Network, NullNetwork, TxPublisher
 from linguachaind.services.producer import Producer
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
@@ -36,6 +45,7 @@ class ServiceStack:
     protection: SlashingProtection
     network: Network
     mempool: Mempool | None
+    reporter: EvidenceReporter | None = None
 
     def close(self) -> None:
         if self.mempool is not None:
@@ -52,8 +62,10 @@ def open_stack(
     *,
     with_mempool: bool = False,
     network: Network | None = None,
+    tx_network: TxPublisher | None = None,
 ) -> ServiceStack:
-    """The services of one validator node; `network` defaults to a `NullNetwork` that records."""
+    """The services of one validator node; `network` defaults to a `NullNetwork` that records. With
+    a mempool the node also runs the evidence reporter (publishing on `tx_network`)."""
     store = BlockStore.open(datadir / "chain", genesis)
     mempool = (
         Mempool.open(
@@ -72,15 +84,73 @@ def open_stack(
     protection = SlashingProtection.open(datadir / "slashing", key.pubkey)
     producer = Producer(chain, vdf, key, protection, clock, network, mempool=mempool)
     attester = Attester(chain, key, protection, network)
-    return ServiceStack(store, chain, vdf, producer, attester, protection, network, mempool)
+    reporter = None if mempool is None else EvidenceReporter(chain, key, mempool, clock, tx_network)
+    return ServiceStack(store, chain, vdf, producer, attester, protection, network, mempool, reporter)
 
 
 @asynccontextmanager
 async def run_stack(stack: ServiceStack) -> AsyncIterator[trio.Nursery]:
-    """Run the VDF service, producer and attester; cancelled (prover killed) on exit."""
+    """Run the VDF service, producer, attester (and reporter); cancelled (prover killed) on exit."""
     async with trio.open_nursery() as nursery:
+        if stack.reporter is not None:
+            await nursery.start(stack.reporter.run)
         await nursery.start(stack.vdf.run)
         await nursery.start(stack.attester.run)
         await nursery.start(stack.producer.run)
         yield nursery
         nursery.cancel_scope.cancel()
+
+
+class Validator:
+    """One validator's producer and attester over a shared chain service (no loops: called directly)."""
+
+    def __init__(
+        self,
+        tmp: Path,
+        name: str,
+        key: SecretKey,
+        chain: ChainService,
+        clock: Clock,
+        *,
+        mempool: MempoolLike | None = None,
+    ) -> None:
+        self.key = key
+        self.sp_path = tmp / f"sp-{name}"
+        self.protection = SlashingProtection.open(self.sp_path, key.pubkey)
+        self.producer = Producer(chain, NoVdf(), key, self.protection, clock, NullNetwork(), mempool=mempool)
+        self.attester = Attester(chain, key, self.protection, NullNetwork())
+
+    def duty(self, chain: ChainService, parent: Header) -> ProposalDuty:
+        y, _ = vdf_for(parent)
+        state = chain.state(parent.hash)
+        assert state is not None
+        duty = proposal_duty(chain.params, parent, state, y, self.key.pubkey)
+        assert duty is not None
+        return duty
+
+    def propose(self, chain: ChainService, parent: Header) -> Block:
+        block = self.producer.assemble(parent, self.duty(chain, parent), *vdf_for(parent))
+        assert block is not None
+        return block
+
+
+class NoVdf:
+    async def get(self, prev_hash: bytes) -> tuple[bytes, bytes]:
+        raise AssertionError("not used: the tests call assemble() directly")
+
+
+def vdf_for(parent: Header) -> tuple[bytes, bytes]:
+    """The devnet VDF of `parent`'s child, computed in-process (cached by parent)."""
+    return _vdf_cached(parent.hash)
+
+
+_VDF_CACHE: dict[bytes, tuple[bytes, bytes]] = {}
+
+
+def _vdf_cached(parent_hash: bytes) -> tuple[bytes, bytes]:
+    found = _VDF_CACHE.get(parent_hash)
+    if found is None:
+        challenge = vdf_challenge(DEVNET.chain_id, parent_hash)
+        found = vdf.prove(challenge, DEVNET.vdf_discriminant_bits, DEVNET.vdf_iterations)
+        _VDF_CACHE[parent_hash] = found
+    return found

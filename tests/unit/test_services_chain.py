@@ -11,19 +11,16 @@ import pytest
 import trio
 import trio.testing
 
-import vdf
 from chain.block import Block, TxBody
-from chain.consensus.duties import ProposalDuty, proposal_duty
-from chain.consensus.election import vdf_challenge
-from chain.crypto import SecretKey, account_id
+from chain.consensus.duties import proposal_duty
+from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.genesis import Genesis
-from chain.header import Attestation, Header
+from chain.header import Attestation
 from chain.params import DEVNET
 from chain.store.blockstore import BlockStore
 from chain.tx import Transfer, make_tx
 from chain.types import Amount, Height
-from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.interfaces import FakeClock, NullNetwork
 from linguachaind.services.producer import Producer
@@ -31,41 +28,7 @@ from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
-
-BITS, ITERS = DEVNET.vdf_discriminant_bits, DEVNET.vdf_iterations
-
-
-class Validator:
-    """One validator's producer and attester over a shared chain service (no loops: called directly)."""
-
-    def __init__(self, tmp: Path, name: str, key: SecretKey, chain: ChainService, clock: FakeClock) -> None:
-        self.key = key
-        self.sp_path = tmp / f"sp-{name}"
-        self.protection = SlashingProtection.open(self.sp_path, key.pubkey)
-        self.producer = Producer(chain, _NoVdf(), key, self.protection, clock, NullNetwork())
-        self.attester = Attester(chain, key, self.protection, NullNetwork())
-
-    def duty(self, chain: ChainService, parent: Header) -> ProposalDuty:
-        y, _ = vdf_for(parent)
-        state = chain.state(parent.hash)
-        assert state is not None
-        duty = proposal_duty(chain.params, parent, state, y, self.key.pubkey)
-        assert duty is not None
-        return duty
-
-    def propose(self, chain: ChainService, parent: Header) -> Block:
-        block = self.producer.assemble(parent, self.duty(chain, parent), *vdf_for(parent))
-        assert block is not None
-        return block
-
-
-class _NoVdf:
-    async def get(self, prev_hash: bytes) -> tuple[bytes, bytes]:
-        raise AssertionError("not used: the tests call assemble() directly")
-
-
-def vdf_for(parent: Header) -> tuple[bytes, bytes]:
-    return vdf.prove(vdf_challenge(DEVNET.chain_id, parent.hash), BITS, ITERS)
+from tests.unit.services_support import NoVdf, Validator, vdf_for
 
 
 @pytest.fixture
@@ -193,7 +156,7 @@ def test_a_block_signed_before_a_crash_is_reused_never_replaced(
     leader.protection.close()
     clock.advance(50)  # after the restart another timestamp would make another header
     leader.protection = SlashingProtection.open(leader.sp_path, leader.key.pubkey)
-    restarted = Producer(chain, _NoVdf(), leader.key, leader.protection, clock, NullNetwork())
+    restarted = Producer(chain, NoVdf(), leader.key, leader.protection, clock, NullNetwork())
     assert restarted.assemble(g, leader.duty(chain, g), *vdf_for(g)) == first  # the same block again
     assert chain.import_block(first) is None
     assert restarted.assemble(g, leader.duty(chain, g), *vdf_for(g)) is None  # imported: nothing to sign
@@ -254,7 +217,7 @@ def test_a_reorg_returns_the_rolled_back_txs_to_the_mempool(tmp_path: Path) -> N
         )
         assert pool.add(tx, clock.now_ms()) == tx.id
         backup.producer = Producer(
-            chain, _NoVdf(), backup.key, backup.protection, clock, NullNetwork(), mempool=pool
+            chain, NoVdf(), backup.key, backup.protection, clock, NullNetwork(), mempool=pool
         )
         with_tx = backup.propose(chain, g)  # the backup includes the tx, the leader's block is empty
         assert isinstance(with_tx.body, TxBody)

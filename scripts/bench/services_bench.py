@@ -1,0 +1,147 @@
+#!/usr/bin/env python3
+"""Consensus-services benchmark: the producer's TX body (template + transition) and the evidence
+reporter's cost per header and per vote.
+
+Owns: measurements only (prints a table; writes only a temporary directory). Must not: be imported
+by the project.
+
+Ratios are against a baseline measured in the same run: verifying the Ed25519 signatures of the
+block's txs.
+
+- "old body": `tx_template` without `accept`, then `apply_block` verifying every signature (the
+  producer before it applied each candidate; a single bad tx then emptied the block);
+- "new body": `Producer.tx_template` (each candidate `apply_tx`'d on the block overlay) then
+  `apply_block_detailed(verify_signatures=False)` (the mempool checked them; the import re-checks).
+
+    .venv/bin/python scripts/bench/services_bench.py            # 2,000 txs from 500 senders
+    .venv/bin/python scripts/bench/services_bench.py --quick    # 200 txs from 50 senders
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from chain.block import Block, TxBody
+from chain.codec import encode
+from chain.crypto import SecretKey, account_id
+from chain.genesis import Allocation
+from chain.header import Attestation
+from chain.params import DEVNET
+from chain.state.transition import BlockEffects, apply_block, apply_block_detailed
+from chain.store import BlockStore
+from chain.tx import Transfer, make_tx
+from chain.types import COIN, ZERO_SIGNATURE, Amount, BlockHash, Height, TimestampMs
+from linguachaind.services.chain_service import ChainService
+from linguachaind.services.evidence import EvidenceReporter
+from linguachaind.services.interfaces import FakeClock, NullNetwork
+from linguachaind.services.producer import Producer
+from linguachaind.slashing_protection import SlashingProtection
+from mempool import DEFAULT_CONFIG, Mempool
+from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis, make_block
+
+
+class _NoVdf:
+    async def get(self, prev_hash: bytes) -> tuple[bytes, bytes]:
+        raise AssertionError("not used")
+
+
+def timed(fn: Callable[[], object], repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    n_senders, per_sender = (50, 4) if args.quick else (500, 4)
+    n_txs = n_senders * per_sender
+    base, keys = dev_genesis(2)
+    senders = [SecretKey.from_label(f"bench{i}") for i in range(n_senders)]
+    allocs = tuple(
+        sorted(
+            (Allocation(account_id(k.pubkey), Amount(100 * COIN)) for k in senders), key=lambda a: a.account
+        )
+    )
+    genesis = dataclasses.replace(base, allocations=allocs)
+    txs = [
+        make_tx(k, DEVNET.chain_id, n, 1_000 + i, Transfer(account_id(keys["validator1"].pubkey), Amount(1)))
+        for i, k in enumerate(senders)
+        for n in range(per_sender)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = BlockStore.open(Path(tmp) / "chain", genesis)
+        clock = FakeClock(GENESIS_TIME_MS + 100_000)
+        config = dataclasses.replace(DEFAULT_CONFIG, sync_writes=False)
+        pool = Mempool.open(Path(tmp) / "mempool", DEVNET, config, store.reader(), clock.now_ms())
+        pool.add_many([encode(t) for t in txs], clock.now_ms())
+        assert len(pool) == n_txs, len(pool)
+        chain = ChainService(store, clock, mempool=pool)
+        key = keys["validator0"]
+        protection = SlashingProtection.open(Path(tmp) / "sp", key.pubkey)
+        producer = Producer(chain, _NoVdf(), key, protection, clock, NullNetwork(), mempool=pool)
+        g = chain.tip_header()
+        draft = make_block(g, TxBody(), key, bytes(32), GENESIS_TIME_MS + 1_000).header
+        reader = store.reader()
+        budget = DEVNET.max_block_bytes - 4096
+
+        baseline = timed(lambda: [t.signature_valid() for t in txs])
+
+        def old() -> None:
+            body = TxBody(tuple(pool.tx_template(budget, DEVNET.max_txs_per_block)))
+            assert isinstance(apply_block(DEVNET, reader, Block(draft, body)), BlockEffects)
+
+        def new() -> None:
+            body = TxBody(tuple(producer.tx_template(reader, draft)))
+            assert len(body.txs) == n_txs
+            out = apply_block_detailed(DEVNET, reader, Block(draft, body), verify_signatures=False)
+            assert isinstance(out, BlockEffects)
+
+        t_old, t_new = timed(old), timed(new)
+
+        reporter = EvidenceReporter(chain, key, pool, clock, NullNetwork())
+        header = dataclasses.replace(
+            draft, timestamp_ms=TimestampMs(draft.timestamp_ms + 1), signature=ZERO_SIGNATURE
+        )
+        header = header.mined(DEVNET.pow_bits_header).signed(key)
+        votes = [  # one per height: no fault, the common path
+            Attestation(DEVNET.chain_id, Height(1 + i), BlockHash(bytes(32)), key.pubkey).signed(key)
+            for i in range(2_000)
+        ]
+
+        t_header = timed(lambda: reporter.saw_header(header, None), repeat=200)
+
+        def see_votes() -> None:
+            for v in votes:
+                reporter.saw_attestation(v, True)
+
+        t_vote = timed(see_votes) / len(votes)
+        protection.close()
+        pool.close()
+        store.close()
+    print(f"services bench: {n_txs} transfers from {n_senders} senders, devnet params")
+    print(f"  baseline: verify {n_txs} tx signatures      {baseline * 1000:8.1f} ms")
+    print(f"  old body (template + apply, signatures) {t_old * 1000:8.1f} ms  {t_old / baseline:5.2f} x")
+    print(f"  new body (accept=apply_tx + apply)      {t_new * 1000:8.1f} ms  {t_new / baseline:5.2f} x")
+    per_sig = baseline / n_txs
+    one = "x one signature"
+    print(
+        f"  reporter: one header seen               {t_header * 1e6:8.1f} us  {t_header / per_sig:5.2f} {one}"
+    )
+    print(f"  reporter: one vote seen                 {t_vote * 1e6:8.1f} us  {t_vote / per_sig:5.2f} {one}")
+
+
+if __name__ == "__main__":
+    main()
