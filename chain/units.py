@@ -6,8 +6,10 @@ blobs (the blob store does) or check body rules (the federated-learning rules do
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import ClassVar, Self
 
 from chain.codec import U32, U64, encode, encode_fields
 from chain.hashing import H
@@ -32,8 +34,31 @@ def unit_pow_bits(params: ChainParams, byte_size: int) -> int:
     return params.pow_bits_unit_base + params.pow_bits_unit_per_mib * mib
 
 
+class _MinedUnit:
+    """Id and proof of work shared by both unit kinds; `pow_nonce` is the last of `POW_FIELDS + 1`."""
+
+    __slots__ = ()
+    POW_FIELDS: ClassVar[int]
+    byte_size: int
+    pow_nonce: int
+
+    @property
+    def id(self) -> UnitId:
+        return UnitId(H(encode(self)))
+
+    def pow_preimage(self) -> bytes:
+        return encode_fields(self, self.POW_FIELDS)
+
+    def pow_valid(self, params: ChainParams) -> bool:
+        return pow_ok(self.pow_preimage(), self.pow_nonce, unit_pow_bits(params, self.byte_size))
+
+    def mined(self, params: ChainParams) -> Self:
+        nonce = solve_pow(self.pow_preimage(), unit_pow_bits(params, self.byte_size))
+        return dataclasses.replace(self, pow_nonce=nonce)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True, slots=True)
-class DataUnit:
+class DataUnit(_MinedUnit):
     chain_id: ChainId
     author: PubKey
     blob_hash: BlobHash
@@ -44,25 +69,11 @@ class DataUnit:
     created_ms: TimestampMs
     pow_nonce: U64
 
-    @property
-    def id(self) -> UnitId:
-        return UnitId(H(encode(self)))
-
-    def pow_preimage(self) -> bytes:
-        return encode_fields(self, 8)
-
-    def pow_valid(self, params: ChainParams) -> bool:
-        return pow_ok(self.pow_preimage(), self.pow_nonce, unit_pow_bits(params, self.byte_size))
-
-    def mined(self, params: ChainParams) -> DataUnit:
-        from dataclasses import replace
-
-        nonce = solve_pow(self.pow_preimage(), unit_pow_bits(params, self.byte_size))
-        return replace(self, pow_nonce=nonce)
+    POW_FIELDS: ClassVar[int] = 8
 
 
 @dataclass(frozen=True, slots=True)
-class LearningUnit:
+class LearningUnit(_MinedUnit):
     chain_id: ChainId
     author: PubKey
     base_version_id: Hash32
@@ -75,18 +86,4 @@ class LearningUnit:
     created_ms: TimestampMs
     pow_nonce: U64
 
-    @property
-    def id(self) -> UnitId:
-        return UnitId(H(encode(self)))
-
-    def pow_preimage(self) -> bytes:
-        return encode_fields(self, 10)
-
-    def pow_valid(self, params: ChainParams) -> bool:
-        return pow_ok(self.pow_preimage(), self.pow_nonce, unit_pow_bits(params, self.byte_size))
-
-    def mined(self, params: ChainParams) -> LearningUnit:
-        from dataclasses import replace
-
-        nonce = solve_pow(self.pow_preimage(), unit_pow_bits(params, self.byte_size))
-        return replace(self, pow_nonce=nonce)
+    POW_FIELDS: ClassVar[int] = 10
