@@ -1,0 +1,148 @@
+"""A content-addressed file store for blobs (ARCHITECTURE §5 `blobs/`, PROTOCOL §7.3).
+
+Owns: files named by the hex BLAKE2b-256 of their content (`chain.hashing.H`), the `partial/`
+directory where downloads are assembled, and `put_verified`: hash the partial file, and only if it
+matches fsync it and rename it atomically into its final name. An unverified file never carries a
+final name. Disk work runs in a worker thread (never on the trio thread, LIBP2P-NOTES).
+Must not: talk to the network (p2p.blobs does).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import OrderedDict
+from pathlib import Path
+from typing import Final
+
+import trio
+
+from chain.errors import ErrorCode
+from chain.types import BlobHash, Hash32
+
+log = logging.getLogger(__name__)
+
+_READ: Final = 1024 * 1024
+_MANIFEST_CACHE: Final = 256
+
+
+def _hash_file(path: Path) -> bytes:
+    h = hashlib.blake2b(digest_size=32)
+    with path.open("rb") as f:
+        while block := f.read(_READ):
+            h.update(block)
+    return h.digest()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileBlobStore:
+    """`root/<hex>` holds verified blobs; `root/partial/<hex>.part` holds downloads in progress."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.partial_dir = root / "partial"
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        self._manifests: OrderedDict[tuple[bytes, int], tuple[Hash32, ...]] = OrderedDict()
+
+    def path(self, blob_hash: BlobHash) -> Path:
+        return self.root / blob_hash.hex()
+
+    def has(self, blob_hash: BlobHash) -> bool:
+        return len(blob_hash) == 32 and self.path(blob_hash).is_file()
+
+    def size(self, blob_hash: BlobHash) -> int | None:
+        try:
+            return self.path(blob_hash).stat().st_size
+        except OSError:
+            return None
+
+    def partial_path(self, blob_hash: BlobHash) -> Path:
+        return self.partial_dir / f"{blob_hash.hex()}.part"
+
+    async def put_bytes(self, data: bytes) -> BlobHash:
+        """Store `data` (a locally produced blob) and return its hash."""
+        blob_hash = BlobHash(hashlib.blake2b(data, digest_size=32).digest())
+        if self.has(blob_hash):
+            return blob_hash
+        tmp = self.partial_dir / f"{blob_hash.hex()}.local"
+        await trio.to_thread.run_sync(_write_file, tmp, data)
+        err = await self.put_verified(blob_hash, tmp)
+        assert err is None, err
+        return blob_hash
+
+    async def put_verified(self, blob_hash: BlobHash, partial: Path) -> ErrorCode | None:
+        return await trio.to_thread.run_sync(self._put_verified_sync, blob_hash, partial)
+
+    def _put_verified_sync(self, blob_hash: BlobHash, partial: Path) -> ErrorCode | None:
+        if _hash_file(partial) != blob_hash:
+            return ErrorCode.BLOB_HASH_MISMATCH
+        fd = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(partial, self.path(blob_hash))
+        _fsync_dir(self.root)
+        return None
+
+    async def get_chunk(self, blob_hash: BlobHash, index: int, chunk_size: int) -> bytes | None:
+        if not self.has(blob_hash) or index < 0:
+            return None
+        return await trio.to_thread.run_sync(self._read_chunk, blob_hash, index, chunk_size)
+
+    def _read_chunk(self, blob_hash: BlobHash, index: int, chunk_size: int) -> bytes | None:
+        try:
+            with self.path(blob_hash).open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if index * chunk_size >= size and not (index == 0 and size == 0):
+                    return None
+                f.seek(index * chunk_size)
+                return f.read(chunk_size)
+        except OSError:
+            return None
+
+    async def chunk_hashes(self, blob_hash: BlobHash, chunk_size: int) -> tuple[Hash32, ...] | None:
+        key = (bytes(blob_hash), chunk_size)
+        cached = self._manifests.get(key)
+        if cached is not None:
+            self._manifests.move_to_end(key)
+            return cached
+        if not self.has(blob_hash):
+            return None
+        hashes = await trio.to_thread.run_sync(chunk_hashes_of_file, self.path(blob_hash), chunk_size)
+        if hashes is None:
+            return None
+        self._manifests[key] = hashes
+        while len(self._manifests) > _MANIFEST_CACHE:
+            self._manifests.popitem(last=False)
+        return hashes
+
+
+def chunk_hashes_of_file(path: Path, chunk_size: int) -> tuple[Hash32, ...] | None:
+    """H of each `chunk_size` piece of `path` (one hash of b"" for an empty file)."""
+    try:
+        out: list[Hash32] = []
+        with path.open("rb") as f:
+            while True:
+                block = f.read(chunk_size)
+                if not block and out:
+                    break
+                out.append(Hash32(hashlib.blake2b(block, digest_size=32).digest()))
+                if len(block) < chunk_size:
+                    break
+        return tuple(out)
+    except OSError:
+        return None
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with path.open("wb") as f:
+        f.write(data)

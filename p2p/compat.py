@@ -1,0 +1,264 @@
+"""Version-gated robustness fixes for py-libp2p 0.8.1 (design/LIBP2P-NOTES.md, PROTOCOL §7).
+
+Owns: the check that the installed libp2p is exactly the version these fixes were written for, and
+the class-level patches that keep one malformed frame, one garbage key or ordinary large-message
+traffic from taking the host down. Must not: know about chain objects, topics or scoring policy; it
+only reports misbehaviour through a hook (`set_misbehaviour_hook`) that the gossip layer installs.
+
+Fixes (numbers as in LIBP2P-NOTES.md):
+1. `Pubsub.stream_handler`: any exception (protobuf `DecodeError`, ...) resets that stream, reports
+   the peer as `malformed`, and returns. `Pubsub.push_msg`: any exception (garbage `key`) drops that
+   message and reports the forwarder.
+2. `Pubsub.write_msg`: one `trio.Lock` per stream, so `send_recent_messages` /
+   `flush_pending_messages` can never interleave a 64 KiB yamux frame into the send loop's RPC.
+3. Larger per-peer outbound queues and subscription channels than the hard-coded 32.
+4. An outbound filter just before each queued RPC is written: a message the peer has meanwhile
+   sent us (or announced with IDONTWANT) is not sent to it. Under load the per-peer queues are
+   long, and the library only checks at enqueue time, so most of a full mesh's duplicate 100 KB
+   transfers happened after the peer already had the message.
+5. `GossipSub.send_recent_messages` (the replay of the message cache to a peer that just joined a
+   topic) is capped at `REPLAY_MAX_BYTES`, newest first: at 50 msg/s of 100 KB the library sent
+   every joining peer about 15 MB, over one stream, while everything else waited. A node that joins
+   late catches up through sync, not through gossip.
+Every patch is applied once, at import of `p2p.host`, and only on libp2p 0.8.1: anything else raises
+`Libp2pVersionError` so nobody runs with fixes that do not match the library.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from importlib.metadata import version
+from typing import Any, Final, Protocol
+
+import trio
+
+from chain.errors import LinguaChainError
+
+__all__ = ["Libp2pVersionError", "LinguaChainError", "install"]
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_LIBP2P: Final = "0.8.1"
+OUTBOUND_QUEUE_SIZE: Final = 4096  # per peer RPCs (library: 32, silently dropped when full)
+SUBSCRIPTION_CHANNEL_SIZE: Final = 4096  # per topic (library: 32); we drain it promptly anyway
+REPLAY_MAX_BYTES: Final = 1024 * 1024  # of recent messages replayed to a peer that joins a topic
+
+# (peer_id, reason) -> None; installed per Pubsub instance as `_lc_misbehaviour`.
+MisbehaviourHook = Callable[[Any, str], None]
+
+
+class Gate(Protocol):
+    """Runs before any work on a received gossip message (signature check, validators)."""
+
+    def admit(self, forwarder: Any, msg: Any) -> bool:
+        """False drops the message at once (rate limits, bans, too many in flight)."""
+        ...
+
+    async def wait_turn(self, msg: Any) -> None:
+        """Called after `admit`: may wait (for another copy of the same message being processed)."""
+        ...
+
+    def release(self, forwarder: Any, msg: Any) -> None:
+        """Called once for every admitted message when its processing ends."""
+        ...
+
+
+# (peer_id, rpc) -> the rpc to write, or None to skip it; runs just before a queued RPC is written.
+OutboundFilter = Callable[[Any, Any], Any]
+
+
+class Libp2pVersionError(LinguaChainError):
+    """Raised when the installed libp2p is not the exact version our fixes were written for."""
+
+
+_installed = False
+
+
+def installed_version() -> str:
+    return version("libp2p")
+
+
+def check_version() -> None:
+    found = installed_version()
+    if found != SUPPORTED_LIBP2P:
+        raise Libp2pVersionError(
+            f"libp2p {found} is installed, but p2p/compat.py patches exactly {SUPPORTED_LIBP2P}: "
+            "re-check every fix in design/LIBP2P-NOTES.md against the new version before changing the pin"
+        )
+
+
+def _report(pubsub: Any, peer_id: Any, reason: str) -> None:
+    hook: MisbehaviourHook | None = getattr(pubsub, "_lc_misbehaviour", None)
+    if hook is None:
+        return
+    try:
+        hook(peer_id, reason)
+    except Exception:
+        log.exception("misbehaviour hook failed")
+
+
+def set_misbehaviour_hook(pubsub: Any, hook: MisbehaviourHook | None) -> None:
+    pubsub._lc_misbehaviour = hook
+
+
+def set_gate(pubsub: Any, gate: Gate | None) -> None:
+    pubsub._lc_gate = gate
+
+
+def set_outbound_filter(pubsub: Any, trim: OutboundFilter | None) -> None:
+    pubsub._lc_outbound_filter = trim
+
+
+class _NoValidationCache:
+    """Replaces `Pubsub.validation_cache`: a cached reject would hide a transiently invalid message
+    (an orphan block) for 5 minutes after its parent arrived; our validators are cheap to rerun."""
+
+    def get(self, msg_id: bytes) -> None:
+        return None
+
+    def put(self, msg_id: bytes, result: object) -> None:
+        return None
+
+    def clear_expired(self) -> None:
+        return None
+
+
+def disable_validation_cache(pubsub: Any) -> None:
+    pubsub.validation_cache = _NoValidationCache()
+
+
+def install() -> None:
+    """Apply every patch once (idempotent). Raises `Libp2pVersionError` on another libp2p."""
+    global _installed
+    if _installed:
+        return
+    check_version()
+    from libp2p.pubsub import gossipsub as gossipsub_mod
+    from libp2p.pubsub import pubsub as pubsub_mod
+    from libp2p.pubsub import rpc_queue as rpc_queue_mod
+    from libp2p.pubsub.pb import rpc_pb2
+
+    Pubsub = pubsub_mod.Pubsub
+
+    # -- fix 1: a malformed frame must not kill the host ------------------------------------------
+    original_stream_handler: Callable[[Any, Any], Awaitable[None]] = Pubsub.stream_handler
+
+    async def stream_handler(self: Any, stream: Any) -> None:
+        try:
+            await original_stream_handler(self, stream)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            peer_id = _peer_of(stream)
+            log.info("gossip stream from %s failed (%s: %s); reset", peer_id, type(exc).__name__, exc)
+            _report(self, peer_id, "malformed")
+            try:
+                with trio.move_on_after(1):
+                    await stream.reset()
+            except Exception:
+                log.debug("reset after a malformed frame failed", exc_info=True)
+            try:
+                self._handle_dead_peer(peer_id)
+            except Exception:
+                log.debug("dead-peer cleanup failed", exc_info=True)
+
+    original_push_msg: Callable[[Any, Any, Any], Awaitable[None]] = Pubsub.push_msg
+
+    async def push_msg(self: Any, msg_forwarder: Any, msg: Any) -> None:
+        gate: Gate | None = getattr(self, "_lc_gate", None)
+        gated = gate is not None and msg_forwarder != self.my_id
+        try:
+            if gated:
+                assert gate is not None
+                if not gate.admit(msg_forwarder, msg):
+                    return
+            try:
+                if gated:
+                    assert gate is not None
+                    await gate.wait_turn(msg)
+                await original_push_msg(self, msg_forwarder, msg)
+            finally:
+                if gated:
+                    assert gate is not None
+                    gate.release(msg_forwarder, msg)
+        except trio.Cancelled:
+            raise
+        except Exception as exc:
+            log.info("gossip message from %s dropped (%s: %s)", msg_forwarder, type(exc).__name__, exc)
+            _report(self, msg_forwarder, "malformed")
+
+    # -- fix 2: one writer at a time per stream ----------------------------------------------------
+    original_write_msg: Callable[[Any, Any, Any], Awaitable[bool]] = Pubsub.write_msg
+
+    async def write_msg(self: Any, stream: Any, rpc_msg: Any) -> bool:
+        lock: trio.Lock | None = getattr(stream, "_lc_write_lock", None)
+        if lock is None:
+            lock = trio.Lock()
+            stream._lc_write_lock = lock
+        trim: OutboundFilter | None = getattr(self, "_lc_outbound_filter", None)
+        if trim is not None:
+            try:
+                rpc_msg = trim(_peer_of(stream), rpc_msg)
+            except Exception:
+                log.exception("outbound filter failed; RPC sent unfiltered")
+            if rpc_msg is None:
+                return True  # nothing left worth sending
+        async with lock:
+            return await original_write_msg(self, stream, rpc_msg)
+
+    # -- fix 3: queues that do not silently drop ordinary bursts -----------------------------------
+    class RpcQueue(rpc_queue_mod.RpcQueue):
+        lc_max_message_size: int = rpc_queue_mod.DefaultMaxMessageSize
+
+        def __init__(self, max_size: int = OUTBOUND_QUEUE_SIZE, max_message_size: int | None = None) -> None:
+            super().__init__(max_size, max_message_size or RpcQueue.lc_max_message_size)
+
+    # -- fix 5: a bounded replay to joining peers ---------------------------------------------------
+    async def send_recent_messages(self: Any, peer_id: Any, topic: str) -> None:
+        pubsub = self.pubsub
+        if pubsub is None or peer_id not in pubsub.peers:
+            return
+        budget = REPLAY_MAX_BYTES
+        chosen = []
+        for mid in reversed(self.mcache.window(topic)):
+            msg = self.mcache.get(mid)
+            if msg is None:
+                continue
+            if len(msg.data) > budget:
+                break
+            budget -= len(msg.data)
+            chosen.append(msg)
+        stream = pubsub.peers.get(peer_id)
+        for msg in reversed(chosen):
+            if stream is None:
+                return
+            try:
+                await pubsub.write_msg(stream, rpc_pb2.RPC(publish=[msg]))
+            except Exception:
+                log.debug("replay to %s failed", peer_id, exc_info=True)
+                return
+
+    setattr(gossipsub_mod.GossipSub, "send_recent_messages", send_recent_messages)  # noqa: B010
+    setattr(Pubsub, "stream_handler", stream_handler)  # noqa: B010 - a patch, on purpose
+    setattr(Pubsub, "push_msg", push_msg)  # noqa: B010
+    setattr(Pubsub, "write_msg", write_msg)  # noqa: B010
+    setattr(pubsub_mod, "RpcQueue", RpcQueue)  # noqa: B010
+    setattr(pubsub_mod, "SUBSCRIPTION_CHANNEL_SIZE", SUBSCRIPTION_CHANNEL_SIZE)  # noqa: B010
+    _installed = True
+    log.debug("libp2p %s robustness fixes installed", SUPPORTED_LIBP2P)
+
+
+def set_max_rpc_size(nbytes: int) -> None:
+    """Outbound RPC size limit of every per-peer queue (PROTOCOL §7.2: max_block_bytes + headroom)."""
+    from libp2p.pubsub import pubsub as pubsub_mod
+
+    queue_cls: Any = getattr(pubsub_mod, "RpcQueue")  # noqa: B009 - our subclass, set by install()
+    queue_cls.lc_max_message_size = max(queue_cls.lc_max_message_size, nbytes)
+
+
+def _peer_of(stream: Any) -> Any:
+    try:
+        return stream.muxed_conn.peer_id
+    except Exception:
+        return None

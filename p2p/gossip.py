@@ -1,0 +1,402 @@
+"""Gossip of txs, blocks, attestations and VDF proofs over gossipsub (PROTOCOL §7.2).
+
+Owns: the `Pubsub` + `GossipSub` pair with explicit parameters (heartbeat 1 s, D 6/4/12, adaptive
+gossip and library spam protection off, content-addressed message ids, max RPC size
+`max_block_bytes` + headroom), one validator per topic that runs the node's real checks within a
+deadline and never raises, the gate that drops banned or flooding peers before any work, and the
+drain of every subscription into one bounded inbound queue. Must not: decide chain validity (the
+node's `GossipValidator` does) or touch connections (p2p.service bans and disconnects).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final
+
+import trio
+from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+from chain.errors import ErrorCode
+from chain.hashing import H
+from chain.params import ChainParams
+from p2p import compat
+from p2p.interfaces import GossipValidator
+from p2p.messages.gossip import GossipKind, all_specs
+from p2p.scoring import Offence, PeerScores, RateLimiter
+
+log = logging.getLogger(__name__)
+
+RPC_HEADROOM: Final = 64 * 1024
+HAVE_PER_PEER: Final = 4096  # message ids remembered per peer as "it has this one"
+
+
+@dataclass(frozen=True, slots=True)
+class GossipConfig:
+    heartbeat_s: int = 1
+    degree: int = 6
+    degree_low: int = 4
+    degree_high: int = 12
+    validation_timeout_s: float = 2.0
+    rate_per_peer: float = 300.0  # messages per second a peer may forward to us, all topics
+    burst_per_peer: float = 600.0
+    max_in_flight_per_peer: int = 128
+    inbound_queue: int = 8192
+    maintenance_s: float = 5.0
+    publish_high_water: int = 256  # our publishes wait while a peer's outbound queue is this long
+    publish_wait_s: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class GossipMessage:
+    """A validated message from the network, as the node receives it."""
+
+    kind: GossipKind
+    data: bytes
+    origin: str  # peer id (base58) of the original publisher
+
+
+@dataclass(frozen=True, slots=True)
+class GossipStats:
+    published: int
+    publish_too_large: int
+    received: int
+    accepted: int
+    rejected: int
+    rejected_transient: int
+    validator_timeouts: int
+    validator_errors: int
+    rate_limited: int
+    inbound_dropped: int
+    outbound_dropped: int  # RPCs the library dropped (full or oversized per-peer queue)
+    publish_paced: int  # publishes that waited for room in the outbound queues
+    duplicates_skipped: int  # queued messages not sent because the peer already had them
+    in_flight: int
+    outbound_queued: int  # longest per-peer outbound queue now
+
+
+_ID_MEMO: OrderedDict[int, tuple[Any, bytes]] = OrderedDict()
+_ID_MEMO_SIZE: Final = 64
+
+
+def message_id(msg: Any) -> bytes:
+    """Content-addressed gossip message id (§7.2): `H(payload)`. The same payload published twice, or
+    by two nodes, is one message. (libp2p's own content-addressed id is SHA-256 plus a multibase
+    encoding in pure Python: about 8% of a relay's CPU with 100 KB messages.) The library asks for
+    the id of one message object about five times; the last few are memoised by object identity."""
+    hit = _ID_MEMO.get(id(msg))
+    if hit is not None and hit[0] is msg:
+        return hit[1]
+    mid = H(msg.data)
+    _ID_MEMO[id(msg)] = (msg, mid)
+    if len(_ID_MEMO) > _ID_MEMO_SIZE:
+        _ID_MEMO.popitem(last=False)
+    return mid
+
+
+def publish_key(msg: Any) -> bytes:
+    """Cheap identity of one publish (origin and sequence number): what "the peer has it" tracks."""
+    return bytes(msg.from_id) + bytes(msg.seqno)
+
+
+class _Gate:
+    """compat.Gate: bans, per-peer rate limits and in-flight caps, before any library work; and one
+    copy of a message at a time through validation."""
+
+    def __init__(self, gossip: Gossip) -> None:
+        self.g = gossip
+        self.in_flight: dict[Any, int] = {}
+        # The library marks a message seen only after its validation, so two copies arriving
+        # together would both be validated and delivered. A second copy waits for the first: if
+        # the first was accepted the library then drops it as seen; if the first failed (a
+        # validator timeout under load) the second gets its own chance instead of being lost.
+        self.busy: dict[bytes, trio.Event] = {}
+        self.turns: dict[int, bytes] = {}  # id(msg) -> message id, for copies holding the turn
+
+    def admit(self, forwarder: Any, msg: Any) -> bool:
+        g = self.g
+        peer = str(forwarder)
+        g._n["received"] += 1
+        g._peer_has(forwarder, publish_key(msg))
+        if g.scores.is_banned(peer):
+            return False
+        n = self.in_flight.get(forwarder, 0)
+        if n >= g.config.max_in_flight_per_peer or not g.limiter.allow(peer):
+            g._n["rate_limited"] += 1
+            g.penalise(peer, Offence.FLOOD)
+            return False
+        self.in_flight[forwarder] = n + 1
+        return True
+
+    async def wait_turn(self, msg: Any) -> None:
+        msg_id = message_id(msg)
+        while (event := self.busy.get(msg_id)) is not None:
+            await event.wait()
+        self.busy[msg_id] = trio.Event()
+        self.turns[id(msg)] = msg_id
+
+    def release(self, forwarder: Any, msg: Any) -> None:
+        msg_id = self.turns.pop(id(msg), None)
+        if msg_id is not None:
+            event = self.busy.pop(msg_id, None)
+            if event is not None:
+                event.set()
+        n = self.in_flight.get(forwarder, 1) - 1
+        if n <= 0:
+            self.in_flight.pop(forwarder, None)
+        else:
+            self.in_flight[forwarder] = n
+
+
+class Gossip:
+    def __init__(
+        self,
+        host: Any,
+        params: ChainParams,
+        validator: GossipValidator,
+        scores: PeerScores,
+        on_ban: Callable[[str], None],
+        config: GossipConfig = GossipConfig(),
+    ) -> None:
+        compat.install()
+        self.host = host
+        self.params = params
+        self.validator = validator
+        self.scores = scores
+        self.on_ban = on_ban
+        self.config = config
+        self.specs = all_specs()
+        self.topics = {kind: spec.topic(params.chain_id) for kind, spec in self.specs.items()}
+        self.kind_of_topic = {topic: kind for kind, topic in self.topics.items()}
+        self.max_rpc = int(params.max_block_bytes) + RPC_HEADROOM
+        compat.set_max_rpc_size(self.max_rpc)
+        self.limiter = RateLimiter(config.rate_per_peer, config.burst_per_peer)
+        self.router = GossipSub(
+            protocols=[PROTOCOL_ID_V11, PROTOCOL_ID],
+            degree=config.degree,
+            degree_low=config.degree_low,
+            degree_high=config.degree_high,
+            heartbeat_interval=config.heartbeat_s,
+            adaptive_gossip_enabled=False,
+            spam_protection_enabled=False,
+        )
+        self.pubsub = Pubsub(
+            host,
+            self.router,
+            msg_id_constructor=message_id,
+            validation_timeout=config.validation_timeout_s + 1.0,
+            max_inbound_rpc_size=self.max_rpc,
+        )
+        compat.disable_validation_cache(self.pubsub)
+        self._gate = _Gate(self)
+        compat.set_gate(self.pubsub, self._gate)
+        compat.set_misbehaviour_hook(self.pubsub, self._on_misbehaviour)
+        self._has: dict[Any, OrderedDict[bytes, None]] = {}
+        compat.set_outbound_filter(self.pubsub, self._trim_outbound)
+        checks: dict[GossipKind, Callable[[bytes, str], Awaitable[ErrorCode | None]]] = {
+            GossipKind.TX: validator.validate_tx,
+            GossipKind.BLOCK: validator.validate_block,
+            GossipKind.ATTESTATION: validator.validate_attestation,
+            GossipKind.VDF: validator.validate_vdf,
+        }
+        for kind, topic in self.topics.items():
+            self.pubsub.set_topic_validator(topic, self._make_validator(kind, checks[kind]), True)
+        self._send, self.inbound = trio.open_memory_channel[GossipMessage](config.inbound_queue)
+        self._n: dict[str, int] = dict.fromkeys(
+            (
+                "published",
+                "publish_too_large",
+                "received",
+                "accepted",
+                "rejected",
+                "rejected_transient",
+                "validator_timeouts",
+                "validator_errors",
+                "rate_limited",
+                "inbound_dropped",
+                "outbound_dropped",
+                "publish_paced",
+                "duplicates_skipped",
+            ),
+            0,
+        )
+        self._ready = trio.Event()
+        original_drop = self.router._handle_dropped_rpc
+
+        def count_drop(*args: Any, **kwargs: Any) -> Any:
+            self._n["outbound_dropped"] += 1
+            return original_drop(*args, **kwargs)
+
+        self.router._handle_dropped_rpc = count_drop  # type: ignore[method-assign]
+
+    # -- duplicate suppression (compat fix 4) -----------------------------------------------------
+
+    def _peer_has(self, peer_id: Any, key: bytes) -> None:
+        have = self._has.get(peer_id)
+        if have is None:
+            have = self._has[peer_id] = OrderedDict()
+        have[key] = None
+        if len(have) > HAVE_PER_PEER:
+            have.popitem(last=False)
+
+    def _trim_outbound(self, peer_id: Any, rpc: Any) -> Any:
+        if not rpc.publish:
+            return rpc
+        have: Mapping[bytes, None] = self._has.get(peer_id, {})
+        dont: Collection[bytes] = self.router.dont_send_message_ids.get(peer_id, ())
+        keep = [m for m in rpc.publish if publish_key(m) not in have and not (dont and message_id(m) in dont)]
+        if len(keep) == len(rpc.publish):
+            return rpc
+        self._n["duplicates_skipped"] += len(rpc.publish) - len(keep)
+        if not keep and not rpc.subscriptions and not rpc.HasField("control"):
+            return None
+        trimmed = type(rpc)()
+        trimmed.CopyFrom(rpc)
+        del trimmed.publish[:]
+        trimmed.publish.extend(keep)
+        return trimmed
+
+    # -- scoring -----------------------------------------------------------------------------------
+
+    def penalise(self, peer: str, offence: Offence) -> None:
+        if self.scores.penalise(peer, offence):
+            log.info("peer %s banned after %s", peer, offence.value)
+            self.on_ban(peer)
+
+    def _on_misbehaviour(self, peer_id: Any, reason: str) -> None:
+        if peer_id is not None:
+            self.penalise(str(peer_id), Offence.MALFORMED)
+
+    # -- validators (§7.2) ---------------------------------------------------------------------
+
+    def _make_validator(
+        self, kind: GossipKind, check: Callable[[bytes, str], Awaitable[ErrorCode | None]]
+    ) -> Callable[[Any, Any], Awaitable[bool]]:
+        limit = self.specs[kind].max_bytes(self.params)
+        my_id = self.host.get_id()
+
+        async def validate(forwarder: Any, msg: Any) -> bool:
+            if forwarder == my_id:
+                return True  # our own publish: the node checked it before publishing
+            peer = str(forwarder)
+            try:
+                data = bytes(msg.data)
+                if len(data) > limit:
+                    self._n["rejected"] += 1
+                    self.penalise(peer, Offence.OVERSIZED)
+                    return False
+                code: ErrorCode | None = None
+                with trio.move_on_after(self.config.validation_timeout_s) as scope:
+                    code = await check(data, peer)
+                if scope.cancelled_caught:
+                    self._n["validator_timeouts"] += 1
+                    return False  # our own slowness: never the peer's fault
+            except trio.Cancelled:
+                raise
+            except Exception:
+                self._n["validator_errors"] += 1
+                log.exception("%s validator raised; message rejected", kind.value)
+                return False
+            if code is None:
+                self._n["accepted"] += 1
+                return True
+            if code.is_transient:
+                self._n["rejected_transient"] += 1
+                return False
+            self._n["rejected"] += 1
+            log.debug("%s from %s rejected: %s", kind.value, peer, code.name)
+            self.penalise(peer, Offence.INVALID)
+            return False
+
+        return validate
+
+    # -- running --------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Pubsub and the router as services; enter it inside `host.run()` and outside the nursery
+        that `start` uses (the other order fails at exit, LIBP2P-NOTES)."""
+        try:
+            async with background_trio_service(self.pubsub), background_trio_service(self.router):
+                await self.pubsub.wait_until_ready()
+                yield
+        finally:
+            self.pubsub.seen_messages.stop()  # its sweeper thread outlives the service otherwise
+            self._send.close()
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Subscribe to every topic and start draining them (inside `running()`)."""
+        for kind, topic in self.topics.items():
+            sub = await self.pubsub.subscribe(topic)
+            nursery.start_soon(self._drain, kind, sub)
+        nursery.start_soon(self._maintenance)
+        self._ready.set()
+
+    async def _drain(self, kind: GossipKind, sub: Any) -> None:
+        my_id = self.host.get_id().to_bytes()
+        while True:
+            try:
+                msg = await sub.get()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                return
+            if msg.from_id == my_id:
+                continue
+            try:
+                origin = str(type(self.host.get_id())(msg.from_id))
+            except Exception:
+                origin = "?"
+            try:
+                self._send.send_nowait(GossipMessage(kind, bytes(msg.data), origin))
+            except trio.WouldBlock:
+                self._n["inbound_dropped"] += 1
+
+    async def _maintenance(self) -> None:
+        while True:
+            await trio.sleep(self.config.maintenance_s)
+            # LIBP2P-NOTES: with adaptive gossip off these grow by one entry per message forever.
+            self.router.recent_message_deliveries.clear()
+            self.router.time_since_last_publish.clear()
+            for peer_id in [p for p in self._has if p not in self.pubsub.peers]:
+                del self._has[peer_id]
+
+    async def wait_ready(self) -> None:
+        await self._ready.wait()
+
+    async def publish(self, kind: GossipKind, raw: bytes) -> bool:
+        """Publish `raw` on `kind`'s topic. False (and counted) when it is over the topic's limit;
+        libp2p itself would deliver it locally and silently never to peers."""
+        limit = self.specs[kind].max_bytes(self.params)
+        if len(raw) > limit or len(raw) + 1024 > self.max_rpc:
+            self._n["publish_too_large"] += 1
+            return False
+        await self._ready.wait()
+        await self._wait_for_room()
+        await self.pubsub.publish(self.topics[kind], raw)
+        self._n["published"] += 1
+        return True
+
+    def _longest_queue(self) -> int:
+        return max((len(q) for q in list(self.pubsub.peer_queues.values())), default=0)
+
+    async def _wait_for_room(self) -> None:
+        """Pace our own publishes (LIBP2P-NOTES problem 3): the library's per-peer queues drop RPCs
+        silently when full, and publish() never says so."""
+        if self._longest_queue() <= self.config.publish_high_water:
+            return
+        self._n["publish_paced"] += 1
+        with trio.move_on_after(self.config.publish_wait_s):
+            while self._longest_queue() > self.config.publish_high_water:  # noqa: ASYNC110
+                await trio.sleep(0.005)
+
+    def mesh_size(self, kind: GossipKind) -> int:
+        return len(self.router.mesh.get(self.topics[kind], ()))
+
+    def statistics(self) -> GossipStats:
+        return GossipStats(
+            **self._n, in_flight=sum(self._gate.in_flight.values()), outbound_queued=self._longest_queue()
+        )
