@@ -1,11 +1,10 @@
 """Functional: nodes that started apart (each on its own chain) must converge once connected
 (PROTOCOL §4.5 fork choice, §7.3 sync).
 
-Owns: the "late connection" scenario. Must not: sleep. Known to fail at the time of writing: after
-connecting, each node keeps its own chain (heights grow, finality stays at 0): the syncer only asks
-peers for blocks above its own height, so blocks of a fork that branched below it stay orphans.
-Kept as `xfail(strict=False)` so it turns into a pass (XPASS) as soon as sync walks back to the
-common ancestor.
+Owns: the "late connection" scenario. Must not: sleep. It used to fail (each node kept its own chain,
+finality stayed at 0: the syncer only asked peers for blocks above its own height). The syncer's fork
+path now finds the common ancestor with each peer whose best block is unknown and fetches that peer's
+branch from there; fork choice then picks one chain and finality resumes.
 """
 
 from __future__ import annotations
@@ -39,8 +38,5 @@ class LateConnectTest(LinguaChainTestFramework):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False, reason="sync does not fetch a fork that branched below our height (see docstring)"
-)
 def test_nodes_started_apart_converge(tmp_path: Path) -> None:
     LateConnectTest().main(tmp_path)
