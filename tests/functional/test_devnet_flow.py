@@ -154,7 +154,6 @@ class StakeTest(DevnetTest):
         assert after["balance"] == before["balance"] - fees + rewards
 
 
-@pytest.mark.slow
 def test_stake_deposit_proposes_and_withdraw_returns(tmp_path: Path) -> None:
     StakeTest().main(tmp_path)
 
@@ -183,6 +182,5 @@ class RestartTest(DevnetTest):
         assert "EVENT store_closed name=chain" in log
 
 
-@pytest.mark.slow
 def test_sigterm_and_sigkill_restart_and_catch_up(tmp_path: Path) -> None:
     RestartTest().main(tmp_path)

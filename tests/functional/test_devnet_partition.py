@@ -37,6 +37,5 @@ class LateConnectTest(LinguaChainTestFramework):
         )
 
 
-@pytest.mark.slow
 def test_nodes_started_apart_converge(tmp_path: Path) -> None:
     LateConnectTest().main(tmp_path)
