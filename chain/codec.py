@@ -13,6 +13,7 @@ walk that tree, which keeps the per-object cost to a few Python calls per field.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import re
 import types
@@ -110,14 +111,16 @@ class SchemaError(LinguaChainError):
 # -- nodes -------------------------------------------------------------------------------------
 
 
-class _Node:
+class _Node(abc.ABC):
+    """One field's codec: to msgpack-ready values, and back with checks."""
+
     __slots__ = ()
 
-    def to_plain(self, value: Any) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def to_plain(self, value: Any) -> Any: ...
 
-    def from_plain(self, plain: Any) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def from_plain(self, plain: Any) -> Any: ...
 
 
 class _IntNode(_Node):

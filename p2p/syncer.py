@@ -49,6 +49,7 @@ class SyncStats:
     rounds: int
     failures: int
     fork_rounds: int = 0  # rounds that fetched a peer's branch from a common ancestor below our tip
+    polls: int = 0  # completed looks at the peers (tests wait on it instead of sleeping)
 
     @property
     def progress(self) -> float:
@@ -93,6 +94,7 @@ class Syncer:
         self._peers = 0
         self._imported = 0
         self._rounds = 0
+        self._polls = 0
         self._failures = 0
         self._synced_once = trio.Event()
         # Fork path (see `_fork_sync`). Without `peer_tips` (best hashes) only the fast path runs.
@@ -120,6 +122,7 @@ class Syncer:
             self._rounds,
             self._failures,
             self._forks,
+            self._polls,
         )
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -137,6 +140,7 @@ class Syncer:
                 log.exception("sync round failed")
             finally:
                 self._syncing = False
+                self._polls += 1
 
     async def step(self) -> None:
         """One look at the peers: the fast path for peers ahead on our branch, then the fork path for

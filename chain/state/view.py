@@ -8,6 +8,7 @@ touch LevelDB (the store subclasses `StateView` for that).
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -44,7 +45,7 @@ def load(cls: type[T], raw: bytes) -> T:
     return obj
 
 
-class StateView:
+class StateView(abc.ABC):
     """`StateReader` on top of `get`/`items`; subclasses provide storage and the root."""
 
     def __init__(self, params: ChainParams, height: Height) -> None:
@@ -52,16 +53,16 @@ class StateView:
         self._height = height
 
     # -- storage (subclasses) -------------------------------------------------------------------
-    def get(self, key: bytes) -> bytes | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def get(self, key: bytes) -> bytes | None: ...
 
+    @abc.abstractmethod
     def items(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) pairs whose key starts with `prefix`, in key order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def root_after(self, writes: Mapping[bytes, bytes | None]) -> StateRoot:
         """`state_root` of this state with `writes` applied."""
-        raise NotImplementedError
 
     @property
     def state_root(self) -> StateRoot:

@@ -31,8 +31,8 @@ from chain.block import Block, TxBody
 from chain.codec import encode
 from chain.crypto import SecretKey, account_id
 from chain.header import BlockKind, Header
-from chain.params import DEVNET, ChainParams
-from chain.state.model import GENESIS_MODEL, Account, ModelVersion, StakeRecord, ValidatorRecord
+from chain.params import DEVNET
+from chain.state.model import Account
 from chain.tx import Transfer, Tx, make_tx
 from chain.types import (
     COIN,
@@ -40,7 +40,6 @@ from chain.types import (
     AccountId,
     Amount,
     BlockHash,
-    Hash32,
     Height,
     Nonce,
     PubKey,
@@ -49,7 +48,7 @@ from chain.types import (
     TimestampMs,
 )
 from mempool import Mempool, MempoolConfig, PoolLimits
-from mempool.policy import tx_cost
+from tests.unit.mempool_support import MemState
 
 PARAMS = DEVNET
 GENESIS_LIKE_HEADER = Header(
@@ -69,50 +68,6 @@ GENESIS_LIKE_HEADER = Header(
 )
 T = TypeVar("T")
 SINK = AccountId(b"\x77" * 20)
-
-
-class Accounts:
-    """Accounts-only `StateReader`."""
-
-    def __init__(self, accounts: dict[AccountId, Account]) -> None:
-        self._accounts = accounts
-
-    @property
-    def params(self) -> ChainParams:
-        return PARAMS
-
-    @property
-    def height(self) -> Height:
-        return Height(0)
-
-    def account(self, account: AccountId) -> Account:
-        return self._accounts.get(account, Account())
-
-    def after(self, txs: list[Tx]) -> Accounts:
-        """The accounts after `txs` (nonce and cost only: enough for the mempool)."""
-        out = dict(self._accounts)
-        for tx in txs:
-            a = out[tx.sender_account]
-            out[tx.sender_account] = Account(Amount(a.balance - tx_cost(tx)), Nonce(a.nonce + 1))
-        return Accounts(out)
-
-    def stake(self, owner: AccountId, validator: PubKey) -> StakeRecord | None:
-        return None
-
-    def validator(self, pubkey: PubKey) -> ValidatorRecord | None:
-        return None
-
-    def validators(self) -> list[ValidatorRecord]:
-        return []
-
-    def eligible_stake(self, pubkey: PubKey, at_height: Height) -> Amount:
-        return Amount(0)
-
-    def model_version(self) -> ModelVersion:
-        return GENESIS_MODEL
-
-    def evidence_seen(self, key: Hash32) -> bool:
-        return False
 
 
 def flip_signature(tx: Tx) -> Tx:
@@ -139,7 +94,7 @@ def main() -> None:
     total = 5_000 if args.quick else 50_000
     n_senders = total // args.per_sender
     keys = [SecretKey.from_label(f"bench-{i}") for i in range(n_senders)]
-    state = Accounts({account_id(k.pubkey): Account(Amount(10_000 * COIN), Nonce(0)) for k in keys})
+    state = MemState({account_id(k.pubkey): Account(Amount(10_000 * COIN), Nonce(0)) for k in keys})
     print(f"mempool bench: {total:,} transfers from {n_senders:,} senders, devnet params, pid {os.getpid()}")
 
     t = time.perf_counter()
@@ -218,7 +173,7 @@ def main() -> None:
         # Chain events on the full pool: a block of the best 5,000 txs connects, then rolls back.
         txs_in = full.tx_template(PARAMS.max_block_bytes, PARAMS.max_txs_per_block)
         block = Block(GENESIS_LIKE_HEADER, TxBody(tuple(txs_in)))
-        after = state.after(txs_in)
+        after = state.apply(block)
         connect_s = timed(lambda: full.on_block_connected(block, after))
         assert len(full) == total - len(txs_in)
         disconnect_s = timed(lambda: full.on_block_disconnected(block, state))

@@ -9,6 +9,7 @@ Must not: sleep to wait (every wait polls a predicate with a deadline) or leave 
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import logging
@@ -212,7 +213,7 @@ class TestNode:
         return addr if "/p2p/" in addr else f"{addr}/p2p/{info['peer_id']}"
 
 
-class LinguaChainTestFramework:
+class LinguaChainTestFramework(abc.ABC):
     """Subclass, set `num_nodes` in `set_test_params()`, write `run_test()`; run with `main()`."""
 
     def __init__(self) -> None:
@@ -228,11 +229,13 @@ class LinguaChainTestFramework:
 
     # -- to override ---------------------------------------------------------------------------
 
+    @abc.abstractmethod
     def set_test_params(self) -> None:
-        raise NotImplementedError
+        """Set `num_nodes` and other parameters (called before the network starts)."""
 
+    @abc.abstractmethod
     def run_test(self) -> None:
-        raise NotImplementedError
+        """The test itself, once the nodes run and are connected."""
 
     def setup_network(self) -> None:
         """Shared genesis, N datadirs, start every node, connect them."""

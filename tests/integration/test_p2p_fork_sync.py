@@ -119,6 +119,18 @@ async def start_pair(
     return a, b
 
 
+async def wait_polls(*nodes: NetNode, n: int) -> None:
+    """Wait until each node's syncer has looked at its peers `n` more times: absence of fetching is
+    observed over syncer rounds, not over wall-clock time."""
+    start = [node.svc.syncer.statistics().polls for node in nodes]
+    await wait_for(
+        lambda: all(
+            node.svc.syncer.statistics().polls >= s0 + n for node, s0 in zip(nodes, start, strict=True)
+        ),
+        30,
+    )
+
+
 def fork(node: NetNode) -> ForkChain:
     assert isinstance(node.chain, ForkChain)
     return node.chain
@@ -156,7 +168,7 @@ async def test_heavier_shorter_branch_is_fetched_and_nothing_is_fetched_twice(ne
     assert b.chain.blocks == heavy
     # converged: several status polls later nobody fetched anything again
     seen = (len(fork(a).received), len(fork(b).received))
-    await trio.sleep(3.0)  # absence of traffic can only be observed over time (3 polls of 1 s)
+    await wait_polls(a, b, n=3)  # three more looks at the peers by each syncer
     assert (len(fork(a).received), len(fork(b).received)) == seen
 
 
@@ -171,7 +183,7 @@ async def test_peer_serving_garbage_blocks_is_scored_down_and_not_retried(net: T
     await wait_for(lambda: a.svc.scores.score(b.svc.peer_id) < -10, 30)
     assert a.chain.blocks == a_blocks
     served = b.svc.server.served["sync"]
-    await trio.sleep(2.5)  # absence of retries can only be observed over time (b's tip is unchanged)
+    await wait_polls(a, n=3)  # a looked at b's (unchanged) tip three more times
     assert b.svc.server.served["sync"] - served <= 1  # a's fast-path probe at most, no refetch
 
 

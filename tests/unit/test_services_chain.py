@@ -29,6 +29,7 @@ from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.unit.services_support import NoVdf, Validator, vdf_for
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -182,8 +183,7 @@ async def test_the_producer_waits_for_its_rank_time(tmp_path: Path) -> None:
             await nursery.start(vdf_service.run)
             await nursery.start(producer.run)
             with trio.fail_after(20):
-                while vdf_service.computed == 0:  # noqa: ASYNC110 - the prover is another process
-                    await trio.sleep(0.01)
+                await wait_until(lambda: vdf_service.computed > 0)
                 clock.set(GENESIS_TIME_MS + DEVNET.slot_ms)  # the leader's time: not ours
                 await trio.testing.wait_all_tasks_blocked()
                 assert chain.height == 0
@@ -271,8 +271,7 @@ async def test_a_backup_stands_down_when_the_leaders_block_arrives(tmp_path: Pat
             await nursery.start(vdf_service.run)
             await nursery.start(runner.run)
             with trio.fail_after(20):
-                while vdf_service.lookup(g.hash) is None:  # noqa: ASYNC110 - the prover is another process
-                    await trio.sleep(0.01)
+                await wait_until(lambda: vdf_service.lookup(g.hash) is not None)
                 await trio.testing.wait_all_tasks_blocked()  # the backup now sleeps until its rank time
                 assert chain.import_block(leader.propose(chain, g)) is None
                 clock.advance(DEVNET.rank_delay_ms)  # the backup's time for height 1 has come...

@@ -27,6 +27,7 @@ from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.unit.services_support import Validator
+from tests.waiting import wait_until
 
 
 def equivocation(header: Header, key: SecretKey) -> Evidence:
@@ -109,8 +110,7 @@ async def test_the_producer_waits_until_the_node_is_synced(tmp_path: Path) -> No
             await nursery.start(vdf_service.run)
             await nursery.start(producer.run)
             with trio.fail_after(20):
-                while not producer.waiting_for_sync:  # noqa: ASYNC110 - the state of another task
-                    await trio.sleep(0.01)
+                await wait_until(lambda: producer.waiting_for_sync)
                 await trio.testing.wait_all_tasks_blocked()
                 assert chain.height == 0
                 assert vdf_service.computed == 0  # not even the VDF of a tip that may be stale

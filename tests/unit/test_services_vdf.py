@@ -4,7 +4,6 @@ and takes a gossiped proof instead of computing (PROTOCOL §4.2 timelord role)."
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import trio
@@ -19,14 +18,9 @@ from linguachaind.services.chain_service import ChainService
 from linguachaind.services.interfaces import FakeClock, NullNetwork
 from linguachaind.services.vdf_service import VdfService
 from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
+from tests.waiting import wait_until
 
 SLOW = dataclasses.replace(DEVNET, vdf_discriminant_bits=1024, vdf_iterations=10**9)  # hours: never finishes
-
-
-async def poll(predicate: Callable[[], bool], timeout: float = 20) -> None:
-    with trio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - the prover's progress lives in another process
-            await trio.sleep(0.01)
 
 
 async def test_computes_publishes_and_caches() -> None:
@@ -56,10 +50,10 @@ async def test_a_new_wish_kills_the_running_computation() -> None:
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
         service.want(H(b"a"))
-        await poll(lambda: provers[0].statistics().busy)
+        await wait_until(lambda: provers[0].statistics().busy)
         service.want(H(b"b"))
-        await poll(lambda: provers[0].statistics().cancelled == 1)
-        await poll(lambda: provers[0].statistics().busy)  # now on the new wish
+        await wait_until(lambda: provers[0].statistics().cancelled == 1)
+        await wait_until(lambda: provers[0].statistics().busy)  # now on the new wish
         nursery.cancel_scope.cancel()
     assert provers[0].statistics().cancelled == 2
     assert provers[0].pid is None  # the child was killed on exit
@@ -99,7 +93,7 @@ async def test_timelord_mode_follows_the_chain_tip(tmp_path: Path) -> None:
         service = VdfService(DEVNET, NullNetwork())
         async with trio.open_nursery() as nursery:
             await nursery.start(lambda task_status: service.run(tip=chain, task_status=task_status))
-            await poll(lambda: service.lookup(chain.tip_hash()) is not None)
+            await wait_until(lambda: service.lookup(chain.tip_hash()) is not None)
             nursery.cancel_scope.cancel()
         assert service.computed == 1
     finally:

@@ -6,7 +6,6 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
 
 import psutil
 import pytest
@@ -14,19 +13,13 @@ import trio
 
 import vdf
 from chain.hashing import H
+from tests.waiting import wait_until
 from vdf.prover import VdfProver
 from vdf.worker import handle
 
 BITS = 128
 ITERS = 2_000
 LONG = (1024, 10**9)  # hours of work: only a kill ends it
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Poll `predicate` with a deadline (the state lives in a child process: no event to wait on)."""
-    with trio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110
-            await trio.sleep(0.01)
 
 
 def gone(pid: int) -> bool:
@@ -58,11 +51,12 @@ async def test_cancel_kills_the_worker_at_once_and_the_next_prove_works() -> Non
                 await prover.prove(H(b"long"), *LONG)
 
             nursery.start_soon(long_prove)
-            await wait_for(lambda: prover.pid is not None and prover.statistics().busy)
+            await wait_until(lambda: prover.pid is not None and prover.statistics().busy)
             pid = prover.pid
             assert pid is not None
             pids.append(pid)
-            await trio.sleep(0.2)  # let chiavdf get well into the computation
+            # chiavdf is well into the computation once the child has burnt CPU on it
+            await wait_until(lambda: sum(psutil.Process(pid).cpu_times()[:2]) > 0.3)
             t0 = time.monotonic()
             nursery.cancel_scope.cancel()
         elapsed = time.monotonic() - t0
@@ -93,7 +87,7 @@ async def test_a_worker_killed_mid_proof_is_restarted_and_the_proof_still_arrive
                 result.append(await prover.prove(challenge, BITS, 3_000_000))
 
             nursery.start_soon(prove)
-            await wait_for(lambda: prover.pid is not None and prover.statistics().busy)
+            await wait_until(lambda: prover.pid is not None and prover.statistics().busy)
             first_pid = prover.pid
             assert first_pid is not None
             os.kill(first_pid, signal.SIGKILL)  # an outside crash, not a cancel
