@@ -28,6 +28,7 @@ from p2p.testing import NetNode, TestNetwork, open_test_network, wait_for
 @dataclass(frozen=True, slots=True)
 class SoakReport:
     duration_s: float
+    offered: int  # rate * duration: what the schedule asked the publishers to send
     published: int
     expected_deliveries: int
     deliveries: int
@@ -38,14 +39,26 @@ class SoakReport:
     inbound_dropped: int
     outbound_dropped: int
     validator_timeouts: int  # valid messages refused once because validation ran out of time
+    copies_received: int  # every copy that reached a core node's gossip gate, duplicates included
+    duplicates_skipped: int  # queued copies not sent because the peer had the message already
+    idontwant_sent: int  # early IDONTWANT announcements (messages of 16 KiB or more)
+    publish_paced: int  # publishes that waited for room in an outbound queue
+    max_outbound_queue: int  # longest per-peer outbound queue seen (RPCs)
     latency_p50_ms: float
     latency_p95_ms: float
     visitor_joins: int
 
     @property
     def ok(self) -> bool:
+        """Every offered message published (no publisher paced behind schedule), every one delivered
+        to every core node, no stream error, reject or queue drop."""
         return (
-            self.missing == 0 and self.rejected == 0 and self.stream_errors == 0 and self.inbound_dropped == 0
+            self.published >= self.offered
+            and self.missing == 0
+            and self.rejected == 0
+            and self.stream_errors == 0
+            and self.inbound_dropped == 0
+            and self.outbound_dropped == 0
         )
 
 
@@ -76,6 +89,7 @@ async def run_soak(
     got: dict[int, dict[int, float]] = {}
     duplicates = 0
     joins = 0
+    max_queue = 0
     async with open_test_network() as net:
         nodes = [net.add_node() for _ in range(core)]
         for node in nodes:
@@ -129,6 +143,7 @@ async def run_soak(
                 raw = _payload(seq, size)
                 sent_at[seq] = trio.current_time()
                 await publisher.svc.publish_block(raw)
+                max_queue = max(max_queue, publisher.svc.statistics().gossip.outbound_queued)
                 seq += 1
                 next_at = start + seq / rate
                 await trio.sleep(max(0.0, next_at - trio.current_time()))
@@ -140,6 +155,7 @@ async def run_soak(
         stats = [n.svc.statistics() for n in nodes]
         report = SoakReport(
             duration_s=duration_s,
+            offered=int(duration_s * rate),
             published=len(sent_at),
             expected_deliveries=len(expected),
             deliveries=len(latencies),
@@ -150,6 +166,11 @@ async def run_soak(
             inbound_dropped=sum(st.gossip.inbound_dropped for st in stats),
             outbound_dropped=sum(st.gossip.outbound_dropped for st in stats),
             validator_timeouts=sum(st.gossip.validator_timeouts for st in stats),
+            copies_received=sum(st.gossip.received for st in stats),
+            duplicates_skipped=sum(st.gossip.duplicates_skipped for st in stats),
+            idontwant_sent=sum(st.gossip.idontwant_sent for st in stats),
+            publish_paced=sum(st.gossip.publish_paced for st in stats),
+            max_outbound_queue=max_queue,
             latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
             latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
             visitor_joins=joins,

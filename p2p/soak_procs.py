@@ -52,8 +52,17 @@ async def node_main(spec: dict[str, Any]) -> None:
             async for msg in node.svc.inbound:
                 received.setdefault(int.from_bytes(msg.data[:8], "big"), time.time())
 
+        max_queue = 0
+
+        async def watch_queues() -> None:
+            nonlocal max_queue
+            while True:
+                await trio.sleep(1.0)
+                max_queue = max(max_queue, node.svc.statistics().gossip.outbound_queued)
+
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drain)
+            nursery.start_soon(watch_queues)
             for addr in spec["dial"]:
                 with trio.move_on_after(10):
                     while await node.svc.add_peer(addr) is not None:  # noqa: ASYNC110 - a retry
@@ -66,8 +75,8 @@ async def node_main(spec: dict[str, Any]) -> None:
                 while True:
                     seq = k * core + spec["index"]
                     at = spec["start_at"] + seq / rate
-                    if at >= spec["stop_at"]:
-                        break
+                    if at >= spec["stop_at"] or time.time() >= spec["stop_at"]:
+                        break  # a publisher behind schedule stops on time: the report shows the shortfall
                     await trio.sleep(max(0.0, at - time.time()))
                     raw = _payload(seq, rng.randint(spec["min_kb"] * 1024, spec["max_kb"] * 1024))
                     published[seq] = time.time()
@@ -84,17 +93,21 @@ async def node_main(spec: dict[str, Any]) -> None:
                 "inbound_dropped": stats.gossip.inbound_dropped,
                 "outbound_dropped": stats.gossip.outbound_dropped,
                 "validator_timeouts": stats.gossip.validator_timeouts,
+                "publish_paced": stats.gossip.publish_paced,
+                "copies_received": stats.gossip.received,
+                "duplicates_skipped": stats.gossip.duplicates_skipped,
+                "idontwant_sent": stats.gossip.idontwant_sent,
+                "max_outbound_queue": max_queue,
             }
             await trio.Path(spec["out"]).write_text(json.dumps(report))
             nursery.cancel_scope.cancel()
 
 
 def _spawn(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "p2p.soak_procs", json.dumps(spec)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with open(spec["out"] + ".log", "wb") as log:  # a crashed node leaves its traceback here
+        return subprocess.Popen(
+            [sys.executable, "-m", "p2p.soak_procs", json.dumps(spec)], stdout=log, stderr=subprocess.STDOUT
+        )
 
 
 def _wait_file(path: Path, timeout_s: float) -> str:
@@ -128,7 +141,8 @@ def run_soak_procs(
     base: dict[str, Any] = {"core": core, "rate": rate, "min_kb": min_kb, "max_kb": max_kb, "seed": seed}
     base |= {"start_at": start_at, "stop_at": stop_at, "drain_until": drain_until}
     for i in range(core):
-        # a line plus one chord, so gossip has to be relayed
+        # the dials form a ring; peer exchange at the handshake then connects every core node to
+        # every other, as six real nodes would be: a full mesh, where duplicates are the cost
         dial = [addrs[i - 1]] if i > 0 else []
         if i == core - 1 and core > 2:
             dial.append(addrs[0])
@@ -137,6 +151,31 @@ def run_soak_procs(
         addrs.append(_wait_file(Path(spec["out"] + ".addr"), 30))
     joins = 0
     guests: dict[int, subprocess.Popen[bytes]] = {}
+    try:
+        joins = _churn(guests, addrs, base, tmp, visitors, rng, stop_at)
+        for proc in procs:
+            proc.wait(timeout=drain_s + 120)
+    finally:
+        for proc in [*procs, *guests.values()]:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    return _summarise(
+        [json.loads((tmp / f"n{i}.json").read_text()) for i in range(core)], core, joins, duration_s, rate
+    )
+
+
+def _churn(
+    guests: dict[int, subprocess.Popen[bytes]],
+    addrs: list[str],
+    base: dict[str, Any],
+    tmp: Path,
+    visitors: int,
+    rng: random.Random,
+    stop_at: float,
+) -> int:
+    """Visitors join (a new process dialing two core nodes) and leave (SIGKILL) every 2-6 s."""
+    joins = 0
     while time.time() < stop_at - 10:
         slot = rng.randrange(visitors)
         proc = guests.pop(slot, None)
@@ -152,9 +191,13 @@ def run_soak_procs(
     for proc in guests.values():
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    for proc in procs:
-        proc.wait(timeout=drain_s + 120)
-    reports = [json.loads((tmp / f"n{i}.json").read_text()) for i in range(core)]
+    guests.clear()
+    return joins
+
+
+def _summarise(
+    reports: list[dict[str, Any]], core: int, joins: int, duration_s: float, rate: float
+) -> SoakReport:
     sent = {int(s): t for r in reports for s, t in r["published"].items()}
     latencies: list[float] = []
     expected = 0
@@ -168,6 +211,7 @@ def run_soak_procs(
                 latencies.append((got[s] - t) * 1000)
     return SoakReport(
         duration_s=duration_s,
+        offered=int(duration_s * rate),
         published=len(sent),
         expected_deliveries=expected,
         deliveries=len(latencies),
@@ -178,6 +222,11 @@ def run_soak_procs(
         inbound_dropped=sum(r["inbound_dropped"] for r in reports),
         outbound_dropped=sum(r["outbound_dropped"] for r in reports),
         validator_timeouts=sum(r["validator_timeouts"] for r in reports),
+        copies_received=sum(r["copies_received"] for r in reports),
+        duplicates_skipped=sum(r["duplicates_skipped"] for r in reports),
+        idontwant_sent=sum(r["idontwant_sent"] for r in reports),
+        publish_paced=sum(r["publish_paced"] for r in reports),
+        max_outbound_queue=max(r["max_outbound_queue"] for r in reports),
         latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
         latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
         visitor_joins=joins,
