@@ -7,6 +7,7 @@ components lack; each method is a thin translation.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -147,6 +148,9 @@ class PeersAdapter:
             return False
         self.service.disconnect_peer(peer_id)
         return True
+
+    def gossip_stats(self) -> dict[str, int]:
+        return dict(dataclasses.asdict(self.service.statistics().gossip))
 
 
 class ProducerStats:

@@ -85,6 +85,10 @@ class PeerBackend(Protocol):
 
     async def disconnect_peer(self, peer_id: str) -> bool: ...
 
+    def gossip_stats(self) -> dict[str, int]:
+        """The gossip layer's counters (`p2p.gossip.GossipStats`)."""
+        ...
+
 
 class ProducerBackend(Protocol):
     def statistics(self) -> dict[str, Any]: ...

@@ -115,6 +115,7 @@ async def start_p2p(node: Node, nursery: trio.Nursery) -> None:
     node.ctx.is_synced = lambda: not service.sync_status().syncing
     node.metrics.gauge("peers", "connected peers", lambda: float(len(service.peers())))
     await node.start_service(nursery, "gossip-drain", _drain(service))
+    await node.start_service(nursery, "vote-reannounce", _reannounce_votes(service, chain))
 
 
 def _drain(service: Any) -> Any:
@@ -124,6 +125,35 @@ def _drain(service: Any) -> Any:
         task_status.started()
         async for _ in service.inbound:
             pass
+
+    return run
+
+
+def _reannounce_votes(service: Any, chain: Any) -> Any:
+    """Each new peer is sent the votes we hold for unfinalised blocks: the ones gossiped while it was
+    apart never reach it otherwise (libp2p drops a re-publish of anything it saw in the last
+    120 s), and fork choice weighs them (PROTOCOL §4.4)."""
+    from chain.codec import encode
+    from p2p.messages.gossip import GossipKind
+
+    async def send(peer_id: str) -> None:
+        votes = [encode(att) for att in chain.unfinalised_votes()]
+        if not votes:
+            return
+        try:
+            sent = await service.reannounce(peer_id, GossipKind.ATTESTATION, votes)
+        except Exception:
+            log.warning("re-sending votes to %s failed", peer_id, exc_info=True)
+            return
+        log.debug("re-sent %d of %d unfinalised votes to %s", sent, len(votes), peer_id)
+
+    async def run(*, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        events = service.open_events()
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            async for event in events:
+                if event.connected:
+                    nursery.start_soon(send, event.peer_id)
 
     return run
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
@@ -21,6 +21,7 @@ import trio
 from libp2p.pubsub.gossipsub import PROTOCOL_ID, PROTOCOL_ID_V11, GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.validators import PUBSUB_SIGNING_PREFIX
 from libp2p.tools.anyio_service import background_trio_service
 
 from chain.errors import ErrorCode
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 RPC_HEADROOM: Final = 64 * 1024
 HAVE_PER_PEER: Final = 4096  # message ids remembered per peer as "it has this one"
+DIRECT_WAIT_S: Final = 10.0  # how long `send_direct` waits for a new peer's gossip stream
 IDONTWANT_MIN_BYTES: Final = 16 * 1024  # messages this large are announced with an early IDONTWANT
 
 
@@ -79,6 +81,7 @@ class GossipStats:
     publish_paced: int  # publishes that waited for room in the outbound queues
     duplicates_skipped: int  # queued messages not sent because the peer already had them
     idontwant_sent: int  # early IDONTWANT announcements of large messages, per peer
+    sent_direct: int  # messages sent to one peer by `send_direct` (re-announcements)
     in_flight: int
     outbound_queued: int  # longest per-peer outbound queue now
 
@@ -232,6 +235,7 @@ class Gossip:
                 "publish_paced",
                 "duplicates_skipped",
                 "idontwant_sent",
+                "sent_direct",
             ),
             0,
         )
@@ -430,6 +434,44 @@ class Gossip:
         await self.pubsub.publish(self.topics[kind], raw)
         self._n["published"] += 1
         return True
+
+    async def send_direct(
+        self, peer_id: Any, kind: GossipKind, raws: Sequence[bytes], wait_s: float = DIRECT_WAIT_S
+    ) -> int:
+        """Send `raws` on `kind`'s topic to one peer only, as fresh messages from us: for what a peer
+        that was apart may lack (the votes for our unfinalised blocks). `publish` cannot do this: the
+        library drops, silently, our own publish of any payload it saw in the last 120 s or more. The
+        peer validates them as any gossip, drops the ones it has (content-addressed ids) and forwards
+        the new ones. Waits up to `wait_s` for the peer's gossip stream and its subscription to the
+        topic; returns how many messages were queued (0: the peer never got ready)."""
+        topic = self.topics[kind]
+        limit = self.specs[kind].max_bytes(self.params)
+
+        def ready() -> bool:
+            return peer_id in self.pubsub.peer_queues and peer_id in self.pubsub.peer_topics.get(topic, ())
+
+        with trio.move_on_after(wait_s):
+            while not ready():  # noqa: ASYNC110 - the library sets these with no event to wait on
+                await trio.sleep(0.05)
+        if not ready():
+            return 0
+        pubsub = self.pubsub
+        msgs = []
+        for raw in raws:
+            if len(raw) > limit or len(raw) + 1024 > self.max_rpc:
+                continue
+            msg = rpc_pb2.Message(
+                data=raw, topicIDs=[topic], from_id=pubsub.my_id.to_bytes(), seqno=pubsub._next_seqno()
+            )
+            if pubsub.strict_signing and pubsub.sign_key is not None:  # as Pubsub.publish signs
+                signature = pubsub.sign_key.sign(PUBSUB_SIGNING_PREFIX.encode() + msg.SerializeToString())
+                msg.key = self.host.get_public_key().serialize()
+                msg.signature = signature
+            msgs.append(msg)
+        if msgs:
+            self.router.send_rpc(peer_id, rpc_pb2.RPC(publish=msgs))  # split by the queue if large
+            self._n["sent_direct"] += len(msgs)
+        return len(msgs)
 
     def _longest_queue(self) -> int:
         return max((len(q) for q in list(self.pubsub.peer_queues.values())), default=0)

@@ -225,6 +225,11 @@ class P2PService:
     def open_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         return self.peers_mgr.open_events()
 
+    async def reannounce(self, peer_id: str, kind: GossipKind, raws: Sequence[bytes]) -> int:
+        """Gossip `raws` to one (new) peer only, even payloads the network has seen already: see
+        `Gossip.send_direct`. Returns how many were queued."""
+        return await self.gossip.send_direct(peer_id_from_str(peer_id), kind, raws)
+
     # -- sync and blobs ------------------------------------------------------------------------
 
     def sync_status(self) -> SyncStats:

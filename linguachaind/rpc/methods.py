@@ -132,6 +132,7 @@ def build_methods(ctx: RpcContext) -> list[Method]:
             "genesis_hash": ctx.genesis_hash.hex(),
             "peer_id": ctx.p2p.peer_id if ctx.p2p is not None else None,
             "listen_addrs": ctx.p2p.listen_addrs() if ctx.p2p is not None else [],
+            "gossip": ctx.p2p.gossip_stats() if ctx.p2p is not None else None,
             "validator_pubkey": ctx.validator_pubkey.hex() if ctx.validator_pubkey is not None else None,
             "validator": ctx.config.validator,
             "min_fee": ctx.genesis.params.min_fee,

@@ -50,6 +50,7 @@ MAX_ORPHANS: Final = 256
 MAX_FUTURE: Final = 64  # blocks from slightly ahead of our clock, retried when their time comes
 MAX_FUTURE_WAIT_MS: Final = 60_000  # blocks further ahead than this are dropped, not kept
 MAX_PENDING_ATTESTATIONS: Final = 4096
+MAX_REANNOUNCED_VOTES: Final = 1024  # votes re-sent to a new peer (about 4 KB of gossip per 20)
 MAX_STATE_DEPTH: Final = 1024  # deepest main-chain ancestor whose state is rebuilt from undo records
 
 
@@ -193,6 +194,16 @@ class ChainService:
 
     def attestations(self, block_hash: bytes) -> list[Attestation]:
         return list(self._atts.get(BlockHash(block_hash), {}).values())
+
+    def unfinalised_votes(self, limit: int = MAX_REANNOUNCED_VOTES) -> list[Attestation]:
+        """The votes we hold for blocks above the final height, highest first (at most `limit`):
+        what a peer that was apart may lack; fork choice weighs them (§4.4), and until a child block
+        carries them in its `parent_certificate` only gossip does. The daemon re-sends them to each
+        new peer (`P2PService.reannounce`)."""
+        final = self.store.final_height
+        votes = [att for pool in self._atts.values() for att in pool.values() if att.height > final]
+        votes.sort(key=lambda att: (-att.height, att.block_hash, att.validator))
+        return votes[:limit]
 
     def eligible_for(self, block_hash: BlockHash) -> dict[PubKey, int]:
         """Validator -> weight of the set eligible at the block's height (state of its parent)."""

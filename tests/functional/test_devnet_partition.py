@@ -35,6 +35,9 @@ class LateConnectTest(LinguaChainTestFramework):
             timeout=60,
             what="finality after the merge",
         )
+        # each connection re-sent the votes for unfinalised blocks gossiped while the nodes were apart
+        resent = [n.getnodeinfo()["gossip"]["sent_direct"] for n in self.nodes]
+        assert sum(resent) > 0, resent
 
 
 def test_nodes_started_apart_converge(tmp_path: Path) -> None:

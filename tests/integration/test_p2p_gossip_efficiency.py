@@ -17,6 +17,11 @@ from libp2p.pubsub import pubsub as pubsub_mod
 from libp2p.pubsub import utils as pubsub_utils
 from libp2p.pubsub.pb import rpc_pb2
 
+from chain.codec import encode
+from chain.crypto import SecretKey
+from chain.header import Attestation
+from chain.params import DEVNET
+from chain.types import BlockHash, Height
 from p2p import compat
 from p2p.gossip import IDONTWANT_MIN_BYTES, message_id
 from p2p.messages.gossip import GossipKind
@@ -143,3 +148,38 @@ async def test_yamux_streams_grant_a_large_window_credited_at_half(net: TestNetw
     big = payload(5, 900 * 1024)
     assert await b.svc.publish_block(big)
     assert await received(a, 1) == [big]
+
+
+def vote(height: int, label: str = "val0") -> bytes:
+    key = SecretKey.from_label(label)
+    return encode(
+        Attestation(DEVNET.chain_id, Height(height), BlockHash(bytes([height]) * 32), key.pubkey).signed(key)
+    )
+
+
+async def test_reannounce_reaches_a_new_peer_where_publish_cannot(net: TestNetwork) -> None:
+    """Votes gossiped while two nodes were apart: re-publishing them is silently dropped by libp2p's
+    seen cache; `reannounce` sends them to the new peer, which takes and forwards the new ones."""
+    a, b, c = [net.add_node() for _ in range(3)]
+    for node in (a, b, c):
+        await net.start(node)
+    await net.connect(b, c)
+    old = vote(7)
+    assert await a.svc.publish_attestation(old)  # a is alone: nobody gets it
+    # apart for longer than the message cache's window (a joining peer is sent what is still in it)
+    topic = a.svc.gossip.topics[GossipKind.ATTESTATION]
+    await wait_for(lambda: not a.svc.gossip.router.mcache.window(topic), 20)
+    await net.connect(a, b)
+    await wait_for(lambda: a.svc.gossip.mesh_size(GossipKind.ATTESTATION) > 0, 20)
+    assert await a.svc.publish_attestation(old)  # "published", but dropped as seen
+    marker = vote(8)
+    assert await a.svc.publish_attestation(marker)  # same stream: arrives after `old` would have
+    await wait_for(lambda: marker in b.validator.accepted["attest"], 10)
+    assert old not in b.validator.accepted["attest"]
+
+    sent = await a.svc.reannounce(b.svc.peer_id, GossipKind.ATTESTATION, [old, marker])
+    assert sent == 2
+    await wait_for(lambda: old in b.validator.accepted["attest"], 10)
+    await wait_for(lambda: old in c.validator.accepted["attest"], 10)  # b forwarded it
+    assert b.validator.accepted["attest"].count(marker) == 1  # the one it had is dropped as seen
+    assert a.svc.statistics().gossip.sent_direct == 2

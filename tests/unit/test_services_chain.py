@@ -106,6 +106,32 @@ def test_a_certified_and_attested_child_makes_its_parent_final_never_reverted(
     assert chain.tip_hash() == block2.hash
 
 
+def test_unfinalised_votes_are_the_ones_above_final_highest_first(
+    two: tuple[Genesis, ChainService, FakeClock, list[Validator]],
+) -> None:
+    """What the daemon re-sends to each new peer (wiring._reannounce_votes)."""
+    _, chain, _, (leader, backup) = two
+    g = chain.tip_header()
+    assert chain.unfinalised_votes() == []
+    block1 = leader.propose(chain, g)
+    assert chain.import_block(block1) is None
+    first = [leader.attester.attest_head(), backup.attester.attest_head()]
+    assert all(att is not None for att in first)
+    assert sorted(a.validator for a in chain.unfinalised_votes()) == sorted(a.validator for a in first if a)
+    parent = chain.tip_header()
+    proposer = min((leader, backup), key=lambda v: v.duty(chain, parent).rank)
+    assert chain.import_block(proposer.propose(chain, parent)) is None
+    second = leader.attester.attest_head()
+    assert second is not None
+    votes = chain.unfinalised_votes()
+    assert votes[0] == second  # highest first
+    assert [a.height for a in votes] == [2, 1, 1]
+    assert chain.unfinalised_votes(limit=1) == [second]
+    assert backup.attester.attest_head() is not None
+    assert chain.store.final_height == 1  # votes at or below the final height are not re-sent
+    assert {a.height for a in chain.unfinalised_votes()} == {2}
+
+
 def test_orphans_wait_for_their_parent(
     tmp_path: Path, two: tuple[Genesis, ChainService, FakeClock, list[Validator]]
 ) -> None:
