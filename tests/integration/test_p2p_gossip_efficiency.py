@@ -183,3 +183,19 @@ async def test_reannounce_reaches_a_new_peer_where_publish_cannot(net: TestNetwo
     await wait_for(lambda: old in c.validator.accepted["attest"], 10)  # b forwarded it
     assert b.validator.accepted["attest"].count(marker) == 1  # the one it had is dropped as seen
     assert a.svc.statistics().gossip.sent_direct == 2
+
+
+async def test_a_large_reannounce_is_paced_within_the_peers_limits(net: TestNetwork) -> None:
+    """Hundreds of votes re-sent at once must not look like a flood to the receiver (its per-peer
+    limit of messages in validation, its rate limit): all arrive, nothing is dropped or penalised."""
+    a, b = [net.add_node() for _ in range(2)]
+    for node in (a, b):
+        node.validator.keep_accepted = False
+        await net.start(node)
+    await net.connect(a, b)
+    votes = [vote(h, f"val{v}") for h in range(1, 31) for v in range(10)]  # 300 distinct votes
+    assert await a.svc.reannounce(b.svc.peer_id, GossipKind.ATTESTATION, votes) == len(votes)
+    await wait_for(lambda: b.validator.n_accepted == len(votes), 30)
+    stats = b.svc.statistics()
+    assert stats.gossip.rate_limited == 0
+    assert b.svc.scores.score(a.svc.peer_id) >= 0
