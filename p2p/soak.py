@@ -17,12 +17,20 @@ import os
 import random
 import statistics
 from dataclasses import dataclass
+from typing import Final
 
+import psutil
 import trio
 
 from chain.errors import ErrorCode
 from p2p.messages.gossip import GossipKind
 from p2p.testing import NetNode, TestNetwork, open_test_network, wait_for
+
+WARM_UP_S: Final = 30.0  # memory is measured from this far into the load (or a third of it)
+
+
+def warm_up_s(duration_s: float) -> float:
+    return min(WARM_UP_S, duration_s / 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +52,8 @@ class SoakReport:
     idontwant_sent: int  # early IDONTWANT announcements (messages of 16 KiB or more)
     publish_paced: int  # publishes that waited for room in an outbound queue
     max_outbound_queue: int  # longest per-peer outbound queue seen (RPCs)
+    rss_mb_max: float  # largest resident memory of a core node's process at the end of the load
+    rss_growth_mb_max: float  # largest growth of that from `warm_up_s` into the load to its end
     latency_p50_ms: float
     latency_p95_ms: float
     visitor_joins: int
@@ -90,6 +100,8 @@ async def run_soak(
     duplicates = 0
     joins = 0
     max_queue = 0
+    process = psutil.Process()
+    rss_warm = rss_end = 0.0
     async with open_test_network() as net:
         nodes = [net.add_node() for _ in range(core)]
         for node in nodes:
@@ -144,9 +156,12 @@ async def run_soak(
                 sent_at[seq] = trio.current_time()
                 await publisher.svc.publish_block(raw)
                 max_queue = max(max_queue, publisher.svc.statistics().gossip.outbound_queued)
+                if not rss_warm and trio.current_time() >= start + warm_up_s(duration_s):
+                    rss_warm = process.memory_info().rss / 2**20
                 seq += 1
                 next_at = start + seq / rate
                 await trio.sleep(max(0.0, next_at - trio.current_time()))
+            rss_end = process.memory_info().rss / 2**20
             expected = {(i, s) for s in sent_at for i in range(core) if i != s % core}
             with trio.move_on_after(drain_s):
                 await wait_for(lambda: all(s in got.get(i, {}) for i, s in expected), drain_s, poll_s=0.2)
@@ -171,6 +186,8 @@ async def run_soak(
             idontwant_sent=sum(st.gossip.idontwant_sent for st in stats),
             publish_paced=sum(st.gossip.publish_paced for st in stats),
             max_outbound_queue=max_queue,
+            rss_mb_max=rss_end,  # all nodes share this process
+            rss_growth_mb_max=rss_end - rss_warm if rss_warm else 0.0,
             latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
             latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
             visitor_joins=joins,

@@ -21,10 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import trio
 
 from p2p.messages.gossip import GossipKind
-from p2p.soak import SoakReport, _check, _payload
+from p2p.soak import SoakReport, _check, _payload, warm_up_s
 from p2p.testing import open_test_network, wait_for
 
 
@@ -53,12 +54,19 @@ async def node_main(spec: dict[str, Any]) -> None:
                 received.setdefault(int.from_bytes(msg.data[:8], "big"), time.time())
 
         max_queue = 0
+        rss_mb: dict[str, float] = {}  # resident memory once warmed up, and at the end of the load
+        process = psutil.Process()
 
         async def watch_queues() -> None:
             nonlocal max_queue
             while True:
                 await trio.sleep(1.0)
                 max_queue = max(max_queue, node.svc.statistics().gossip.outbound_queued)
+                now = time.time()
+                if now >= spec["warm_at"] and "warm" not in rss_mb:
+                    rss_mb["warm"] = process.memory_info().rss / 2**20
+                if now <= spec["stop_at"]:
+                    rss_mb["end"] = process.memory_info().rss / 2**20
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(drain)
@@ -98,6 +106,7 @@ async def node_main(spec: dict[str, Any]) -> None:
                 "duplicates_skipped": stats.gossip.duplicates_skipped,
                 "idontwant_sent": stats.gossip.idontwant_sent,
                 "max_outbound_queue": max_queue,
+                "rss_mb": rss_mb,
             }
             await trio.Path(spec["out"]).write_text(json.dumps(report))
             nursery.cancel_scope.cancel()
@@ -140,6 +149,7 @@ def run_soak_procs(
     addrs: list[str] = []
     base: dict[str, Any] = {"core": core, "rate": rate, "min_kb": min_kb, "max_kb": max_kb, "seed": seed}
     base |= {"start_at": start_at, "stop_at": stop_at, "drain_until": drain_until}
+    base["warm_at"] = start_at + warm_up_s(duration_s)
     for i in range(core):
         # the dials form a ring; peer exchange at the handshake then connects every core node to
         # every other, as six real nodes would be: a full mesh, where duplicates are the cost
@@ -227,6 +237,8 @@ def _summarise(
         idontwant_sent=sum(r["idontwant_sent"] for r in reports),
         publish_paced=sum(r["publish_paced"] for r in reports),
         max_outbound_queue=max(r["max_outbound_queue"] for r in reports),
+        rss_mb_max=max(r["rss_mb"].get("end", 0.0) for r in reports),
+        rss_growth_mb_max=max(r["rss_mb"].get("end", 0.0) - r["rss_mb"].get("warm", 0.0) for r in reports),
         latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
         latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
         visitor_joins=joins,

@@ -28,6 +28,7 @@ def _assert_clean(report: SoakReport) -> None:
     assert report.inbound_dropped == 0, report
     assert report.outbound_dropped == 0, report
     assert report.visitor_joins > 0, report
+    assert report.rss_growth_mb_max < 150, report  # bounded memory under load (measured: -12 to +15 MiB)
     assert report.ok
 
 
