@@ -42,6 +42,7 @@ class NodeConfig:
     genesis_file: Path | None = None  # None: <datadir>/genesis.json
     listen: tuple[str, ...] = ()  # libp2p multiaddrs
     bootstrap: tuple[str, ...] = ()
+    mdns: bool = False  # find peers on the local network by multicast DNS (PROTOCOL §7.1)
     rpc_bind: str = "127.0.0.1"
     rpc_port: int = 29332
     rpc_user: str | None = None
@@ -100,6 +101,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         "rpc_read_timeout_s": "float",
         "validator": "bool",
         "timelord": "bool",
+        "mdns": "bool",
         "log_stderr": "bool",
         "allow_test_rpcs": "bool",
     }.get(key, "str")

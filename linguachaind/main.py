@@ -138,6 +138,7 @@ def init(
 @click.option(
     "--validator/--no-validator", default=None, help="produce and attest blocks with keys/validator.key"
 )
+@click.option("--mdns/--no-mdns", default=None, help="find peers on the local network by multicast DNS")
 @click.option("--train-data", type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]))
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
@@ -150,6 +151,7 @@ def start(
     bootstrap: tuple[str, ...],
     rpc_port: int | None,
     validator: bool | None,
+    mdns: bool | None,
     train_data: Path | None,
     device: str | None,
     log_level: str | None,
@@ -166,6 +168,7 @@ def start(
         "bootstrap": bootstrap or None,
         "rpc_port": rpc_port,
         "validator": validator,
+        "mdns": mdns,
         "train_data": train_data,
         "device": device,
         "log_level": log_level.upper() if log_level else None,

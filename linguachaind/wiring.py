@@ -99,7 +99,7 @@ async def start_p2p(node: Node, nursery: trio.Nursery) -> None:
     validator = NodeGossipValidator(chain, pool, vdf, node.clock.now_ms)
     p2p_config = P2PConfig(
         keys_dir=node.layout.keys,
-        host=HostConfig(listen_addrs=config.listen),
+        host=HostConfig(listen_addrs=config.listen, enable_mdns=config.mdns),
         bootstrap=config.bootstrap,
     )
     service = P2PService(

@@ -49,6 +49,10 @@ def test_env_lists_and_bools(tmp_path: Path) -> None:
     assert cfg.bootstrap == ("/ip4/127.0.0.1/tcp/1/p2p/QmA", "/ip4/127.0.0.1/tcp/2/p2p/QmB")
     assert cfg.validator is False
     assert cfg.log_debug == "p2p=DEBUG"
+    assert cfg.mdns is False  # off unless asked for
+    assert build_config({"datadir": str(d)}, {"LINGUACHAIN_MDNS": "on"}).mdns is True
+    (tmp_path / "f").mkdir()
+    assert build_config({"datadir": str(_datadir(tmp_path / "f", "mdns = true\n"))}, {}).mdns is True
 
 
 @pytest.mark.parametrize(
@@ -63,6 +67,7 @@ def test_env_lists_and_bools(tmp_path: Path) -> None:
         ("", {}, {"bootstrap": ("/ip4/1.2.3.4/tcp/1",)}, "needs a /p2p/<peer id> part"),
         ("", {}, {"listen": ("127.0.0.1:1",)}, "is not a multiaddr"),
         ("", {"LINGUACHAIN_VALIDATOR": "maybe"}, {}, "expected true or false"),
+        ('mdns = "sometimes"\n', {}, {}, "expected true or false"),
         ("this is not toml", {}, {}, "is not valid TOML"),
         ("", {"LINGUACHAIN_DEBUG": "p2p"}, {}, "must look like module=LEVEL"),
     ],
