@@ -214,6 +214,8 @@ class Gossip:
         self._announced: OrderedDict[bytes, None] = OrderedDict()
         self._original_handle_idontwant = self.router.handle_idontwant
         self.router.handle_idontwant = self._handle_idontwant  # type: ignore[method-assign,assignment]
+        self._original_handle_iwant = self.router.handle_iwant
+        self.router.handle_iwant = self._handle_iwant  # type: ignore[method-assign,assignment]
         compat.set_outbound_filter(self.pubsub, self._trim_outbound)
         checks: dict[GossipKind, Callable[[bytes, str], Awaitable[ErrorCode | None]]] = {
             GossipKind.TX: validator.validate_tx,
@@ -302,6 +304,16 @@ class Gossip:
         for msg_id in idontwant.messageIDs[:HAVE_PER_PEER]:
             self._peer_has(sender, bytes(msg_id), self._dont)
         await self._original_handle_idontwant(idontwant, sender)
+
+    async def _handle_iwant(self, iwant: Any, sender: Any) -> None:
+        """An IWANT overrides an earlier IDONTWANT for those ids: a peer that announced a message
+        early and then failed to validate it (a timeout under load) asks for it again this way, and
+        our outbound filter must not drop the answer."""
+        dont = self._dont.get(sender)
+        if dont:
+            for msg_id in iwant.messageIDs[:HAVE_PER_PEER]:
+                dont.pop(bytes(msg_id), None)
+        await self._original_handle_iwant(iwant, sender)
 
     def _trim_outbound(self, peer_id: Any, rpc: Any) -> Any:
         if not rpc.publish:

@@ -100,6 +100,9 @@ async def test_a_peer_that_announced_a_message_is_not_sent_it(net: TestNetwork) 
     trimmed = gossip._trim_outbound(peer, rpc_pb2.RPC(publish=[msg, other]))
     assert trimmed is not None
     assert [m.data for m in trimmed.publish] == [other.data]
+    # asking for it with IWANT (after its validation failed, say) overrides the IDONTWANT
+    await gossip._handle_iwant(rpc_pb2.ControlIWant(messageIDs=[message_id(msg)]), peer)
+    assert gossip._trim_outbound(peer, rpc) is rpc
 
 
 async def test_signed_records_are_verified_once_per_peer_and_record(
