@@ -16,6 +16,7 @@ import itertools
 import os
 import random
 import statistics
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -70,6 +71,71 @@ class SoakReport:
             and self.inbound_dropped == 0
             and self.outbound_dropped == 0
         )
+
+
+COUNTERS: Final = (
+    "rejected",
+    "stream_errors",
+    "inbound_dropped",
+    "outbound_dropped",
+    "validator_timeouts",
+    "copies_received",
+    "duplicates_skipped",
+    "idontwant_sent",
+    "publish_paced",
+)
+
+
+def node_counters(node: NetNode) -> dict[str, int]:
+    """One node's error and traffic counters (`COUNTERS`), as the report sums them."""
+    stats = node.svc.statistics()
+    gossip = stats.gossip
+    return {
+        "rejected": node.validator.rejected,
+        "stream_errors": stats.offences["malformed"] + stats.offences["oversized"],
+        "inbound_dropped": gossip.inbound_dropped,
+        "outbound_dropped": gossip.outbound_dropped,
+        "validator_timeouts": gossip.validator_timeouts,
+        "copies_received": gossip.received,
+        "duplicates_skipped": gossip.duplicates_skipped,
+        "idontwant_sent": gossip.idontwant_sent,
+        "publish_paced": gossip.publish_paced,
+    }
+
+
+def make_report(
+    *,
+    duration_s: float,
+    rate: float,
+    published: int,
+    expected: int,
+    latencies: Sequence[float],
+    counters: Sequence[Mapping[str, int]],
+    duplicates: int,
+    max_queue: int,
+    rss_max: float,
+    rss_growth: float,
+    joins: int,
+) -> SoakReport:
+    """The report of either soak: `latencies` (ms) of the deliveries that happened out of `expected`,
+    `counters` of every core node summed."""
+    totals = {key: sum(c[key] for c in counters) for key in COUNTERS}
+    return SoakReport(
+        duration_s=duration_s,
+        offered=int(duration_s * rate),
+        published=published,
+        expected_deliveries=expected,
+        deliveries=len(latencies),
+        missing=expected - len(latencies),
+        duplicates=duplicates,
+        **totals,
+        max_outbound_queue=max_queue,
+        rss_mb_max=rss_max,
+        rss_growth_mb_max=rss_growth,
+        latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
+        latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
+        visitor_joins=joins,
+    )
 
 
 def _payload(seq: int, size: int) -> bytes:
@@ -167,30 +233,18 @@ async def run_soak(
                 await wait_for(lambda: all(s in got.get(i, {}) for i, s in expected), drain_s, poll_s=0.2)
             nursery.cancel_scope.cancel()
         latencies = [(got[i][s] - sent_at[s]) * 1000 for i, s in expected if s in got.get(i, {})]
-        stats = [n.svc.statistics() for n in nodes]
-        report = SoakReport(
+        report = make_report(
             duration_s=duration_s,
-            offered=int(duration_s * rate),
+            rate=rate,
             published=len(sent_at),
-            expected_deliveries=len(expected),
-            deliveries=len(latencies),
-            missing=len(expected) - len(latencies),
+            expected=len(expected),
+            latencies=latencies,
+            counters=[node_counters(n) for n in nodes],
             duplicates=duplicates,
-            rejected=sum(n.validator.rejected for n in nodes),
-            stream_errors=sum(st.offences["malformed"] + st.offences["oversized"] for st in stats),
-            inbound_dropped=sum(st.gossip.inbound_dropped for st in stats),
-            outbound_dropped=sum(st.gossip.outbound_dropped for st in stats),
-            validator_timeouts=sum(st.gossip.validator_timeouts for st in stats),
-            copies_received=sum(st.gossip.received for st in stats),
-            duplicates_skipped=sum(st.gossip.duplicates_skipped for st in stats),
-            idontwant_sent=sum(st.gossip.idontwant_sent for st in stats),
-            publish_paced=sum(st.gossip.publish_paced for st in stats),
-            max_outbound_queue=max_queue,
-            rss_mb_max=rss_end,  # all nodes share this process
-            rss_growth_mb_max=rss_end - rss_warm if rss_warm else 0.0,
-            latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
-            latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
-            visitor_joins=joins,
+            max_queue=max_queue,
+            rss_max=rss_end,  # all nodes share this process
+            rss_growth=rss_end - rss_warm if rss_warm else 0.0,
+            joins=joins,
         )
     return report
 

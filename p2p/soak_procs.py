@@ -13,7 +13,6 @@ import os
 import random
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import psutil
 import trio
 
 from p2p.messages.gossip import GossipKind
-from p2p.soak import SoakReport, _check, _payload, warm_up_s
+from p2p.soak import SoakReport, _check, _payload, make_report, node_counters, warm_up_s
 from p2p.testing import open_test_network, wait_for
 
 
@@ -91,20 +90,11 @@ async def node_main(spec: dict[str, Any]) -> None:
                     await node.svc.publish_block(raw)
                     k += 1
             await trio.sleep(max(0.0, spec["drain_until"] - time.time()))
-            stats = node.svc.statistics()
             report = {
                 "index": spec["index"],
                 "published": published,
                 "received": received,
-                "rejected": node.validator.rejected,
-                "stream_errors": stats.offences["malformed"] + stats.offences["oversized"],
-                "inbound_dropped": stats.gossip.inbound_dropped,
-                "outbound_dropped": stats.gossip.outbound_dropped,
-                "validator_timeouts": stats.gossip.validator_timeouts,
-                "publish_paced": stats.gossip.publish_paced,
-                "copies_received": stats.gossip.received,
-                "duplicates_skipped": stats.gossip.duplicates_skipped,
-                "idontwant_sent": stats.gossip.idontwant_sent,
+                **node_counters(node),
                 "max_outbound_queue": max_queue,
                 "rss_mb": rss_mb,
             }
@@ -219,29 +209,18 @@ def _summarise(
             expected += 1
             if s in got:
                 latencies.append((got[s] - t) * 1000)
-    return SoakReport(
+    return make_report(
         duration_s=duration_s,
-        offered=int(duration_s * rate),
+        rate=rate,
         published=len(sent),
-        expected_deliveries=expected,
-        deliveries=len(latencies),
-        missing=expected - len(latencies),
+        expected=expected,
+        latencies=latencies,
+        counters=reports,
         duplicates=0,
-        rejected=sum(r["rejected"] for r in reports),
-        stream_errors=sum(r["stream_errors"] for r in reports),
-        inbound_dropped=sum(r["inbound_dropped"] for r in reports),
-        outbound_dropped=sum(r["outbound_dropped"] for r in reports),
-        validator_timeouts=sum(r["validator_timeouts"] for r in reports),
-        copies_received=sum(r["copies_received"] for r in reports),
-        duplicates_skipped=sum(r["duplicates_skipped"] for r in reports),
-        idontwant_sent=sum(r["idontwant_sent"] for r in reports),
-        publish_paced=sum(r["publish_paced"] for r in reports),
-        max_outbound_queue=max(r["max_outbound_queue"] for r in reports),
-        rss_mb_max=max(r["rss_mb"].get("end", 0.0) for r in reports),
-        rss_growth_mb_max=max(r["rss_mb"].get("end", 0.0) - r["rss_mb"].get("warm", 0.0) for r in reports),
-        latency_p50_ms=statistics.median(latencies) if latencies else 0.0,
-        latency_p95_ms=statistics.quantiles(latencies, n=20)[18] if len(latencies) > 20 else 0.0,
-        visitor_joins=joins,
+        max_queue=max(r["max_outbound_queue"] for r in reports),
+        rss_max=max(r["rss_mb"].get("end", 0.0) for r in reports),
+        rss_growth=max(r["rss_mb"].get("end", 0.0) - r["rss_mb"].get("warm", 0.0) for r in reports),
+        joins=joins,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import sys
 
@@ -37,29 +38,12 @@ def main() -> int:
     parser.add_argument("--in-process", action="store_true", help="all nodes in this one process")
     parser.add_argument("--processes", action="store_true", help=argparse.SUPPRESS)  # the default now
     args = parser.parse_args()
-    if not args.in_process:
-        report = run_soak_procs(
-            args.duration,
-            core=args.nodes,
-            visitors=args.visitors,
-            rate=args.rate,
-            min_kb=args.min_kb,
-            max_kb=args.max_kb,
-            seed=args.seed,
-        )
-        print(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
-        return 0 if report.ok else 1
-    report = trio.run(
-        lambda: run_soak(
-            args.duration,
-            core=args.nodes,
-            visitors=args.visitors,
-            rate=args.rate,
-            min_kb=args.min_kb,
-            max_kb=args.max_kb,
-            seed=args.seed,
-        )
-    )
+    kwargs = {"core": args.nodes, "visitors": args.visitors, "rate": args.rate, "seed": args.seed}
+    kwargs |= {"min_kb": args.min_kb, "max_kb": args.max_kb}
+    if args.in_process:
+        report = trio.run(functools.partial(run_soak, args.duration, **kwargs))
+    else:
+        report = run_soak_procs(args.duration, **kwargs)
     print(json.dumps({**dataclasses.asdict(report), "ok": report.ok}, indent=2))
     return 0 if report.ok else 1
 

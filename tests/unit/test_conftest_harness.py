@@ -11,10 +11,11 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
+
+from tests.functional.framework import wait_until
 
 CONFTEST = Path(__file__).resolve().parents[1] / "conftest.py"
 
@@ -77,10 +78,19 @@ def test_seed_is_logged_reused_and_children_are_reaped(tmp_path: Path) -> None:
     assert "session seed 12345 (rerun with LC_TEST_SEED=12345)" in out  # printed with the failure
     assert "reaped 1 leftover child process(es)" in out
     pid = int((tmp_path / "child.pid").read_text())
-    deadline = time.monotonic() + 10
-    while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-        assert time.monotonic() < deadline, f"child {pid} still alive after the session"
-        time.sleep(0.05)
+
+    def gone() -> bool:
+        try:
+            return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(
+        gone,
+        timeout=10,
+        interval=0.05,
+        what=f"child {pid} gone after the session",
+    )
     first = (tmp_path / "seed.txt").read_text()
     drawn = (tmp_path / "hypothesis.txt").read_text()
     (tmp_path / "hypothesis.txt").unlink()
