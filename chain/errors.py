@@ -106,6 +106,10 @@ class ErrorCode(IntEnum):
     BLOB_MISSING = 161  # transient: fetch it first
     BAD_UNIT = 162
     FALSE_SCORE = 163
+    BAD_UPDATE_HEADER = 164  # an update blob's safetensors header: length, JSON, offsets, metadata
+    UPDATE_WRONG_TENSORS = 165  # a tensor missing, extra or misnamed for the chain's LoRA layout
+    UPDATE_WRONG_SHAPE = 166
+    UPDATE_WRONG_DTYPE = 167  # not int32 fixed point (PROTOCOL §1.4)
 
     @property
     def is_transient(self) -> bool:
