@@ -99,6 +99,13 @@ class ChainParams:
     n_score_batches: U16
     score_tolerance_micro: U64
     score_slash_tolerance_micro: U64
+    # learning rules of PROTOCOL §6.4-§6.5 as implemented in chain.consensus (docs/learning.md)
+    version_lag_rounds: U16  # a version's inputs (units, test set) are fixed this many rounds earlier
+    norm_filter_factor_permille: U32  # norm-filtered fedavg drops norms above factor x median norm
+    near_duplicate_permille: U16  # MinHash Jaccard at or above which two examples are near duplicates
+    min_example_bytes: U32  # shorter examples (UTF-8 bytes of prompt + completion) are outliers
+    max_example_bytes: U32  # longer examples are outliers
+    length_outlier_factor: U16  # longer than factor x median or shorter than median / factor: outlier
 
     def slash_permille(self, kind: int) -> int:
         """Slash fraction for an `EvidenceKind` value (1..4, see chain.evidence)."""
@@ -132,6 +139,14 @@ class ChainParams:
             (self.lora_rank >= 1, "lora_rank must be at least 1"),
             (self.trim_fraction_permille < 500, "trim_fraction_permille must be below 500"),
             (self.n_score_batches >= 1, "n_score_batches must be at least 1"),
+            (self.version_lag_rounds >= 1, "version_lag_rounds must be at least 1"),
+            (self.norm_filter_factor_permille >= 1000, "norm_filter_factor_permille must be >= 1000"),
+            (0 < self.near_duplicate_permille <= 1000, "near_duplicate_permille must be in (0, 1000]"),
+            (
+                1 <= self.min_example_bytes <= self.max_example_bytes,
+                "min_example_bytes must be in [1, max_example_bytes]",
+            ),
+            (self.length_outlier_factor >= 2, "length_outlier_factor must be at least 2"),
         ]
         for name in ("double_proposal", "double_attest", "invalid_block", "false_score"):
             v = getattr(self, f"slash_{name}_permille")
@@ -231,6 +246,12 @@ _BASE: Final = ChainParams(
     n_score_batches=8,
     score_tolerance_micro=20_000,
     score_slash_tolerance_micro=200_000,
+    version_lag_rounds=2,
+    norm_filter_factor_permille=3_000,
+    near_duplicate_permille=800,
+    min_example_bytes=8,
+    max_example_bytes=4_096,
+    length_outlier_factor=8,
 )
 
 MAINNET: Final = _BASE
@@ -246,6 +267,7 @@ TESTNET: Final = dataclasses.replace(
     unbonding_blocks=Height(60),
     jail_blocks=Height(100),
     pow_bits_header=6,
+    version_lag_rounds=3,  # 54 s of 6 s slots for aggregation and scoring
 )
 DEVNET: Final = dataclasses.replace(
     _BASE,
@@ -263,6 +285,7 @@ DEVNET: Final = dataclasses.replace(
     pow_bits_header=4,
     pow_bits_unit_base=4,
     pow_bits_unit_per_mib=1,
+    version_lag_rounds=8,  # 24 s of 1 s slots: scoring lc-tiny on the test set on 2 CPU cores
 )
 
 PRESETS: Final[dict[str, ChainParams]] = {"mainnet": MAINNET, "testnet": TESTNET, "devnet": DEVNET}
