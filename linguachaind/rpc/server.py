@@ -4,7 +4,10 @@ Owns: the method registry (`Method`, `Param`), HTTP Basic auth against the cooki
 user/password (constant-time compare), parse/validate/dispatch with the stable codes of
 `rpc.errors`, batches, and routing `/metrics`. Must not: implement methods (`rpc.methods` does) or
 hold node state. A handler bug answers INTERNAL_ERROR, is logged with its traceback, and the server
-keeps serving.
+keeps serving. Parsing never raises: any body that is not JSON within the limits (nesting 32, Python's
+4,300-digit integers) is PARSE_ERROR; integers beyond 64 bits and non-ASCII or over-long numerals in
+parameters are INVALID_PARAMS. An authenticated request's response is marked `trusted` for the HTTP
+layer's connection limit.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from linguachaind.rpc.http import Request, Response
 log = logging.getLogger(__name__)
 
 MAX_BATCH: Final = 100
+MAX_DEPTH: Final = 32  # JSON nesting; JSON-RPC requests need 3 or 4 levels
+INT_MIN: Final = -(2**63)  # every integer a method or an id takes fits in 64 bits
+INT_MAX: Final = 2**64 - 1
 _NO_DEFAULT: Final = object()
 
 
@@ -90,8 +96,58 @@ def bind_params(method: Method, params: Any) -> dict[str, Any]:
                 f"{method.name}: parameter {p.name!r} must be {_type_names(p.types)}, "
                 f"got {type(value).__name__}",
             )
+        _check_numeral(method.name, p, value)
         out[p.name] = value
     return out
+
+
+def _check_numeral(method: str, p: Param, value: Any) -> None:
+    """Integers fit in 64 bits; where a string may stand for an integer, a numeral is plain ASCII.
+
+    Methods read a string of digits as a height (`getblock "12"`): `str.isdigit` also accepts "²" and
+    4,000-digit strings, which `int()` refuses or turns into heights no store can hold.
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and not INT_MIN <= value <= INT_MAX:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, f"{method}: parameter {p.name!r} is out of range")
+    numeral = int in p.types and isinstance(value, str) and value.isdigit()
+    if numeral and not (value.isascii() and len(value) <= 19 and int(value) <= INT_MAX):
+        raise RpcError(
+            RpcErrorCode.INVALID_PARAMS,
+            f"{method}: parameter {p.name!r} is not a valid number: use ASCII digits, at most 19",
+        )
+
+
+def _depth(doc: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(doc, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    return deepest
+
+
+def parse_json(body: bytes) -> Any:
+    """The request body as JSON, or RpcError(PARSE_ERROR): never another exception.
+
+    Deep nesting (RecursionError in the parser) and integer literals over 4,300 digits (ValueError from
+    Python's int limit) are parse errors like any other malformed body.
+    """
+    try:
+        doc = json.loads(body)
+    except RecursionError:
+        raise RpcError(RpcErrorCode.PARSE_ERROR, f"parse error: nested deeper than {MAX_DEPTH}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise RpcError(RpcErrorCode.PARSE_ERROR, f"parse error: {exc}") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise RpcError(RpcErrorCode.PARSE_ERROR, f"parse error: nested deeper than {MAX_DEPTH}")
+    return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,30 +224,36 @@ class RpcDispatcher:
             )
             return Response(401, body, extra_headers=[("www-authenticate", 'Basic realm="linguachaind"')])
         try:
-            doc = json.loads(request.body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return Response(
-                200, _json(_error_response(None, RpcErrorCode.PARSE_ERROR, f"parse error: {exc}"))
-            )
+            doc = parse_json(request.body)
+        except RpcError as exc:
+            return Response(200, _json(_error_response(None, exc.code, exc.message)), trusted=True)
         if isinstance(doc, list):
             if not doc:
                 return Response(
-                    200, _json(_error_response(None, RpcErrorCode.INVALID_REQUEST, "empty batch"))
+                    200,
+                    _json(_error_response(None, RpcErrorCode.INVALID_REQUEST, "empty batch")),
+                    trusted=True,
                 )
             if len(doc) > MAX_BATCH:
                 msg = f"batch of {len(doc)} requests exceeds {MAX_BATCH}"
-                return Response(200, _json(_error_response(None, RpcErrorCode.INVALID_REQUEST, msg)))
+                return Response(
+                    200, _json(_error_response(None, RpcErrorCode.INVALID_REQUEST, msg)), trusted=True
+                )
             replies = [r for r in [await self.call(item) for item in doc] if r is not None]
-            return Response(200, _json(replies))
+            return Response(200, _json(replies), trusted=True)
         reply = await self.call(doc)
-        return Response(200, _json(reply) if reply is not None else b"")
+        return Response(200, _json(reply) if reply is not None else b"", trusted=True)
 
     async def call(self, doc: Any) -> dict[str, Any] | None:
         """One request object -> one response object (None for a notification)."""
         if not isinstance(doc, dict):
             return _error_response(None, RpcErrorCode.INVALID_REQUEST, "a request must be a JSON object")
         req_id = doc.get("id")
-        if (req_id is not None and not isinstance(req_id, str | int)) or isinstance(req_id, bool):
+        if (
+            (req_id is not None and not isinstance(req_id, str | int))
+            or isinstance(req_id, bool)
+            or (isinstance(req_id, int) and not INT_MIN <= req_id <= INT_MAX)
+        ):
             return _error_response(
                 None, RpcErrorCode.INVALID_REQUEST, "id must be a string, an integer or null"
             )
