@@ -3,7 +3,7 @@
 Owns: `NodeGossipValidator` (each topic's check *is* the import: a block is validated by importing it
 into the chain service, a tx by admitting it to the mempool, so a message is forwarded only if this
 node accepted it), `StoreChainSource` and `ChainBlockSink` for status/sync, and `P2PNetwork`, the
-services' `Network` over gossip (a `NullNetwork` stands in until p2p runs). Must not: hold rules.
+services' `Network` over gossip. Must not: hold rules.
 """
 
 from __future__ import annotations

@@ -17,11 +17,14 @@ import dataclasses
 import functools
 import json
 import sys
+from pathlib import Path
 
 import trio
 
-from p2p.soak import run_soak
-from p2p.soak_procs import run_soak_procs
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the soak drivers live in tests/support
+
+from tests.support.soak import run_soak
+from tests.support.soak_procs import run_soak_procs
 
 
 def main() -> int:

@@ -3,10 +3,13 @@
 Owns: the session random seed (logged in the header, the summary and every failure report,
 reusable with `LC_TEST_SEED=<n>`; it also seeds hypothesis unless `--hypothesis-seed` is given),
 the per-test `seed`/`rng` fixtures and the seeding of the global `random` module, the hypothesis
-profiles (`ci` by default, `dev`, `thorough`; pick with `HYPOTHESIS_PROFILE`), and the reaping of
-child processes left alive at session end. Must not: hold fixtures of one area (put those in the
-area's own conftest.py) or import project packages (a broken package must not break collection of
-every test).
+profiles (`ci` by default, `dev`, `thorough`; pick with `HYPOTHESIS_PROFILE`), the test tiers by
+directory (`tests/unit/`: pure, in one process, no network; `tests/integration/`: child processes,
+loopback networks, in-process nodes; `tests/functional/`: real `linguachaind` processes; each test
+gets its tier's marker, so `-m unit` selects the fast tier), and the reaping of child processes left
+alive at session end. Shared helpers live in `tests/support/`. Must not: hold fixtures of one area
+(put those in the area's own conftest.py) or import project packages (a broken package must not
+break collection of every test).
 """
 
 from __future__ import annotations
@@ -105,6 +108,21 @@ def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestR
             )
         )
     return report
+
+
+# -- tiers -----------------------------------------------------------------------------------
+
+TIERS = ("unit", "integration", "functional")
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier of the directory it lives in (`tests/<tier>/...`)."""
+    for item in items:
+        rel = os.path.relpath(str(item.path), TESTS_DIR)
+        tier = rel.split(os.sep, 1)[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 # -- child processes -------------------------------------------------------------------------

@@ -1,10 +1,10 @@
-"""The small Protocols the consensus services get their collaborators through, and test doubles.
+"""The small Protocols the consensus services get their collaborators through.
 
-Owns: `Clock` (milliseconds and sleeping until a time), `WallClock`, `FakeClock` (tests: time moves
-only when told), `Network` (what the services hand to the p2p layer), `TxPublisher` (gossip of a tx
-the node created itself), `NullNetwork`, `MempoolLike` (what the chain service and producer call on
-the mempool), `ChainWatcher` (what the chain service shows the evidence reporter).
-Must not: implement p2p or the mempool.
+Owns: `Clock` (milliseconds and sleeping until a time), `WallClock`, `Network` (what the services
+hand to the p2p layer), `TxPublisher` (gossip of a tx the node created itself), `MempoolLike`
+(what the chain service and producer call on the mempool), `ChainWatcher` (what the chain service
+shows the evidence reporter).
+Must not: implement p2p or the mempool, or hold test doubles (tests/support/doubles.py).
 """
 
 from __future__ import annotations
@@ -47,29 +47,6 @@ class WallClock:
             await trio.sleep(left / 1000)
 
 
-class FakeClock:
-    """A clock for tests: `now_ms` changes only through `advance`/`set`; sleepers wake when reached."""
-
-    def __init__(self, start_ms: int) -> None:
-        self._now = start_ms
-        self._changed = trio.Event()
-
-    def now_ms(self) -> int:
-        return self._now
-
-    def set(self, timestamp_ms: int) -> None:
-        self._now = max(self._now, timestamp_ms)
-        self._changed.set()
-        self._changed = trio.Event()
-
-    def advance(self, ms: int) -> None:
-        self.set(self._now + ms)
-
-    async def sleep_until_ms(self, timestamp_ms: int) -> None:
-        while self._now < timestamp_ms:
-            await self._changed.wait()
-
-
 class Network(Protocol):
     """What the consensus services publish; the daemon adapts the p2p gossip layer to it."""
 
@@ -84,28 +61,6 @@ class TxPublisher(Protocol):
     """Gossip of a tx this node made (the evidence reporter's SLASH_EVIDENCE); `glue.P2PNetwork` has it."""
 
     async def publish_tx(self, raw: bytes) -> None: ...
-
-
-class NullNetwork:
-    """A network that records what was published (single-node devnet and tests)."""
-
-    def __init__(self) -> None:
-        self.blocks: list[Block] = []
-        self.attestations: list[Attestation] = []
-        self.vdfs: list[VdfProof] = []
-        self.txs: list[bytes] = []
-
-    async def publish_block(self, block: Block) -> None:
-        self.blocks.append(block)
-
-    async def publish_attestation(self, att: Attestation) -> None:
-        self.attestations.append(att)
-
-    async def publish_vdf(self, msg: VdfProof) -> None:
-        self.vdfs.append(msg)
-
-    async def publish_tx(self, raw: bytes) -> None:
-        self.txs.append(raw)
 
 
 class MempoolLike(Protocol):

@@ -48,7 +48,7 @@ from chain.types import (
     TimestampMs,
 )
 from mempool import Mempool, MempoolConfig, PoolLimits
-from tests.unit.mempool_support import MemState
+from tests.support.mempool_support import MemState
 
 PARAMS = DEVNET
 GENESIS_LIKE_HEADER = Header(

@@ -41,11 +41,11 @@ from chain.tx import Transfer, make_tx
 from chain.types import COIN, ZERO_SIGNATURE, Amount, BlockHash, Height, TimestampMs
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
-from linguachaind.services.interfaces import FakeClock, NullNetwork
 from linguachaind.services.producer import Producer
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
-from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis, make_block
+from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis, make_block
+from tests.support.doubles import FakeClock, NullNetwork
 
 
 class _NoVdf:

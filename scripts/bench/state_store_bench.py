@@ -32,7 +32,7 @@ from chain.state.transition import BlockEffects, apply_block, apply_block_detail
 from chain.store import BlockStore
 from chain.tx import Transfer, make_tx
 from chain.types import COIN, AccountId, Amount
-from tests.chainbuilders import dev_genesis, make_block
+from tests.support.chainbuilders import dev_genesis, make_block
 
 
 def timed(fn: Callable[[], object], repeat: int = 3) -> float:

@@ -1,6 +1,6 @@
 """The gossip soak (issue acceptance): 6 nodes, 50 msg/s of 1-200 KB, peers joining and leaving.
 
-Every node is its own OS process, as real nodes are (`p2p.soak_procs`); visitors join and are
+Every node is its own OS process, as real nodes are (`tests.support.soak_procs`); visitors join and are
 SIGKILLed every 2-6 s. The full soak is slow: 5 minutes by default (`LC_SOAK_S` shortens it). A short,
 gentler run of the same machinery is in the default suite. Also runnable as `scripts/p2p_soak.py
 --processes`.
@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from p2p.soak import SoakReport
-from p2p.soak_procs import run_soak_procs
+from tests.support.soak import SoakReport
+from tests.support.soak_procs import run_soak_procs
 
 pytestmark = [pytest.mark.integration]
 

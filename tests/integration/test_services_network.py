@@ -18,8 +18,8 @@ from chain.state.model import RewardReason
 from chain.types import ZERO_SIGNATURE, PubKey, TimestampMs
 from chain.vdfmsg import VdfProof
 from linguachaind.services.interfaces import WallClock
-from tests.chainbuilders import dev_genesis
-from tests.unit.services_support import ServiceStack, open_stack, run_stack
+from tests.support.chainbuilders import dev_genesis
+from tests.support.services_support import ServiceStack, open_stack, run_stack
 
 pytestmark = pytest.mark.integration
 

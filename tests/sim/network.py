@@ -34,11 +34,12 @@ from chain.consensus.duties import (
     should_propose,
     unsigned_header,
 )
-from chain.consensus.election import eligible_validators, vdf_challenge
+from chain.consensus.election import challenge_for_child
 from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
 from chain.consensus.slashing import verify_evidence
 from chain.consensus.validation import validate_block
+from chain.consensus.validators import vote_weights
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, InvalidBlock
@@ -50,8 +51,8 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.state.view import MemoryState, StateView
 from chain.tx import SlashEvidence, Transfer, make_tx
 from chain.types import AccountId, Amount, BlockHash, ChainId, Hash32, Height, PubKey, StateRoot
-from tests.chainbuilders import dev_genesis, empty_body
 from tests.sim.world import MemoryView, VdfImpl
+from tests.support.chainbuilders import dev_genesis, empty_body
 
 
 class SafetyViolation(AssertionError):
@@ -458,7 +459,7 @@ class SimNetwork:
     def vdf_of(self, parent_hash: BlockHash) -> tuple[bytes, bytes]:
         """The VDF of the child of `parent_hash` (any node could compute it; a timelord shares it)."""
         if parent_hash not in self._vdf_cache:
-            challenge = vdf_challenge(self.params.chain_id, parent_hash)
+            challenge = challenge_for_child(self.params.chain_id, self.all_blocks[parent_hash])
             self._vdf_cache[parent_hash] = self.vdf.prove(
                 challenge, self.params.vdf_discriminant_bits, self.params.vdf_iterations
             )
@@ -481,7 +482,7 @@ class SimNetwork:
 
     def eligible(self, parent_hash: BlockHash, height: int, state: StateView) -> dict[PubKey, int]:
         if parent_hash not in self._eligible_cache:
-            self._eligible_cache[parent_hash] = dict(eligible_validators(state, height))
+            self._eligible_cache[parent_hash] = dict(vote_weights(state, height))
         return self._eligible_cache[parent_hash]
 
     def account_of(self, pubkey: PubKey) -> AccountId:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from chain.codec import decode, encode
 from chain.errors import ErrorCode
-from tests import strategies as S
+from tests.support import strategies as S
 
 ALL_TYPES = S.CODEC_TYPES
 

@@ -1,6 +1,6 @@
 """Property tests: every codec type round-trips through `encode`/`decode` (PROTOCOL §1.1).
 
-Owns: round-trip and id-stability properties over objects built by `tests.strategies`. Must not:
+Owns: round-trip and id-stability properties over objects built by `tests.support.strategies`. Must not:
 pin bytes (tests/unit/test_vectors.py does) or test rejection codes (test_codec_reject.py does).
 """
 
@@ -17,7 +17,7 @@ from chain.codec import decode, encode, from_plain, to_plain
 from chain.evidence import Evidence, EvidenceKind
 from chain.header import Attestation, BlockKind, Header
 from chain.tx import Tx, TxKind
-from tests import strategies as S
+from tests.support import strategies as S
 
 ALL_TYPES = S.CODEC_TYPES
 

@@ -31,7 +31,7 @@ from chain.header import Attestation
 from chain.signed import pow_digest, pow_ok, solve_pow, unsigned_bytes
 from chain.tx import Transfer, make_tx
 from chain.types import AccountId, Amount, BlockHash, ChainId, Height, PubKey, Signature
-from tests import strategies as S
+from tests.support import strategies as S
 
 ALICE = SecretKey.from_label("alice")
 BOB = SecretKey.from_label("bob")

@@ -13,7 +13,7 @@ from chain.state.view import StateOverlay
 from chain.tx import Stake, Transfer, Tx, Unstake
 from chain.types import COIN, Amount, Height
 from mempool import Mempool, MempoolConfig
-from tests.chainbuilders import MemChain, dev_genesis, mine_data_unit
+from tests.support.chainbuilders import MemChain, dev_genesis, mine_data_unit
 
 CONFIG = MempoolConfig(sync_writes=False)
 

@@ -16,7 +16,7 @@ from chain.types import Amount, Nonce
 from chain.units import DataUnit
 from mempool import Mempool, MempoolConfig
 from mempool.policy import check_against_state, check_raw, select_run, tx_cost
-from tests.unit.mempool_support import (
+from tests.support.mempool_support import (
     PARAMS,
     SINK,
     MemState,

@@ -8,7 +8,7 @@ from pathlib import Path
 from chain.codec import encode
 from chain.errors import ErrorCode
 from mempool import Mempool, MempoolConfig, PoolKind, PoolLimits
-from tests.unit.mempool_support import PARAMS, MemState, acct, data_unit_tx, learning_unit_tx, transfer
+from tests.support.mempool_support import PARAMS, MemState, acct, data_unit_tx, learning_unit_tx, transfer
 
 SIZE = len(encode(transfer(0, 0)))  # every plain transfer here has the same encoded size
 

@@ -23,7 +23,7 @@ from chain.tx import Tx
 from chain.types import COIN, AccountId
 from mempool import Mempool, MempoolConfig, PoolLimits
 from mempool.policy import tx_cost
-from tests.unit.mempool_support import (
+from tests.support.mempool_support import (
     PARAMS,
     MemState,
     acct,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chain.types import COIN
 from mempool import Mempool, MempoolConfig
-from tests.unit.mempool_support import PARAMS, MemState, acct, transfer, tx_block
+from tests.support.mempool_support import PARAMS, MemState, acct, transfer, tx_block
 
 CONFIG = MempoolConfig(sync_writes=False)
 

@@ -20,7 +20,7 @@ from chain.store.leveldb import LevelDB
 from chain.types import COIN
 from mempool import Mempool, MempoolConfig
 from mempool.store import ITEM_PREFIX, SCHEMA_KEY, MempoolStore
-from tests.unit.mempool_support import CHILD_CONFIG, CHILD_SENDERS, PARAMS, MemState, acct, transfer
+from tests.support.mempool_support import CHILD_CONFIG, CHILD_SENDERS, PARAMS, MemState, acct, transfer
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = 400  # accepted items reported before the kill
@@ -32,7 +32,7 @@ def run_child_and_kill(datadir: Path, sync: bool) -> list[tuple[int, int, str]]:
         [
             sys.executable,
             "-m",
-            "tests.unit.mempool_support",
+            "tests.support.mempool_support",
             "child",
             str(datadir),
             "sync" if sync else "nosync",

@@ -16,7 +16,7 @@ from chain.tx import Tx, make_tx
 from chain.units import DataUnit
 from mempool import Mempool, MempoolConfig
 from mempool.store import MempoolStore
-from tests.unit.mempool_support import PARAMS, MemState, bad_signature, data_unit_tx, key, transfer
+from tests.support.mempool_support import PARAMS, MemState, bad_signature, data_unit_tx, key, transfer
 
 CACHE = 1_000  # recent-rejects capacity: the only thing spam may fill, and it is bounded
 CONFIG = MempoolConfig(recent_rejects=CACHE, max_per_sender=200)

@@ -22,14 +22,14 @@ from chain.store.blockstore import BlockStore
 from chain.tx import Transfer, make_tx
 from chain.types import Amount, Height
 from linguachaind.services.chain_service import ChainService
-from linguachaind.services.interfaces import FakeClock, NullNetwork
 from linguachaind.services.producer import Producer
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
-from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.unit.services_support import NoVdf, Validator, vdf_for
-from tests.waiting import wait_until
+from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.services_support import NoVdf, Validator, vdf_for
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture

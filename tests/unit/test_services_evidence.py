@@ -31,10 +31,10 @@ from chain.types import ZERO_SIGNATURE, Amount, BlockHash, Height, Signature, Ti
 from linguachaind.services import evidence as evidence_module
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
-from linguachaind.services.interfaces import FakeClock, NullNetwork
 from mempool import DEFAULT_CONFIG, Mempool
-from tests.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE, dev_genesis
-from tests.unit.services_support import Validator
+from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.services_support import Validator
 
 
 @dataclass

@@ -20,14 +20,14 @@ from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, Stake, Transfer, make_tx
 from chain.types import ZERO_SIGNATURE, Amount, TimestampMs
 from linguachaind.services.chain_service import ChainService
-from linguachaind.services.interfaces import FakeClock, NullNetwork
 from linguachaind.services.producer import Producer
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
-from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.unit.services_support import Validator
-from tests.waiting import wait_until
+from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.services_support import Validator
+from tests.support.waiting import wait_until
 
 
 def equivocation(header: Header, key: SecretKey) -> Evidence:

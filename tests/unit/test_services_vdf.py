@@ -15,10 +15,10 @@ from chain.hashing import H
 from chain.params import DEVNET
 from chain.store.blockstore import BlockStore
 from linguachaind.services.chain_service import ChainService
-from linguachaind.services.interfaces import FakeClock, NullNetwork
 from linguachaind.services.vdf_service import VdfService
-from tests.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.waiting import wait_until
+from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.waiting import wait_until
 
 SLOW = dataclasses.replace(DEVNET, vdf_discriminant_bits=1024, vdf_iterations=10**9)  # hours: never finishes
 

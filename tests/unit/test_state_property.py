@@ -13,7 +13,7 @@ from chain.state.transition import BlockEffects, apply_block_detailed, apply_tx
 from chain.state.view import StateOverlay
 from chain.tx import Payload, Stake, Transfer, Tx, Unstake
 from chain.types import COIN, Amount, Height
-from tests.chainbuilders import MemChain, dev_genesis, make_block, minted, supply
+from tests.support.chainbuilders import MemChain, dev_genesis, make_block, minted, supply
 
 NAMES = ("alice", "bob", "carol")
 GENESIS = dev_genesis(n_validators=2, funded=NAMES, amount=50 * COIN)

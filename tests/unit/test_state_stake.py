@@ -17,7 +17,7 @@ from chain.state.model import RewardReason
 from chain.state.transition import BlockEffects, BlockError, apply_block
 from chain.tx import SlashEvidence, Stake, Transfer, Unstake
 from chain.types import COIN, Amount, Height, TimestampMs
-from tests.chainbuilders import VALIDATOR_STAKE, MemChain, dev_genesis, make_block
+from tests.support.chainbuilders import VALIDATOR_STAKE, MemChain, dev_genesis, make_block
 
 MATURITY = 5
 UNBONDING = 6

@@ -18,7 +18,7 @@ from chain.state.transition import BlockEffects, BlockError, apply_block, apply_
 from chain.state.view import StateOverlay
 from chain.tx import Stake, Transfer, make_tx
 from chain.types import COIN, MAX_AMOUNT, AccountId, Amount, ChainId, Height
-from tests.chainbuilders import VALIDATOR_STAKE, MemChain, dev_genesis, make_block
+from tests.support.chainbuilders import VALIDATOR_STAKE, MemChain, dev_genesis, make_block
 
 FEE = DEVNET.min_fee
 

@@ -14,7 +14,7 @@ from chain.state.model import RewardReason, UnitKind
 from chain.state.transition import BlockEffects, BlockError, apply_block
 from chain.tx import Transfer
 from chain.types import COIN, ZERO_HASH, Amount, BlobHash, ChainId, UnitId
-from tests.chainbuilders import (
+from tests.support.chainbuilders import (
     MemChain,
     data_body,
     dev_genesis,

@@ -15,7 +15,7 @@ from chain.store.blockstore import META_SCHEMA
 from chain.store.leveldb import LevelDB
 from chain.tx import Stake, Transfer
 from chain.types import COIN, Amount, Height
-from tests.chainbuilders import MemChain, data_body, dev_genesis, make_block, mine_data_unit
+from tests.support.chainbuilders import MemChain, data_body, dev_genesis, make_block, mine_data_unit
 
 
 def build_chain(n_tx_blocks: int = 2) -> MemChain:

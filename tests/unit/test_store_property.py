@@ -15,7 +15,7 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.store import BlockStore
 from chain.tx import Stake, Transfer, Unstake
 from chain.types import COIN, Amount
-from tests.chainbuilders import MemChain, dev_genesis
+from tests.support.chainbuilders import MemChain, dev_genesis
 
 
 def _chain() -> MemChain:

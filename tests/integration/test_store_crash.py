@@ -19,8 +19,8 @@ import pytest
 
 from chain.block import Block
 from chain.store import BlockStore
-from tests.chainbuilders import dev_genesis
-from tests.unit.store_crash_writer import build_blocks, write_blocks
+from tests.support.chainbuilders import dev_genesis
+from tests.support.store_crash_writer import build_blocks, write_blocks
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _spawn(datadir: Path, blocks_file: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.unit.store_crash_writer", str(datadir), str(blocks_file)],
+        [sys.executable, "-m", "tests.support.store_crash_writer", str(datadir), str(blocks_file)],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -3,7 +3,8 @@
 Owns: `node_main` (one node: listen on a given port, dial its neighbours, publish its share of the
 load on a shared wall-clock schedule, record what arrives, write a JSON report) and `run_soak_procs`
 (start the core nodes, let visitor processes join and be killed at random, collect the reports into
-a `SoakReport`). Payloads are checked as in `p2p.soak`. Must not: be imported by production code.
+a `SoakReport`). Payloads are checked as in `tests.support.soak`. Must not: be imported by the
+project's packages.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ import psutil
 import trio
 
 from p2p.messages.gossip import GossipKind
-from p2p.soak import SoakReport, _check, _payload, make_report, node_counters, warm_up_s
-from p2p.testing import open_test_network, wait_for
+from p2p.testing import open_test_network
+from tests.support.soak import SoakReport, _check, _payload, make_report, node_counters, warm_up_s
+from tests.support.waiting import wait_until
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -75,7 +79,7 @@ async def node_main(spec: dict[str, Any]) -> None:
                     while await node.svc.add_peer(addr) is not None:  # noqa: ASYNC110 - a retry
                         await trio.sleep(0.2)
             if spec["publish"]:
-                await wait_for(lambda: node.svc.gossip.mesh_size(GossipKind.BLOCK) > 0, 30)
+                await wait_until(lambda: node.svc.gossip.mesh_size(GossipKind.BLOCK) > 0, 30)
                 await trio.sleep(max(0.0, spec["start_at"] - time.time()))
                 core, rate = spec["core"], spec["rate"]
                 k = 0
@@ -105,7 +109,10 @@ async def node_main(spec: dict[str, Any]) -> None:
 def _spawn(spec: dict[str, Any]) -> subprocess.Popen[bytes]:
     with open(spec["out"] + ".log", "wb") as log:  # a crashed node leaves its traceback here
         return subprocess.Popen(
-            [sys.executable, "-m", "p2p.soak_procs", json.dumps(spec)], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "tests.support.soak_procs", json.dumps(spec)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,  # `-m tests.support...` resolves from the repository root, wherever we run
         )
 
 

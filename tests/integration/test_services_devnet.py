@@ -17,9 +17,10 @@ from chain.header import BlockKind, kind_for_height
 from chain.params import DEVNET
 from chain.tx import Transfer, make_tx
 from chain.types import Amount
-from linguachaind.services.interfaces import NullNetwork, WallClock
-from tests.chainbuilders import dev_genesis
-from tests.unit.services_support import open_stack, run_stack
+from linguachaind.services.interfaces import WallClock
+from tests.support.chainbuilders import dev_genesis
+from tests.support.doubles import NullNetwork
+from tests.support.services_support import open_stack, run_stack
 
 DEADLINE_S = 30
 

@@ -13,7 +13,7 @@ import trio
 
 import vdf
 from chain.hashing import H
-from tests.waiting import wait_until
+from tests.support.waiting import wait_until
 from vdf.prover import VdfProver
 from vdf.worker import handle
 

@@ -28,11 +28,12 @@ from chain.store.blockstore import BlockStore
 from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
-from linguachaind.services.interfaces import Clock, MempoolLike, Network, NullNetwork, TxPublisher
+from linguachaind.services.interfaces import Clock, MempoolLike, Network, TxPublisher
 from linguachaind.services.producer import Producer
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
+from tests.support.doubles import NullNetwork
 
 
 @dataclass

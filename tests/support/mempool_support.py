@@ -2,7 +2,7 @@
 
 Owns: a tiny in-memory `StateReader` that can apply TX blocks (the real state needs a chain to
 move; nonces and balances are all the mempool reads), tx builders with real keys and real PoW,
-and `python -m tests.unit.mempool_support child DATADIR [nosync]` which admits txs forever and
+and `python -m tests.support.mempool_support child DATADIR [nosync]` which admits txs forever and
 prints each accepted id once `add` returned. Must not: mock signatures, PoW or LevelDB.
 """
 

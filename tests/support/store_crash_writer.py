@@ -1,6 +1,6 @@
 """Child process of the SIGKILL crash test of the block store (tests/unit/test_store_crash.py).
 
-Owns: `python -m tests.unit.store_crash_writer DATADIR BLOCKS_FILE` which opens the store of the
+Owns: `python -m tests.support.store_crash_writer DATADIR BLOCKS_FILE` which opens the store of the
 `dev_genesis()` chain, prints `ready`, then imports the blocks of BLOCKS_FILE from the store's tip on
 (apply on the store's reader, then `connect_block`), bouncing every 5th block (disconnect and
 reconnect) so kills also land in rollbacks, and prints `tip <height> <hash>` after every change of
@@ -21,7 +21,7 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.store import BlockStore
 from chain.tx import Stake, Transfer
 from chain.types import COIN, Amount
-from tests.chainbuilders import MemChain, dev_genesis
+from tests.support.chainbuilders import MemChain, dev_genesis
 
 BOUNCE_EVERY = 5
 

@@ -25,7 +25,8 @@ import trio
 
 from chain.errors import ErrorCode
 from p2p.messages.gossip import GossipKind
-from p2p.testing import NetNode, TestNetwork, open_test_network, wait_for
+from p2p.testing import NetNode, TestNetwork, open_test_network
+from tests.support.waiting import wait_until
 
 WARM_UP_S: Final = 30.0  # memory is measured from this far into the load (or a third of it)
 
@@ -177,7 +178,7 @@ async def run_soak(
         for a, b in itertools.pairwise(nodes):
             await net.connect(a, b)
         await net.connect(nodes[0], nodes[-1])
-        await wait_for(lambda: all(n.svc.gossip.mesh_size(GossipKind.BLOCK) > 0 for n in nodes), 30)
+        await wait_until(lambda: all(n.svc.gossip.mesh_size(GossipKind.BLOCK) > 0 for n in nodes), 30)
 
         async def drain(node: NetNode) -> None:
             nonlocal duplicates
@@ -230,7 +231,7 @@ async def run_soak(
             rss_end = process.memory_info().rss / 2**20
             expected = {(i, s) for s in sent_at for i in range(core) if i != s % core}
             with trio.move_on_after(drain_s):
-                await wait_for(lambda: all(s in got.get(i, {}) for i, s in expected), drain_s, poll_s=0.2)
+                await wait_until(lambda: all(s in got.get(i, {}) for i, s in expected), drain_s, poll_s=0.2)
             nursery.cancel_scope.cancel()
         latencies = [(got[i][s] - sent_at[s]) * 1000 for i, s in expected if s in got.get(i, {})]
         report = make_report(
