@@ -114,19 +114,39 @@ def tensor_name(module: str, matrix: str) -> str:
     return f"base_model.model.{module}.lora_{matrix}.weight"
 
 
-def lora_layout(linear_modules: Iterable[tuple[str, int, int]], params: ChainParams) -> LoraLayout:
+@dataclass(frozen=True, slots=True)
+class LoraConfig:
+    """The LoRA part of the chain parameters (PROTOCOL §6.2), all a worker needs to build the layout."""
+
+    rank: int
+    alpha: int
+    targets: tuple[str, ...]  # last components of module names, e.g. ("q_proj", "v_proj")
+    scheme: AggregationScheme
+    fp_shift: int
+
+    @classmethod
+    def from_params(cls, params: ChainParams) -> LoraConfig:
+        p = params
+        return cls(p.lora_rank, p.lora_alpha, p.lora_targets, p.aggregation_scheme, p.fp_shift)
+
+
+def lora_layout(
+    linear_modules: Iterable[tuple[str, int, int]], config: LoraConfig | ChainParams
+) -> LoraLayout:
     """The layout over the base's linear modules `(name, in_features, out_features)` whose last name
-    component is one of `params.lora_targets`. Raises `ValueError` when none matches."""
-    targets = set(params.lora_targets)
+    component is one of the configured targets. Raises `ValueError` when none matches."""
+    if isinstance(config, ChainParams):
+        config = LoraConfig.from_params(config)
+    targets = set(config.targets)
     chosen = (LoraModule(n, int(i), int(o)) for n, i, o in linear_modules if n.rsplit(".", 1)[-1] in targets)
     modules = sorted(chosen, key=lambda m: m.name)
     if not modules:
         raise ValueError(f"the base model has no linear module named {sorted(targets)} (lora_targets)")
     return LoraLayout(
-        rank=params.lora_rank,
-        alpha=params.lora_alpha,
-        scheme=params.aggregation_scheme,
-        fp_shift=params.fp_shift,
+        rank=config.rank,
+        alpha=config.alpha,
+        scheme=config.scheme,
+        fp_shift=config.fp_shift,
         modules=tuple(modules),
     )
 

@@ -193,6 +193,7 @@ def test_rejects_metadata_and_header_tricks() -> None:
     lay = layout()
     tensors = valid_update(lay)
     first, second = (s.name for s in lay.exchanged())
+
     def entry(shape: list[object], offsets: list[int], **extra: object) -> dict[str, object]:
         return {"dtype": "I32", "shape": shape, "data_offsets": offsets, **extra}
 
