@@ -9,6 +9,7 @@ operator can act on, and the redacted form printed at start. Must not: hold cons
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -27,6 +28,8 @@ DEVICES: Final = ("cpu", "cuda")
 # Default ports per network: (p2p, rpc). Several devnet nodes on one host pass their own ports.
 DEFAULT_PORTS: Final = {"mainnet": (9333, 9332), "testnet": (19333, 19332), "devnet": (29333, 29332)}
 DEFAULT_MAX_REQUEST_BYTES: Final = 8 * 1024 * 1024
+MAX_READ_TIMEOUT_S: Final = 3600.0
+SECRET_KEYS: Final = ("rpc_password",)  # a config file holding one of these must be private (0600)
 
 
 def default_datadir(network: str) -> Path:
@@ -157,6 +160,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    _refuse_readable_secrets(path, doc)
     out: dict[str, Any] = {}
     for key, value in doc.items():
         if key == "network":
@@ -168,6 +172,19 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_SETTABLE)})")
         out[key] = _coerce(key, value, f"{path}: {key}")
     return out
+
+
+def _refuse_readable_secrets(path: Path, doc: Mapping[str, Any]) -> None:
+    """A config file that holds a password must not be readable by the group or other users."""
+    secrets = [k for k in SECRET_KEYS if k in doc]
+    if not secrets:
+        return
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise ConfigError(
+            f"{path} holds {', '.join(secrets)} but is readable by other users (mode {mode:03o}); "
+            f"run: chmod 600 {path}"
+        )
 
 
 def read_environment(env: Mapping[str, str]) -> dict[str, Any]:
@@ -251,8 +268,11 @@ def validate(config: NodeConfig) -> None:
         raise ConfigError("rpc_password must be at least 8 characters")
     if config.rpc_max_request_bytes < 1024:
         raise ConfigError("rpc_max_request_bytes must be at least 1024")
-    if config.rpc_read_timeout_s <= 0:
-        raise ConfigError("rpc_read_timeout_s must be positive")
+    if not (math.isfinite(config.rpc_read_timeout_s) and 0 < config.rpc_read_timeout_s <= MAX_READ_TIMEOUT_S):
+        raise ConfigError(
+            f"rpc_read_timeout_s must be a number of seconds in (0, {MAX_READ_TIMEOUT_S:g}], "
+            f"got {config.rpc_read_timeout_s!r}"
+        )
     if config.device not in DEVICES:
         raise ConfigError(f"device must be cpu or cuda, got {config.device!r}")
     if config.log_level.upper() not in LOG_LEVELS:

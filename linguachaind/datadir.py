@@ -1,7 +1,8 @@
 """The datadir on disk (ARCHITECTURE.md §5): layout, the process lock, hot keys and the RPC cookie.
 
 Owns: path names inside a datadir, `DatadirLock` (`fcntl.flock` on `<datadir>/.lock`), atomic private
-file writes (temp + fsync + rename, mode 0600 in a 0700 dir), the p2p and validator key files, the
+file writes (O_EXCL temp + fchmod + fsync + rename, mode 0600 in a 0700 dir), the datadir's own mode
+(0700, tightened with a warning), the p2p and validator key files (mode checked on load), the
 cookie. Must not: open stores or sockets, or hold wallet keys (those live in the CLI's keystore).
 """
 
@@ -95,18 +96,33 @@ class Layout:
         return self.root / "slashing_protection"
 
 
-def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write `data` atomically: temp file (mode 0600) + fsync + rename + fsync of the directory."""
+def write_private(path: Path, data: bytes, *, mode: int = 0o600, exclusive: bool = False) -> None:
+    """Write `data` atomically: temp file + fsync + rename + fsync of the directory.
+
+    The temp file has a random name and is created with `O_EXCL` and `fchmod`ed to `mode` before a
+    byte is written: a leftover or planted file is never reused, so it cannot lend its mode (or its
+    owner) to the result. `exclusive`: fail with FileExistsError instead of replacing an existing
+    `path` (`os.link` is atomic: of two concurrent writers exactly one wins).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if exclusive:
+            os.link(tmp, path)  # FileExistsError if another writer got there first
+            os.unlink(tmp)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -114,10 +130,18 @@ def write_private(path: Path, data: bytes, *, mode: int = 0o600) -> None:
         os.close(dir_fd)
 
 
+def ensure_private_dir(path: Path) -> None:
+    """`path` exists with mode 0700: created so, or tightened (with a warning) if others could enter it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning("%s was accessible to other users (mode %03o); set to 0700", path, mode)
+        os.chmod(path, 0o700)
+
+
 def ensure_dirs(layout: Layout) -> None:
-    layout.root.mkdir(parents=True, exist_ok=True)
-    layout.keys.mkdir(mode=0o700, exist_ok=True)
-    os.chmod(layout.keys, 0o700)
+    ensure_private_dir(layout.root)
+    ensure_private_dir(layout.keys)
 
 
 def _read_seed(path: Path) -> bytes:
@@ -171,7 +195,7 @@ class DatadirLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        self._layout.root.mkdir(parents=True, exist_ok=True)
+        self._layout.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self._layout.lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -41,13 +41,20 @@ def init_datadir(
     settings: dict[str, Any],
     force: bool,
 ) -> Path:
-    """Create the datadir: keys (0600 in a 0700 dir), `linguachain.toml`, `genesis.json`. Returns it."""
+    """Create the datadir (0700): keys and `linguachain.toml` (0600), `genesis.json`. Returns it.
+
+    `dev_validator` (a publicly derivable key) is refused on any network but devnet."""
     from chain.genesis import genesis_to_json, load_genesis, parse_genesis
     from linguachaind.config import config_file_text, default_datadir
     from linguachaind.datadir import Layout, ensure_dirs, load_or_create_seed, write_private
     from linguachaind.devgenesis import dev_validator_key, devnet_genesis_doc
 
     root = (datadir or default_datadir(network)).expanduser().absolute()
+    if dev_validator is not None and network != "devnet":
+        raise ConfigError(
+            f"--dev-validator is only for devnet: its keys are derived from public labels, and on "
+            f"{network} anyone could sign as that validator"
+        )
     layout = Layout(root)
     if layout.config.exists() and not force:
         raise ConfigError(f"{root} is already initialised (use --force to rewrite its config and genesis)")
@@ -75,7 +82,7 @@ def init_datadir(
     write_private(
         layout.genesis, (json.dumps(genesis_to_json(genesis), indent=2) + "\n").encode(), mode=0o644
     )
-    write_private(layout.config, config_file_text({"network": network, **settings}).encode(), mode=0o644)
+    write_private(layout.config, config_file_text({"network": network, **settings}).encode(), mode=0o600)
     return root
 
 
@@ -187,9 +194,46 @@ def start(
             )  # fmt: skip
             click.echo(f"initialised a single-node devnet in {root}", err=True)
         config = build_config(flags)
+        from linguachaind.datadir import Layout
+
+        # A daemon on this datadir holds these ports: its lock error is the one to show.
+        clash = port_clash(config) if daemon_pid(Layout(config.datadir)) is None else None
     except (LinguaChainError, OSError) as exc:
         _fail(str(exc))
+    if clash is not None:
+        _fail(clash)
     sys.exit(run_node(config))
+
+
+def port_clash(config: Any) -> str | None:
+    """One line naming the port and the flag that sets it when a port the node needs is taken, else None.
+
+    Checked before anything starts (a bind, closed at once), so the operator gets the port and the
+    flag instead of a bare `[Errno 98] Address already in use` from deep inside the RPC or p2p start."""
+    import errno
+    import socket
+
+    wanted: list[tuple[str, int, str]] = []
+    if config.rpc_port:
+        rpc_hint = "it is the RPC port: choose another with --rpc-port P (or rpc_port in linguachain.toml)"
+        wanted.append((config.rpc_bind, config.rpc_port, rpc_hint))
+    for maddr in config.listen:
+        parts = str(maddr).split("/")
+        tcp = len(parts) >= 5 and parts[1] in ("ip4", "ip6") and parts[3] == "tcp" and parts[4].isdigit()
+        if tcp and int(parts[4]):
+            hint = f"it is the p2p listen address {maddr}: choose another with --listen MADDR"
+            wanted.append((parts[2], int(parts[4]), hint))
+    for host, port, what in wanted:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the real listeners do
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    return f"cannot listen on {host}:{port} ({exc.strerror}); {what}"
+                return f"port {port} on {host} is already in use; {what}"
+    return None
 
 
 def run_node(config: Any) -> int:
@@ -242,9 +286,8 @@ def _first_leaf(exc: BaseException) -> BaseException:
 @click.option("--network", type=click.Choice(["devnet", "testnet", "mainnet"]))
 @click.option("--timeout", type=float, default=60.0, show_default=True)
 def stop(datadir: Path | None, network: str | None, timeout: float) -> None:
-    """Stop the daemon of a datadir (RPC `stop`, or SIGTERM to its pid) and wait until it exited."""
-    import signal
-
+    """Stop the daemon of a datadir and wait until it exited: the `stop` RPC (cookie auth), else
+    SIGTERM to the pid that holds the datadir's lock. Both give the same ordered shutdown."""
     from linguachaind.config import resolve_network_and_datadir
     from linguachaind.datadir import Layout
 
@@ -255,30 +298,79 @@ def stop(datadir: Path | None, network: str | None, timeout: float) -> None:
     except ConfigError as exc:
         _fail(str(exc))
     layout = Layout(root)
-    pid = _read_pid(layout.pid)
+    pid = daemon_pid(layout)
     if pid is None:
-        _fail(f"no linguachaind is running on {root} (no {layout.pid.name})")
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        _fail(f"no linguachaind is running on {root} (stale pid {pid})")
-    except PermissionError:
-        _fail(f"not allowed to signal pid {pid}")
+        _fail(f"no linguachaind is running on {root}{_remove_stale_runtime_files(layout)}")
+    how = _request_stop(layout, pid)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(pid):
-            click.echo(f"stopped linguachaind (pid {pid})")
+            click.echo(f"stopped linguachaind (pid {pid}, {how})")
             return
         time.sleep(0.1)
     _fail(f"linguachaind (pid {pid}) did not stop within {timeout:.0f} s")
 
 
-def _read_pid(path: Path) -> int | None:
+def daemon_pid(layout: Any) -> int | None:
+    """The pid of the linguachaind that runs on this datadir, or None.
+
+    The datadir lock (`flock` on `.lock`, dropped by the kernel when the process dies) is the proof:
+    a pid file left by a killed daemon names a pid that may since belong to another process, so the
+    pid is taken only from a lock that is held, and must be a linguachaind (its command line)."""
+    import fcntl
+
     try:
-        text = path.read_text().strip()
+        fd = os.open(layout.lock, os.O_RDONLY)
     except FileNotFoundError:
         return None
-    return int(text) if text.isdigit() else None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+        else:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None  # nobody holds the lock: no daemon
+    finally:
+        os.close(fd)
+    if not text.isdigit():
+        return None
+    pid = int(text)
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return pid  # no /proc: trust the lock
+    return pid if b"linguachaind" in cmdline else None
+
+
+def _remove_stale_runtime_files(layout: Any) -> str:
+    """After a crash: remove the pid file, cookie and port file nobody owns; say what was removed."""
+    removed = []
+    for path in (layout.pid, layout.cookie, layout.rpc_port_file):
+        if path.exists():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    return f" (removed the stale {', '.join(removed)})" if removed else ""
+
+
+def _request_stop(layout: Any, pid: int) -> str:
+    """Ask over RPC; fall back to SIGTERM when the RPC does not answer. Which one was used."""
+    import signal
+
+    from linguachain_cli.rpc import RpcCallError, RpcClient, RpcConnectionError
+
+    try:
+        RpcClient.from_datadir(layout.root, timeout=5.0).call("stop")
+        return "RPC stop"
+    except (RpcConnectionError, RpcCallError):
+        pass
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # it exited meanwhile
+    except PermissionError:
+        _fail(f"not allowed to signal pid {pid}")
+    return "SIGTERM"
 
 
 def _alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,19 +60,28 @@ class HostConfig:
 
 
 def load_or_create_key(keys_dir: Path) -> Any:
-    """The node's libp2p Ed25519 key pair from `keys_dir/p2p.key`, created (0600) if absent."""
-    keys_dir.mkdir(parents=True, exist_ok=True)
+    """The node's libp2p Ed25519 key pair from `keys_dir/p2p.key`, created (0600) if absent.
+
+    A key file the group or other users can read is refused (chmod 600 fixes it): whoever holds it
+    can impersonate the node's peer id."""
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = keys_dir / KEY_FILE
     if path.exists():
         data = path.read_bytes()
-        if not data.startswith(_KEY_MAGIC):
+        if not data.startswith(_KEY_MAGIC) or len(data) != len(_KEY_MAGIC) + 32:
             raise LinguaChainError(f"{path}: not a LinguaChain p2p key file")
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise LinguaChainError(
+                f"{path} is readable by other users (mode {mode:03o}); run: chmod 600 {path}"
+            )
         private = Ed25519PrivateKey.from_bytes(data[len(_KEY_MAGIC) :])
         return KeyPair(private, private.get_public_key())
     private = Ed25519PrivateKey.new()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    tmp = path.with_name(f".{KEY_FILE}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
+        os.fchmod(fd, 0o600)  # whatever the umask
         os.write(fd, _KEY_MAGIC + private.to_bytes())
         os.fsync(fd)
     finally:

@@ -12,9 +12,11 @@ File: {"version": 1, "name", "network", "address", "pubkey", "kdf": "argon2id", 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -37,6 +39,42 @@ KDF_LIMITS: Final = {
     "moderate": (nacl.pwhash.argon2id.OPSLIMIT_MODERATE, nacl.pwhash.argon2id.MEMLIMIT_MODERATE),
     "sensitive": (nacl.pwhash.argon2id.OPSLIMIT_SENSITIVE, nacl.pwhash.argon2id.MEMLIMIT_SENSITIVE),
 }
+
+
+def _hex_of(doc: dict[str, Any], field: str, size: int) -> str | None:
+    value = doc.get(field)
+    if not isinstance(value, str) or len(value) != 2 * size:
+        return f"{field} must be {size} bytes of hex"
+    try:
+        bytes.fromhex(value)
+    except ValueError:
+        return f"{field} is not hex"
+    return None
+
+
+def _damage(doc: dict[str, Any]) -> str | None:
+    """What is wrong with a wallet document's fields, or None: checked before any key derivation."""
+    for field, size in (
+        ("pubkey", 32),
+        ("salt", nacl.pwhash.argon2id.SALTBYTES),
+        ("ciphertext", nacl.secret.SecretBox.NONCE_SIZE + nacl.secret.SecretBox.MACBYTES + 32),
+    ):
+        problem = _hex_of(doc, field, size)
+        if problem is not None:
+            return problem
+    ops, mem = doc.get("opslimit"), doc.get("memlimit")
+    a = nacl.pwhash.argon2id
+    if not (isinstance(ops, int) and not isinstance(ops, bool) and a.OPSLIMIT_MIN <= ops <= a.OPSLIMIT_MAX):
+        return "opslimit is not a valid argon2id operations limit"
+    if not (
+        isinstance(mem, int)
+        and not isinstance(mem, bool)
+        and a.MEMLIMIT_MIN <= mem <= KDF_LIMITS["sensitive"][1]
+    ):
+        return "memlimit is not a valid argon2id memory limit (at most the 'sensitive' 1 GiB)"
+    if not isinstance(doc.get("name"), str) or not isinstance(doc.get("address"), str):
+        return "name and address must be strings"
+    return None
 
 
 class KeystoreError(Exception):
@@ -72,19 +110,35 @@ class Keystore:
         return self.dir / f"{name}.json"
 
     def _write(self, path: Path, doc: dict[str, Any]) -> None:
+        """Write a new wallet file atomically; never replaces one (two concurrent creates: one wins).
+
+        The temp file has a random name, is created with O_EXCL and fchmod'ed 0600 before a byte is
+        written: a leftover file cannot lend its mode to the wallet. `os.link` publishes it only if
+        no file of that name exists, atomically."""
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.dir, 0o700)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, (json.dumps(doc, indent=2) + "\n").encode())
-            os.fsync(fd)
+            try:
+                os.fchmod(fd, 0o600)
+                os.write(fd, (json.dumps(doc, indent=2) + "\n").encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.link(tmp, path)
+        except FileExistsError:
+            raise KeystoreError(f"a wallet named {doc['name']!r} already exists in {self.dir}") from None
         finally:
-            os.close(fd)
-        os.replace(tmp, path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
     def add(self, name: str, key: SecretKey, passphrase: str, *, kdf: str = "interactive") -> WalletEntry:
         path = self._path(name)
+        if not passphrase:
+            raise KeystoreError(
+                "an empty passphrase is not allowed (is LINGUACHAIN_PASSPHRASE set but empty?)"
+            )
         if path.exists():
             raise KeystoreError(f"a wallet named {name!r} already exists in {self.dir}")
         if kdf not in KDF_LIMITS:
@@ -125,6 +179,9 @@ class Keystore:
             raise KeystoreError(f"cannot read wallet {path}: {exc}") from None
         if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION or doc.get("kdf") != "argon2id":
             raise KeystoreError(f"{path} is not a version-{FORMAT_VERSION} LinguaChain wallet file")
+        problem = _damage(doc)
+        if problem is not None:
+            raise KeystoreError(f"wallet file {path} is damaged: {problem}")
         return doc
 
     def get(self, name: str) -> WalletEntry:
@@ -144,23 +201,29 @@ class Keystore:
         return out
 
     def unlock(self, name: str, passphrase: str) -> SecretKey:
-        """The signing key of wallet `name`; `KeystoreError` for a wrong passphrase."""
-        doc = self._load(name)
-        try:
-            salt = bytes.fromhex(doc["salt"])
-            sealed = bytes.fromhex(doc["ciphertext"])
-            key_bytes = nacl.pwhash.argon2id.kdf(
-                nacl.secret.SecretBox.KEY_SIZE,
-                passphrase.encode(),
-                salt,
-                int(doc["opslimit"]),
-                int(doc["memlimit"]),
+        """The signing key of wallet `name`; `KeystoreError` for a wrong passphrase or a damaged file.
+
+        Every field is checked before the key derivation (`_damage`), so a damaged file says so; a
+        ciphertext altered in place cannot be told from a wrong passphrase (the MAC fails either way),
+        and the message names both."""
+        if not passphrase:
+            raise KeystoreError(
+                "an empty passphrase is not allowed (is LINGUACHAIN_PASSPHRASE set but empty?)"
             )
-            seed = nacl.secret.SecretBox(key_bytes).decrypt(sealed)
+        doc = self._load(name)
+        key_bytes = nacl.pwhash.argon2id.kdf(
+            nacl.secret.SecretBox.KEY_SIZE,
+            passphrase.encode(),
+            bytes.fromhex(doc["salt"]),
+            doc["opslimit"],
+            doc["memlimit"],
+        )
+        try:
+            seed = nacl.secret.SecretBox(key_bytes).decrypt(bytes.fromhex(doc["ciphertext"]))
         except nacl.exceptions.CryptoError:
-            raise KeystoreError(f"wrong passphrase for wallet {name!r}") from None
-        except (KeyError, ValueError) as exc:
-            raise KeystoreError(f"wallet {name!r} is damaged: {exc}") from None
+            raise KeystoreError(
+                f"wrong passphrase for wallet {name!r} (or its ciphertext was altered)"
+            ) from None
         key = SecretKey(seed)
         if key.pubkey.hex() != doc["pubkey"]:
             raise KeystoreError(f"wallet {name!r} is damaged: its key does not match its public key")

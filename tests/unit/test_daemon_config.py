@@ -107,6 +107,7 @@ def test_network_read_from_datadir_and_config_file_round_trip(tmp_path: Path) ->
 
 def test_redacted_hides_the_password(tmp_path: Path) -> None:
     d = _datadir(tmp_path, 'rpc_user = "alice"\nrpc_password = "secret-secret"\n')
+    (d / CONFIG_FILE).chmod(0o600)  # a file holding a password must be private (issue 12)
     cfg = build_config({"datadir": str(d)}, {})
     assert cfg.redacted()["rpc_password"] == "***"
     assert "secret-secret" not in repr(cfg.redacted())
