@@ -1,7 +1,8 @@
 """`scripts/devnet`: N local nodes on loopback from one command (ARCHITECTURE.md §7). A contract.
 
 Commands (scripts and tests outside this repository rely on them):
-  devnet                                   3 nodes in the foreground, logs interleaved, Ctrl-C stops all
+  devnet [run --verbose]                   3 nodes in the foreground, one line per block (every log
+                                           line with --verbose); Ctrl-C stops all in order
   devnet up --nodes N --dir DIR            N nodes in the background; returns once every node answers RPC
   devnet start-node --dir DIR --node K     (re)start node K with its original settings
   devnet down --dir DIR                    stop every node (SIGTERM, ordered shutdown)
@@ -19,11 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -136,9 +140,9 @@ def spawn(datadir: Path, *, foreground_logs: bool = False) -> subprocess.Popen[b
         cmd.append("--quiet")
     log = (datadir / "stdout.log").open("ab")
     try:
-        return subprocess.Popen(
-            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=not foreground_logs
-        )
+        # Own session even in the foreground: a terminal's Ctrl-C reaches only this tool, which stops
+        # each node with one SIGTERM (the node also survives a second signal, see node.py).
+        return subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
     finally:
         log.close()
 
@@ -173,7 +177,7 @@ def start_node(root: Path, k: int) -> None:
         return
     proc = spawn(datadir)
     wait_rpc(datadir, proc)
-    _say(f"node{k} up (pid {proc.pid}): linguachain-cli --datadir {datadir} status")
+    _say(f"node{k} up (pid {proc.pid}): {cli_command()} --datadir {datadir} status")
 
 
 def stop_node(root: Path, k: int) -> bool:
@@ -199,12 +203,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def cli_command() -> str:
+    """`linguachain-cli` as the operator can type it: the bare name when the shell finds this
+    install's script on PATH, else its absolute path (a fresh clone has nothing on PATH)."""
+    script = Path(sys.executable).parent / "linguachain-cli"
+    found = shutil.which("linguachain-cli")
+    if found is not None and (not script.exists() or Path(found).resolve() == script.resolve()):
+        return "linguachain-cli"
+    return str(script) if script.exists() else "linguachain-cli"
+
+
 def hints(root: Path, meta: dict[str, Any]) -> None:
+    cli = cli_command()
     _say(f"\ndevnet of {meta['nodes']} nodes in {root}")
     for info in meta["node_info"]:
-        _say(f"  node{info['node']}: linguachain-cli --datadir {info['datadir']} status")
-    _say(f"funded dev accounts: {root / 'accounts.json'}; import one with")
-    _say("  linguachain-cli --datadir DIR wallet import --name dev0 --secret-key-hex <secret_key_hex>")
+        _say(f"  node{info['node']}: {cli} --datadir {info['datadir']} status")
+    accounts = json.loads((root / "accounts.json").read_text())
+    _say(f"funded dev accounts (public test keys): {root / 'accounts.json'}; import dev0 with")
+    _say(
+        f"  {cli} --datadir {root / 'node0'} wallet import --name dev0"
+        f" --secret-key-hex {accounts[0]['secret_key_hex']}"
+    )
+    if cli != "linguachain-cli":
+        _say(f"(`source {Path(sys.executable).parent}/activate` puts both commands on PATH)")
 
 
 def cmd_up(root: Path, n: int) -> None:
@@ -237,24 +258,16 @@ def cmd_status(root: Path) -> None:
         try:
             rpc = RpcClient.from_datadir(datadir, timeout=5)
             info = rpc.call("getblockchaininfo")
-            _say(
-                f"node{k}: height {info['height']} final {info['final_height']} best {info['best_hash'][:16]}"
-            )
+            _say(f"node{k}: height {info['height']} final {info['final_height']} best {info['best_hash']}")
         except (RpcConnectionError, RpcCallError) as exc:
             _say(f"node{k}: running, RPC: {exc}")
 
 
-def cmd_foreground(root: Path, n: int) -> None:
-    """Start N nodes with logs on this terminal (prefixed), stop them all on Ctrl-C."""
+def cmd_foreground(root: Path, n: int, verbose: bool = False) -> None:
+    """Start N nodes, show one summary line per block (every log line with `verbose`), stop them all
+    in order on Ctrl-C or SIGTERM."""
     meta = create(root, n)
     procs = {k: spawn(root / f"node{k}", foreground_logs=True) for k in range(n)}
-    for k in range(n):
-        wait_rpc(root / f"node{k}", procs[k])
-    hints(root, meta)
-    _say("logs follow (Ctrl-C stops every node)\n")
-    files = {k: (root / f"node{k}" / "stdout.log").open("r", errors="replace") for k in range(n)}
-    for fh in files.values():
-        fh.seek(0, os.SEEK_END)
     stop = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -264,15 +277,14 @@ def cmd_foreground(root: Path, n: int) -> None:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        while not stop and any(p.poll() is None for p in procs.values()):
-            idle = True
-            for k, fh in files.items():
-                for line in fh.readlines():
-                    idle = False
-                    sys.stdout.write(f"node{k} | {line}")
-            sys.stdout.flush()
-            if idle:
-                time.sleep(0.2)
+        for k in range(n):
+            wait_rpc(root / f"node{k}", procs[k])
+            if stop:
+                return
+        hints(root, meta)
+        what = "every node's log" if verbose else f"one line per block (full logs: {root}/nodeK/debug.log)"
+        _say(f"{what} follows; Ctrl-C stops every node\n")
+        _follow(root, procs, verbose, lambda: stop)
     finally:
         _say("\nstopping the devnet ...")
         for k in reversed(range(n)):
@@ -286,6 +298,62 @@ def cmd_foreground(root: Path, n: int) -> None:
         _say(f"stopped; the chain stays in {root} (run scripts/devnet again to resume)")
 
 
+def _follow(
+    root: Path, procs: dict[int, subprocess.Popen[bytes]], verbose: bool, stopped: Callable[[], bool]
+) -> None:
+    """Print the nodes' new log lines (prefixed) or their block summaries until `stopped()`."""
+    files = {k: (root / f"node{k}" / "stdout.log").open("r", errors="replace") for k in procs}
+    for fh in files.values():
+        fh.seek(0, os.SEEK_END)
+    summary = BlockSummary()
+    while not stopped() and any(p.poll() is None for p in procs.values()):
+        idle = True
+        for k, fh in files.items():
+            for line in fh.readlines():
+                idle = False
+                out = f"node{k} | {line}" if verbose else summary.feed(k, line)
+                if out:
+                    sys.stdout.write(out if out.endswith("\n") else out + "\n")
+        sys.stdout.flush()
+        if idle:
+            time.sleep(0.2)
+    for fh in files.values():
+        fh.close()
+
+
+_FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+class BlockSummary:
+    """Turns the nodes' log lines into one line per proposed block, plus every warning and error."""
+
+    def __init__(self) -> None:
+        self.final = -1
+        self.kinds: dict[str, tuple[str, str]] = {}  # block hash -> (kind, txs)
+
+    def feed(self, node: int, line: str) -> str | None:
+        if " EVENT " not in line:
+            level = line.split(" ", 2)[1] if line.count(" ") >= 2 else ""
+            return f"node{node} | {line}" if level in ("WARNING", "ERROR", "CRITICAL") else None
+        name, _, rest = line.partition(" EVENT ")[2].partition(" ")
+        fields = dict(_FIELD.findall(rest))
+        if name == "block_connected":
+            self.kinds[fields.get("hash", "")] = (fields.get("kind", "?"), fields.get("txs", "-"))
+            if len(self.kinds) > 1000:
+                self.kinds.pop(next(iter(self.kinds)))
+        elif name == "block_final":
+            self.final = max(self.final, int(fields.get("height", "-1")))
+        elif name == "block_proposed":
+            kind, txs = self.kinds.get(fields.get("hash", ""), ("?", "-"))
+            return (
+                f"height {fields.get('height')}  {kind:<7} {fields.get('hash')}  by node{node}"
+                f" (rank {fields.get('rank')})  txs {txs}  final {self.final}"
+            )
+        elif name in ("reorg", "stopping", "stopped"):
+            return f"node{node} | {line}"
+        return None
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="scripts/devnet", description="Run a local LinguaChain devnet.")
     sub = parser.add_subparsers(dest="cmd")
@@ -293,6 +361,8 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help="start N nodes" + (" in the background" if name == "up" else ""))
         p.add_argument("--nodes", type=int, default=3)
         p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+        if name == "run":
+            p.add_argument("--verbose", action="store_true", help="every log line instead of block summaries")
     p = sub.add_parser("start-node", help="(re)start one node with its original settings")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--node", type=int, required=True)
@@ -305,7 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cmd in (None, "run"):
         root = getattr(args, "dir", DEFAULT_DIR).absolute()
-        cmd_foreground(root, getattr(args, "nodes", 3))
+        cmd_foreground(root, getattr(args, "nodes", 3), getattr(args, "verbose", False))
         return
     root = args.dir.absolute()
     if args.cmd == "up":

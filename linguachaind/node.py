@@ -1,42 +1,37 @@
-"""The node: wiring of every component in one trio nursery (ARCHITECTURE.md §1).
+"""The node: every component, started in one order and stopped in the reverse (ARCHITECTURE.md §1).
 
-Owns: the start order (lock -> genesis -> chain store -> mempool + chain service -> RPC -> p2p -> VDF,
-attester, producer), the stop
-order (the reverse: each service cancelled and awaited, then stores flushed and closed), the PID file,
-the cookie, signal handling (SIGINT/SIGTERM -> ordered stop), the mock clock of devnet, and the
-`RpcContext` that the RPC methods read. Must not: implement any rule or protocol (components do) or
-hold a `dict[str, Any]` of settings (everything comes from the frozen `NodeConfig`).
+Owns: the start order, which reads top to bottom in `_start_all`: datadir lock and PID file ->
+genesis and validator key -> chain store -> mempool -> chain service -> RPC server -> VDF service ->
+p2p (with `glue.NodeApi` handling every inbound message) -> tx submitter -> chain retries and VDF
+-> (validators) attester, producer, evidence reporter -> mempool expiry. And the stop order (each
+service cancelled and awaited in reverse, then stores closed in reverse), the PID, port and cookie
+files, signal handling (SIGINT/SIGTERM -> ordered stop), the mock clock of devnet, and the
+`RpcContext` the RPC methods read. Must not: implement any rule or protocol (components do) or hold
+a `dict[str, Any]` of settings (everything comes from the frozen `NodeConfig`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import trio
 
 if TYPE_CHECKING:
     from trio_typing import TaskStatus  # trio-typing's stubs (pulled in by libp2p) shadow trio's own
 
-    from chain.store.blockstore import BlockStore
-    from linguachaind.adapters import PoolAdapter
-    from linguachaind.glue import P2PNetwork
-    from linguachaind.services.attester import Attester
-    from linguachaind.services.chain_service import ChainService
-    from linguachaind.services.producer import Producer
-    from linguachaind.services.vdf_service import VdfService
-    from mempool.mempool import Mempool
-    from p2p.service import P2PService
-
+from chain.codec import encode
 from chain.crypto import SecretKey
 from chain.genesis import Genesis, load_genesis
-from linguachaind import __version__, wiring
+from chain.store.blockstore import BlockStore
+from linguachaind import __version__
 from linguachaind.config import NodeConfig
 from linguachaind.datadir import (
     DatadirLock,
@@ -46,37 +41,38 @@ from linguachaind.datadir import (
     remove_cookie,
     write_cookie,
 )
-from linguachaind.logsetup import event
+from linguachaind.glue import NodeApi, Outbound
+from linguachaind.logsetup import adopt_library_logger, event
 from linguachaind.metrics import NodeMetrics
+from linguachaind.parts import Parts
 from linguachaind.rpc.http import HttpServer
 from linguachaind.rpc.methods import RpcContext, build_methods
 from linguachaind.rpc.server import Credentials, RpcDispatcher
+from linguachaind.services.attester import Attester
+from linguachaind.services.chain_service import ChainService
+from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import WallClock
+from linguachaind.services.producer import Producer
+from linguachaind.services.submit import TxSubmitter
+from linguachaind.services.vdf_service import VdfService
+from linguachaind.slashing_protection import SlashingProtection
+from mempool.config import MempoolConfig
+from mempool.mempool import Mempool
+from p2p.blobstore import FileBlobStore
+from p2p.host import HostConfig
+from p2p.messages.gossip import GossipKind
+from p2p.service import P2PConfig, P2PService
 
 log = logging.getLogger(__name__)
 
-STOP_TIMEOUT_S = 15.0
+STOP_TIMEOUT_S: Final = 15.0
+MEMPOOL_EXPIRY_INTERVAL_S: Final = 60.0
 ServiceFn = Callable[..., Awaitable[None]]
 
 
 def _set_mock_time(clock: WallClock, timestamp_ms: int) -> None:
     """Devnet `setmocktime`: the clock jumps to `timestamp_ms` and keeps ticking; 0 = real time."""
     clock.offset_ms = timestamp_ms - int(time.time() * 1000) if timestamp_ms else 0
-
-
-@dataclass
-class Parts:
-    """The node's components once started (None before). Typed, so wiring mistakes fail mypy."""
-
-    store: BlockStore | None = None
-    mempool: Mempool | None = None
-    mempool_rpc: PoolAdapter | None = None
-    chain: ChainService | None = None
-    network: P2PNetwork | None = None
-    vdf: VdfService | None = None
-    p2p: P2PService | None = None
-    attester: Attester | None = None
-    producer: Producer | None = None
 
 
 @dataclass
@@ -96,13 +92,14 @@ class Node:
         self.metrics = NodeMetrics()
         self._handle_signals = handle_signals
         self._stop = trio.Event()
+        self._signalled = False  # a SIGINT/SIGTERM asked for the stop
         self._running: list[_Running] = []
         self._closers: list[tuple[str, Callable[[], None]]] = []
         self.rpc_port: int | None = None
         self.ctx: RpcContext | None = None
         self.genesis: Genesis | None = None
         self.validator_key: SecretKey | None = None
-        self.parts = Parts()  # the wired components, filled in start order
+        self.parts = Parts()  # the components, one name each, filled in start order
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -111,14 +108,16 @@ class Node:
 
     async def run(self, *, task_status: TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Start everything, `task_status.started(rpc_port)`, run until stopped, stop in reverse order."""
+        with self._signals_stop_node():
+            await self._run_locked(task_status)
+
+    async def _run_locked(self, task_status: TaskStatus[int]) -> None:
         lock = DatadirLock(self.layout)
         lock.acquire()  # DatadirLockedError propagates: main prints it as one line
         try:
             ensure_dirs(self.layout)
             self.layout.pid.write_text(f"{os.getpid()}\n")
             async with trio.open_nursery() as nursery:
-                if self._handle_signals:  # first SIGINT/SIGTERM: ordered stop; a second SIGINT forces
-                    nursery.start_soon(self._watch_signals)
                 try:
                     await self._start_all(nursery)
                     log.info(
@@ -149,12 +148,34 @@ class Node:
             lock.release()
             log.info("%s", event("stopped"))
 
-    async def _watch_signals(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("received %s, stopping", signal.Signals(signum).name)
-                self.request_stop()
+    @contextlib.contextmanager
+    def _signals_stop_node(self) -> Iterator[None]:
+        """SIGINT/SIGTERM -> ordered stop, for the whole run, store closing and file removal included.
+
+        The first signal requests the stop. Later ones are logged and ignored: a terminal's Ctrl-C
+        and a supervisor's SIGTERM (scripts/devnet, systemd) often both arrive, and the second one
+        used to kill the node in the middle of its shutdown (leaving .cookie, .rpcport and the pid
+        file, stores unclosed). SIGKILL is the way to force. Handlers are restored at the end."""
+        if not self._handle_signals:
+            yield
+            return
+        token = trio.lowlevel.current_trio_token()
+
+        def on_signal(signum: int, frame: object) -> None:
+            name = signal.Signals(signum).name
+            if self._signalled:
+                log.warning("received %s while stopping: the ordered stop continues (SIGKILL forces)", name)
                 return
+            self._signalled = True
+            log.info("received %s, stopping", name)
+            token.run_sync_soon(self.request_stop)
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
     async def start_service(self, nursery: trio.Nursery, name: str, fn: ServiceFn) -> Any:
         """Start `fn(task_status=...)` in its own cancel scope; stopped in reverse order of starting."""
@@ -206,29 +227,66 @@ class Node:
     # -- start order ---------------------------------------------------------------------------
 
     async def _start_all(self, nursery: trio.Nursery) -> None:
+        """Everything, in order; each step sees only what the steps above it started."""
         config = self.config
         log.info("config: %s", config.redacted())
-        self.genesis = load_genesis(config.genesis_path)
-        self.validator_key = load_validator_key(self.layout) if config.validator else None
-        genesis_hash = wiring.genesis_hash(self.genesis)
+        genesis = self.genesis = load_genesis(config.genesis_path)
+        key = self.validator_key = load_validator_key(self.layout) if config.validator else None
         self.ctx = RpcContext(
             config=config,
-            genesis=self.genesis,
-            genesis_hash=genesis_hash,
+            genesis=genesis,
+            genesis_hash=bytes(genesis.id),  # the store refines it once open
             request_stop=self.request_stop,
-            validator_pubkey=self.validator_key.pubkey if self.validator_key else None,
+            parts=self.parts,
+            now_ms=self.clock.now_ms,
+            validator_pubkey=key.pubkey if key is not None else None,
             set_mock_time=(lambda ts: _set_mock_time(self.clock, ts)) if config.allow_test_rpcs else None,
         )
-        log.info(
-            "%s",
-            event("genesis", chain_id=self.genesis.params.chain_id, hash=genesis_hash.hex()[:16]),
-        )
-        await wiring.open_chain(self)
-        await wiring.open_mempool(self)
-        await self._start_rpc(nursery)
-        await wiring.start_p2p(self, nursery)
-        await wiring.start_services(self, nursery)
+        log.info("%s", event("genesis", chain_id=genesis.params.chain_id, hash=genesis.id.hex()[:16]))
+        store = self._open_chain_store(genesis)
+        mempool = self._open_mempool(store)
+        chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool)
+        await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
+        vdf = self.parts.vdf = VdfService(store.params, compute=config.validator or config.timelord)
+        p2p = await self._start_p2p(nursery, NodeApi(store, chain, mempool, vdf, self.clock.now_ms))
+        outbound = self.parts.outbound = Outbound(p2p)
+        txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
+        await self.start_service(nursery, "tx-submit", txs.run)
+        await self.start_service(nursery, "vote-reannounce", functools.partial(reannounce_votes, p2p, chain))
+        await self.start_service(nursery, "chain", chain.run)  # retries early blocks and orphans
+        follow = chain if (config.validator or config.timelord) else None
+        await self.start_service(nursery, "vdf", functools.partial(vdf.run, tip=follow, network=outbound))
+        if key is not None:
+            await self._start_validator(nursery, key, chain, vdf, mempool, txs, outbound, p2p)
+        await self.start_service(nursery, "mempool-expiry", functools.partial(expire, mempool, self.clock))
         self.ctx.warming_up = False
+
+    def _open_chain_store(self, genesis: Genesis) -> BlockStore:
+        """The block store, creating the genesis block on first start."""
+        assert self.ctx is not None
+        store = self.parts.store = BlockStore.open(self.layout.chain, genesis)
+        self.add_closer("chain", store.close)
+        self.ctx.genesis_hash = bytes(store.genesis_hash)
+        tip_hash, tip_height = store.tip
+        log.info(
+            "%s", event("chain_opened", height=tip_height, best=tip_hash.hex()[:16], final=store.final_height)
+        )
+        self.metrics.gauge("height", "height of the best block", lambda: float(store.tip[1]))
+        self.metrics.gauge(
+            "final_height", "height of the last final block", lambda: float(store.final_height)
+        )
+        return store
+
+    def _open_mempool(self, store: BlockStore) -> Mempool:
+        """The mempool on its own LevelDB, re-validated against the tip."""
+        reader, now = store.reader(), self.clock.now_ms()
+        pool = self.parts.mempool = Mempool.open(
+            self.layout.mempool, store.params, MempoolConfig(), reader=reader, now_ms=now
+        )
+        self.add_closer("mempool", pool.close)
+        log.info("%s", event("mempool_opened", size=len(pool)))
+        self.metrics.gauge("mempool_size", "txs in the mempool", lambda: float(len(pool)))
+        return pool
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         assert self.ctx is not None
@@ -253,3 +311,90 @@ class Node:
         self.rpc_port = await self.start_service(nursery, "rpc", server.run)
         self.layout.rpc_port_file.write_text(f"{self.rpc_port}\n")
         self.metrics.gauge("up", "1 while the node runs", lambda: 1.0)
+
+    async def _start_p2p(self, nursery: trio.Nursery, api: NodeApi) -> P2PService:
+        """The libp2p host, gossip, sync and blob protocols; `api` handles what arrives."""
+        adopt_library_logger("libp2p")
+        config = self.config
+        p2p_config = P2PConfig(
+            keys_dir=self.layout.keys,
+            host=HostConfig(listen_addrs=config.listen, enable_mdns=config.mdns),
+            bootstrap=config.bootstrap,
+        )
+        self.parts.api = api
+        p2p = self.parts.p2p = P2PService(
+            p2p_config, api.chain.params, api, api, api, FileBlobStore(self.layout.blobs)
+        )
+        await self.start_service(nursery, "p2p", p2p.run)
+        self.metrics.gauge("peers", "connected peers", lambda: float(len(p2p.peers())))
+        return p2p
+
+    async def _start_validator(
+        self,
+        nursery: trio.Nursery,
+        key: SecretKey,
+        chain: ChainService,
+        vdf: VdfService,
+        mempool: Mempool,
+        txs: TxSubmitter,
+        outbound: Outbound,
+        p2p: P2PService,
+    ) -> None:
+        """Attester, producer (held back while the node syncs) and evidence reporter."""
+        parts = self.parts
+        protection = SlashingProtection.open(self.layout.slashing_protection, key.pubkey)
+        self.add_closer("slashing_protection", protection.close)
+
+        def synced() -> bool:
+            return not p2p.sync_status().syncing
+
+        attester = parts.attester = Attester(chain, key, protection, outbound)
+        producer = parts.producer = Producer(
+            chain, vdf, key, protection, self.clock, outbound, mempool=mempool, synced=synced
+        )
+        reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs)
+        await self.start_service(nursery, "attester", attester.run)
+        await self.start_service(nursery, "producer", producer.run)
+        await self.start_service(nursery, "evidence", reporter.run)
+        log.info("%s", event("validator_started", pubkey=key.pubkey.hex()[:16]))
+
+
+# -- small node tasks ------------------------------------------------------------------------------
+
+
+async def reannounce_votes(
+    p2p: P2PService, chain: ChainService, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Each new peer is sent the votes we hold for unfinalised blocks: the ones gossiped while it was
+    apart never reach it otherwise (libp2p drops a re-publish of anything it saw in the last 120 s),
+    and fork choice weighs them (PROTOCOL §4.4)."""
+
+    async def send(peer_id: str) -> None:
+        votes = [encode(att) for att in chain.unfinalised_votes()]
+        if not votes:
+            return
+        try:
+            sent = await p2p.reannounce(peer_id, GossipKind.ATTESTATION, votes)
+        except Exception:
+            log.warning("re-sending votes to %s failed", peer_id, exc_info=True)
+            return
+        log.debug("re-sent %d of %d unfinalised votes to %s", sent, len(votes), peer_id)
+
+    events = p2p.open_events()
+    task_status.started()
+    async with trio.open_nursery() as nursery:
+        async for peer_event in events:
+            if peer_event.connected:
+                nursery.start_soon(send, peer_event.peer_id)
+
+
+async def expire(
+    pool: Mempool, clock: WallClock, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Drop expired mempool items once a minute."""
+    task_status.started()
+    while True:
+        await trio.sleep(MEMPOOL_EXPIRY_INTERVAL_S)
+        dropped = pool.expire(clock.now_ms())
+        if dropped:
+            log.info("%s", event("mempool_expired", count=dropped))
