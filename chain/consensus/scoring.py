@@ -1,0 +1,175 @@
+"""Scores of VERSION blocks: batches, attester assignment, tolerances, the improve-or-no-op decision,
+the pool shares and the VERSION body check (PROTOCOL §5.1, §5.3, §6.5).
+
+Owns: how the active test set splits into `n_score_batches` batches, which batches each attester
+recomputes (from the VDF output), when recomputed scores agree with claimed ones
+(`score_tolerance_micro`) and when they prove a false score (`score_slash_tolerance_micro`), whether
+a version improves or is a no-op, how the learning and data pools are shared, and the body check that
+compares a VERSION body with what the validator computed. Must not: evaluate a model (the training
+worker does, returning per-batch mean losses in micro-units), read state or blobs, or use floats.
+Scores are losses: lower is better. The rules and their reasons are in docs/learning.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final
+
+from chain.block import UnitWeight, VersionBody
+from chain.consensus.rewards import split_floor
+from chain.errors import ErrorCode
+from chain.hashing import H
+from chain.params import ChainParams
+from chain.types import BlobHash, Hash32, PubKey, Round, UnitId
+
+_ASSIGN_TAG: Final = b"LC/score-batches/1"
+
+
+class VersionOutcome(IntEnum):
+    """What a VERSION block of a round must be (§6.5). Only IMPROVED pays the learning pool."""
+
+    IMPROVED = 1
+    NOOP_STALE_BASE = 2  # a newer version became current after this round's inputs were fixed
+    NOOP_FEW_UNITS = 3  # fewer than max(1, min_units_per_version) units in the aggregate
+    NOOP_NO_TEST_SET = 4  # fewer active test examples than score batches
+    NOOP_NO_IMPROVEMENT = 5  # scored, and the new adapter's loss is not lower
+
+    @property
+    def scored(self) -> bool:
+        return self in (VersionOutcome.IMPROVED, VersionOutcome.NOOP_NO_IMPROVEMENT)
+
+
+def batch_bounds(n_examples: int, n_batches: int) -> list[tuple[int, int]]:
+    """Contiguous batches of the test set in its order: batch i is [i*n//k, (i+1)*n//k) (the
+    training worker's `evaluate` splits the same way)."""
+    return [(i * n_examples // n_batches, (i + 1) * n_examples // n_batches) for i in range(n_batches)]
+
+
+def total_score(per_batch: Sequence[int]) -> int:
+    """floor(mean of the per-batch mean losses): checkable from the body alone."""
+    if not per_batch:
+        raise ValueError("no batch scores")
+    return sum(per_batch) // len(per_batch)
+
+
+def assign_score_batches(
+    vdf_output: bytes, attesters: Sequence[PubKey], n_batches: int
+) -> dict[PubKey, tuple[int, ...]]:
+    """Which batches each attester recomputes: attesters and batches are each ordered by a hash of
+    the VDF output (unpredictable before it), then dealt round robin over max(attesters, batches)
+    turns, so every attester gets at least one batch and every batch at least one attester."""
+    if n_batches < 1:
+        raise ValueError("n_batches must be at least 1")
+    people = sorted(set(attesters), key=lambda p: H(_ASSIGN_TAG + bytes(vdf_output) + bytes(p)))
+    if not people:
+        return {}
+    batches = sorted(
+        range(n_batches), key=lambda b: H(_ASSIGN_TAG + bytes(vdf_output) + b.to_bytes(2, "big"))
+    )
+    out: dict[PubKey, set[int]] = {p: set() for p in people}
+    for turn in range(max(len(people), n_batches)):
+        out[people[turn % len(people)]].add(batches[turn % n_batches])
+    return {p: tuple(sorted(b)) for p, b in out.items()}
+
+
+def within_tolerance(params: ChainParams, claimed: Sequence[int], recomputed: Mapping[int, int]) -> bool:
+    """An attester's check: each batch it recomputed is within `score_tolerance_micro` of the claim."""
+    return all(
+        0 <= b < len(claimed) and abs(claimed[b] - score) <= params.score_tolerance_micro
+        for b, score in recomputed.items()
+    )
+
+
+def is_false_score(
+    params: ChainParams, body: VersionBody, recomputed: Mapping[int, int], previous: int | None = None
+) -> bool:
+    """FALSE_SCORE (§5.3): a recomputed batch score (or the previous adapter's total, when given)
+    differs from the claim by more than `score_slash_tolerance_micro`. That tolerance is ten times
+    the attesters' and far above float variation across machines, so honest nodes never disagree."""
+    limit = params.score_slash_tolerance_micro
+    if previous is not None and abs(body.previous_score - previous) > limit:
+        return True
+    return any(
+        0 <= b < len(body.per_batch_scores) and abs(body.per_batch_scores[b] - score) > limit
+        for b, score in recomputed.items()
+    )
+
+
+def noop_before_scoring(
+    params: ChainParams, *, n_included: int, base_is_current: bool, n_test_examples: int
+) -> VersionOutcome | None:
+    """The no-op outcomes that need no evaluation, in this order; None when scores must decide."""
+    if not base_is_current:
+        return VersionOutcome.NOOP_STALE_BASE
+    if n_included < max(1, params.min_units_per_version):
+        return VersionOutcome.NOOP_FEW_UNITS
+    if n_test_examples < params.n_score_batches:
+        return VersionOutcome.NOOP_NO_TEST_SET
+    return None
+
+
+def decide_by_scores(new_total: int, previous_total: int) -> VersionOutcome:
+    """IMPROVED only when the new adapter's loss is strictly lower on the same test set."""
+    return VersionOutcome.IMPROVED if new_total < previous_total else VersionOutcome.NOOP_NO_IMPROVEMENT
+
+
+def learning_pool_shares(
+    params: ChainParams, outcome: VersionOutcome, included: Sequence[UnitWeight]
+) -> list[tuple[UnitId, int]]:
+    """Unit authors' shares of `reward_learning_pool`, by aggregation weight, only if IMPROVED (the
+    floor remainder is not minted, see chain.consensus.rewards)."""
+    if outcome != VersionOutcome.IMPROVED:
+        return []
+    shares, _ = split_floor(params.reward_learning_pool, [(w.unit_id, w.weight) for w in included])
+    return shares
+
+
+def data_pool_shares(params: ChainParams, accepted: Sequence[tuple[UnitId, int]]) -> list[tuple[UnitId, int]]:
+    """Data authors' shares of `reward_data_pool`, by accepted (selected) examples."""
+    shares, _ = split_floor(params.reward_data_pool, list(accepted))
+    return shares
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedVersion:
+    """What the validator computed for this round's VERSION block from final inputs (§6.5)."""
+
+    round: Round
+    base_version_id: Hash32
+    base_is_current: bool
+    current_adapter_hash: BlobHash  # a no-op keeps it
+    included: tuple[UnitWeight, ...]  # from chain.consensus.aggregation.aggregate, sorted by id
+    new_adapter_hash: BlobHash  # blob hash of current adapter + aggregate
+    n_test_examples: int
+
+
+def check_version_body(params: ChainParams, body: VersionBody, expected: ExpectedVersion) -> ErrorCode | None:
+    """BAD_BODY unless the body is the version the rules make of `expected`: exact unit weights and
+    adapter hash, a consistent total, and the outcome its scores imply. Whether the scores are true
+    is the attesters' check (`within_tolerance`) and FALSE_SCORE's (`is_false_score`)."""
+    if (body.round, bytes(body.base_version_id)) != (expected.round, bytes(expected.base_version_id)):
+        return ErrorCode.BAD_BODY
+    if body.aggregation_rule != params.aggregation_rule:
+        return ErrorCode.BAD_BODY
+    early = noop_before_scoring(
+        params,
+        n_included=len(expected.included),
+        base_is_current=expected.base_is_current,
+        n_test_examples=expected.n_test_examples,
+    )
+    if early is not None:
+        unscored = not body.per_batch_scores and body.total_score == body.previous_score == 0
+        keeps = bytes(body.new_adapter_blob_hash) == bytes(expected.current_adapter_hash)
+        return None if (not body.units and unscored and keeps) else ErrorCode.BAD_BODY
+    scores = body.per_batch_scores
+    if len(scores) != params.n_score_batches or body.total_score != total_score(scores):
+        return ErrorCode.BAD_BODY
+    if decide_by_scores(body.total_score, body.previous_score) == VersionOutcome.IMPROVED:
+        ok = body.units == expected.included and bytes(body.new_adapter_blob_hash) == bytes(
+            expected.new_adapter_hash
+        )
+    else:
+        ok = not body.units and bytes(body.new_adapter_blob_hash) == bytes(expected.current_adapter_hash)
+    return None if ok else ErrorCode.BAD_BODY

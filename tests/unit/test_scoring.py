@@ -1,0 +1,201 @@
+"""VERSION scores (PROTOCOL §5.1, §5.3, §6.5, chain.consensus.scoring): batches, attester
+assignment, tolerances, the improve-or-no-op decision, pool shares and the VERSION body check."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chain.block import UnitWeight, VersionBody
+from chain.consensus.scoring import (
+    ExpectedVersion,
+    VersionOutcome,
+    assign_score_batches,
+    batch_bounds,
+    check_version_body,
+    data_pool_shares,
+    decide_by_scores,
+    is_false_score,
+    learning_pool_shares,
+    noop_before_scoring,
+    total_score,
+    within_tolerance,
+)
+from chain.errors import ErrorCode
+from chain.hashing import H
+from chain.params import DEVNET, ChainParams
+from chain.types import BlobHash, Hash32, Micro, PubKey, Round, UnitId
+
+P = DEVNET  # n_score_batches 8, score_tolerance 20_000, slash tolerance 200_000
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    vdf=st.binary(min_size=1, max_size=64),
+    n_attesters=st.integers(1, 40),
+    n_batches=st.integers(1, 32),
+)
+def test_every_attester_checks_a_batch_and_every_batch_is_checked(
+    vdf: bytes, n_attesters: int, n_batches: int
+) -> None:
+    attesters = [PubKey(H(b"v%d" % i)) for i in range(n_attesters)]
+    plan = assign_score_batches(vdf, attesters, n_batches)
+    assert set(plan) == set(attesters)
+    assert all(batches for batches in plan.values())
+    assert set().union(*plan.values()) == set(range(n_batches))
+    loads = [len(b) for b in plan.values()]
+    assert max(loads) - min(loads) <= 1  # dealt evenly
+    assert assign_score_batches(vdf, list(reversed(attesters)), n_batches) == plan
+
+
+def test_assignment_follows_the_vdf_output() -> None:
+    attesters = [PubKey(H(b"v%d" % i)) for i in range(4)]
+    plans = {tuple(sorted(assign_score_batches(b"%d" % i, attesters, 8).items())) for i in range(20)}
+    assert len(plans) > 10
+    assert assign_score_batches(b"x", [], 8) == {}
+    with pytest.raises(ValueError, match="n_batches"):
+        assign_score_batches(b"x", attesters, 0)
+
+
+def test_batches_match_the_worker_split() -> None:
+    assert batch_bounds(10, 4) == [(0, 2), (2, 5), (5, 7), (7, 10)]
+    assert total_score([1_000_000, 2_000_001]) == 1_500_000
+    assert total_score([-3, 0]) == -2  # floor
+    with pytest.raises(ValueError, match="no batch scores"):
+        total_score([])
+
+
+def test_tolerance_and_false_score_thresholds() -> None:
+    claimed = [2_000_000] * 8
+    body = _body(
+        per_batch=claimed, total=2_000_000, previous=2_100_000, units=(UnitWeight(UnitId(H(b"u")), 5),)
+    )
+    assert within_tolerance(P, claimed, {0: 2_020_000, 5: 1_980_000})
+    assert not within_tolerance(P, claimed, {3: 2_020_001})
+    assert not within_tolerance(P, claimed, {8: 2_000_000})  # no such batch
+    assert not is_false_score(P, body, {1: 2_200_000})
+    assert is_false_score(P, body, {1: 2_200_001})
+    assert not is_false_score(P, body, {1: 2_000_000}, previous=1_900_000)
+    assert is_false_score(P, body, {1: 2_000_000}, previous=1_899_999)
+
+
+def _early(
+    params: ChainParams = P, n_included: int = 3, base_is_current: bool = True, n_test_examples: int = 100
+) -> VersionOutcome | None:
+    return noop_before_scoring(
+        params, n_included=n_included, base_is_current=base_is_current, n_test_examples=n_test_examples
+    )
+
+
+def test_noop_outcomes_before_scoring() -> None:
+    assert _early() is None
+    assert _early(base_is_current=False) == VersionOutcome.NOOP_STALE_BASE
+    assert _early(n_included=0) == VersionOutcome.NOOP_FEW_UNITS
+    assert (
+        _early(dataclasses.replace(P, min_units_per_version=3), n_included=2) == VersionOutcome.NOOP_FEW_UNITS
+    )
+    assert _early(n_test_examples=7) == VersionOutcome.NOOP_NO_TEST_SET
+    assert decide_by_scores(1_999_999, 2_000_000) == VersionOutcome.IMPROVED
+    assert decide_by_scores(2_000_000, 2_000_000) == VersionOutcome.NOOP_NO_IMPROVEMENT
+
+
+def test_learning_pool_is_paid_by_weight_only_on_improvement() -> None:
+    a, b = UnitId(H(b"a")), UnitId(H(b"b"))
+    included = [UnitWeight(a, 3), UnitWeight(b, 1)]
+    pool = P.reward_learning_pool
+    assert learning_pool_shares(P, VersionOutcome.IMPROVED, included) == [(a, pool * 3 // 4), (b, pool // 4)]
+    for outcome in VersionOutcome:
+        if outcome != VersionOutcome.IMPROVED:
+            assert learning_pool_shares(P, outcome, included) == []
+
+
+def test_data_pool_is_paid_by_accepted_examples() -> None:
+    a, b, c = UnitId(H(b"a")), UnitId(H(b"b")), UnitId(H(b"c"))
+    shares = data_pool_shares(P, [(a, 2), (b, 1), (c, 0)])
+    assert shares == [(a, P.reward_data_pool * 2 // 3), (b, P.reward_data_pool // 3)]
+    assert sum(s for _, s in shares) <= P.reward_data_pool
+    assert data_pool_shares(P, [(a, 0)]) == []
+
+
+# -- the VERSION body check ----------------------------------------------------------------------
+
+BASE = Hash32(H(b"version 4"))
+CURRENT = BlobHash(H(b"adapter 4"))
+NEW = BlobHash(H(b"adapter 4 + aggregate"))
+INCLUDED = (UnitWeight(UnitId(H(b"u1")), 1000), UnitWeight(UnitId(H(b"u2")), 500))
+EXPECTED = ExpectedVersion(Round(7), BASE, True, CURRENT, INCLUDED, NEW, 64)
+
+
+def _body(
+    *,
+    per_batch: list[int],
+    total: int,
+    previous: int,
+    units: tuple[UnitWeight, ...] = INCLUDED,
+    adapter: BlobHash = NEW,
+) -> VersionBody:
+    return VersionBody(
+        round=Round(7),
+        base_version_id=BASE,
+        units=units,
+        aggregation_rule=P.aggregation_rule,
+        new_adapter_blob_hash=adapter,
+        per_batch_scores=tuple(Micro(s) for s in per_batch),
+        total_score=total,
+        previous_score=previous,
+    )
+
+
+IMPROVED = _body(per_batch=[2_000_000] * 7 + [2_000_007], total=2_000_000, previous=2_300_000)
+
+
+def test_an_improving_version_body_passes() -> None:
+    assert check_version_body(P, IMPROVED, EXPECTED) is None
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"round": Round(8)},
+        {"base_version_id": Hash32(H(b"other"))},
+        {"units": INCLUDED[:1]},  # a unit left out
+        {"units": (UnitWeight(INCLUDED[0].unit_id, 999), INCLUDED[1])},  # a wrong weight
+        {"new_adapter_blob_hash": BlobHash(H(b"wrong aggregate"))},
+        {"total_score": 2_000_001},  # inconsistent with the batches
+        {"per_batch_scores": (Micro(2_000_000),) * 7},  # a batch missing
+        {"previous_score": 2_000_000},  # claims improvement without one
+    ],
+)
+def test_a_wrong_version_body_is_rejected(change: dict[str, object]) -> None:
+    assert check_version_body(P, dataclasses.replace(IMPROVED, **change), EXPECTED) == ErrorCode.BAD_BODY  # type: ignore[arg-type]
+
+
+def test_a_scored_noop_keeps_the_adapter_and_lists_no_units() -> None:
+    noop = _body(per_batch=[2_000_000] * 8, total=2_000_000, previous=1_900_000, units=(), adapter=CURRENT)
+    assert noop.is_noop
+    assert check_version_body(P, noop, EXPECTED) is None
+    paid_anyway = dataclasses.replace(noop, units=INCLUDED, new_adapter_blob_hash=NEW)
+    assert check_version_body(P, paid_anyway, EXPECTED) == ErrorCode.BAD_BODY
+    # skipping the scores while units and a test set exist is not allowed (no lazy no-ops)
+    lazy = _body(per_batch=[], total=0, previous=0, units=(), adapter=CURRENT)
+    assert check_version_body(P, lazy, EXPECTED) == ErrorCode.BAD_BODY
+
+
+@pytest.mark.parametrize(
+    "expected",
+    [
+        dataclasses.replace(EXPECTED, base_is_current=False),
+        dataclasses.replace(EXPECTED, included=()),
+        dataclasses.replace(EXPECTED, n_test_examples=3),
+    ],
+    ids=["stale-base", "no-units", "no-test-set"],
+)
+def test_unscored_noops_where_the_rules_make_them(expected: ExpectedVersion) -> None:
+    noop = _body(per_batch=[], total=0, previous=0, units=(), adapter=CURRENT)
+    assert check_version_body(P, noop, expected) is None
+    assert check_version_body(P, IMPROVED, expected) == ErrorCode.BAD_BODY
+    moved = dataclasses.replace(noop, new_adapter_blob_hash=NEW)
+    assert check_version_body(P, moved, expected) == ErrorCode.BAD_BODY
