@@ -15,9 +15,11 @@ from typing import Any
 
 import click
 
-from linguachain_cli.rpc import RpcCallError, RpcClient
+from linguachain_cli.rpc import RpcCallError, RpcClient, RpcConnectionError
 
 NOT_FOUND = -32005
+WARMING_UP = -32007
+SHUTTING_DOWN = -32008
 
 
 class CliError(Exception):
@@ -35,7 +37,9 @@ class App:
         wallet_dir: Path | None,
         as_json: bool,
         timeout: float,
+        rpcwait_s: float | None = None,
     ) -> None:
+        self.rpcwait_s = rpcwait_s  # wait up to this long for the node to answer and be ready
         self.rpc_url = rpc
         self.datadir = datadir
         self._network = network
@@ -47,6 +51,11 @@ class App:
 
     @property
     def client(self) -> RpcClient:
+        if self._client is None and self.rpcwait_s is not None:
+            wait_for_node(self, self.rpcwait_s)
+        return self._connect()
+
+    def _connect(self) -> RpcClient:
         if self._client is None:
             if self.rpc_url:
                 self._client = RpcClient.from_url(self.rpc_url, timeout=self.timeout)
@@ -110,20 +119,79 @@ class App:
 pass_app = click.make_pass_decorator(App)
 
 
+class Progress:
+    """One line on stderr while the CLI waits, rewritten in place on a terminal (never on stdout, so
+    `--json` output stays clean; nothing at all when stderr is not a terminal unless `always`)."""
+
+    def __init__(self, always: bool = False) -> None:
+        self.live = sys.stderr.isatty()
+        self.always = always
+        self.last = ""
+        self.started = time.monotonic()
+
+    def show(self, text: str) -> None:
+        line = f"{text} ({time.monotonic() - self.started:.0f} s)"
+        if self.live:
+            sys.stderr.write("\r" + line.ljust(len(self.last)))
+            sys.stderr.flush()
+        elif self.always and text != self.last.rsplit(" (", 1)[0]:
+            sys.stderr.write(line + "\n")
+        self.last = line
+
+    def done(self) -> None:
+        if self.live and self.last:
+            sys.stderr.write("\r" + " " * len(self.last) + "\r")
+            sys.stderr.flush()
+
+
+def wait_for_node(app: App, timeout: float) -> None:
+    """`--rpcwait`: poll until the node answers and `getnodeinfo.ready` (all services started),
+    showing what it waits for; `CliError` at the deadline."""
+    deadline = time.monotonic() + timeout
+    progress = Progress(always=True)
+    try:
+        while True:
+            try:
+                info = app._connect().call("getnodeinfo")
+                if not isinstance(info, dict) or info.get("ready", True):
+                    return
+                reason = "services are still starting"
+            except RpcConnectionError as exc:
+                app._client = None  # re-read .rpcport and .cookie: the node writes them when it starts
+                reason = f"no answer yet: {exc}"
+            except RpcCallError as exc:
+                if exc.code not in (WARMING_UP, SHUTTING_DOWN):
+                    raise
+                reason = exc.message
+            if time.monotonic() > deadline:
+                raise CliError(f"the node was not ready within {timeout:g} s (last: {reason})")
+            progress.show(f"waiting for linguachaind: {reason}")
+            time.sleep(0.25)
+    finally:
+        progress.done()
+
+
 def wait_for_tx(app: App, txid: str, timeout: float) -> dict[str, Any]:
     """Poll `gettransaction` until the tx is in a block (or `CliError` at the deadline)."""
     deadline = time.monotonic() + timeout
-    while True:
-        try:
-            tx = app.call("gettransaction", txid)
-            if isinstance(tx, dict) and tx.get("status") == "confirmed":
-                return tx
-        except RpcCallError as exc:
-            if exc.code != NOT_FOUND:  # not relayed back yet
-                raise
-        if time.monotonic() > deadline:
-            raise CliError(f"tx {txid} not in a block after {timeout:g} s (it may still confirm)")
-        time.sleep(0.25)
+    progress = Progress()
+    try:
+        while True:
+            try:
+                tx = app.call("gettransaction", txid)
+                if isinstance(tx, dict) and tx.get("status") == "confirmed":
+                    return tx
+                state = "in the mempool"
+            except RpcCallError as exc:
+                if exc.code != NOT_FOUND:  # not relayed back yet
+                    raise
+                state = "not seen by the node yet"
+            if time.monotonic() > deadline:
+                raise CliError(f"tx {txid} not in a block after {timeout:g} s (it may still confirm)")
+            progress.show(f"waiting for tx {txid[:16]}... to be in a block: {state}")
+            time.sleep(0.25)
+    finally:
+        progress.done()
 
 
 def passphrase(confirm: bool = False) -> str:
@@ -155,9 +223,23 @@ def resolve_address(app: App, ref: str) -> str:
         raise CliError(str(exc)) from None
 
 
-def sign_and_send(app: App, wallet: str, payload: Any, fee: int | None) -> dict[str, Any]:
-    """Build a tx with `payload` from wallet `wallet`, sign it here, send it; the result object."""
-    from chain.address import address_of
+def check_balance(account: dict[str, Any], spend: int, fee: int) -> None:
+    """`CliError` showing balance versus amount plus fee when the account cannot pay (the node would
+    answer INSUFFICIENT_BALANCE without the figures). Pending txs are not subtracted: the node
+    decides those."""
+    from linguachain_cli.output import format_lc
+
+    balance = int(account.get("balance", 0))
+    if balance < spend + fee:
+        raise CliError(
+            f"insufficient balance (INSUFFICIENT_BALANCE): {account.get('address')} has {format_lc(balance)},"
+            f" needs {format_lc(spend + fee)} = amount {format_lc(spend)} + fee {format_lc(fee)}"
+        )
+
+
+def sign_and_send(app: App, wallet: str, payload: Any, fee: int | None, spend: int = 0) -> dict[str, Any]:
+    """Build a tx with `payload` from wallet `wallet` (spending `spend` base units besides the fee),
+    check the balance covers both, sign it here, send it; the result object."""
     from chain.codec import encode
     from chain.tx import make_tx
     from chain.types import ChainId
@@ -166,11 +248,11 @@ def sign_and_send(app: App, wallet: str, payload: Any, fee: int | None) -> dict[
     app._network = str(info["network"])
     ks = app.keystore()
     entry = ks.get(wallet)
-    key = ks.unlock(wallet, passphrase())
-    sender = address_of(key.pubkey, ks.hrp)
-    account = app.call("getaccount", sender)
-    nonce = int(account.get("next_nonce", account["nonce"]))
+    account = app.call("getaccount", entry.address)
     fee_units = fee if fee is not None else max(int(info.get("min_fee", 0)), 10_000)
+    check_balance(account, spend, fee_units)
+    key = ks.unlock(wallet, passphrase())
+    nonce = int(account.get("next_nonce", account["nonce"]))
     tx = make_tx(key, ChainId(str(info["chain_id"])), nonce, fee_units, payload)
     txid = app.call("sendrawtransaction", encode(tx).hex())
     return {

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from linguachain_cli.app import App, pass_app
-from linguachain_cli.output import format_lc, kv, short, table
+from linguachain_cli.output import format_lc, kv, table
 from linguachain_cli.rpc import RpcCallError
 
 NOT_AVAILABLE = -32003
@@ -28,34 +28,56 @@ def _optional(app: App, method: str, *params: Any) -> Any:
         raise
 
 
+def sync_progress(chain: dict[str, Any] | None, peers: list[dict[str, Any]] | None) -> float | None:
+    """Our height over the best height a peer reports (1.0 = caught up), like bitcoind's
+    `verificationprogress`; None without a chain. Without peers that know their height: 1.0 if the
+    node says it is synced, else 0.0."""
+    if chain is None:
+        return None
+    best_peer = max((int(p["height"]) for p in peers or [] if int(p.get("height", -1)) >= 0), default=-1)
+    height = int(chain["height"])
+    if best_peer <= 0:
+        return 1.0 if chain.get("synced") or best_peer == 0 else 0.0
+    return min(1.0, height / best_peer)
+
+
 @click.command()
 @pass_app
 def status(app: App) -> None:
-    """Node, chain and peer summary."""
+    """Node, chain and peer summary (every value in full, ready to copy)."""
     node = app.call("getnodeinfo")
     chain = _optional(app, "getblockchaininfo")
     peers = _optional(app, "getpeerinfo")
-    result = {"node": node, "chain": chain, "peer_count": len(peers) if peers is not None else None}
+    progress = sync_progress(chain, peers)
+    result = {
+        "node": node,
+        "chain": chain,
+        "peer_count": len(peers) if peers is not None else None,
+        "sync_progress": progress,
+    }
 
     def human() -> None:
         rows: list[tuple[str, Any]] = [
             ("network", node["network"]),
             ("version", node["version"]),
             ("peer id", node.get("peer_id")),
-            ("validator", short(node.get("validator_pubkey"), 24) if node.get("validator") else "no"),
+            *[("address for peers", a) for a in node.get("listen_addrs") or []],
+            ("validator", node.get("validator_pubkey") if node.get("validator") else "no"),
             ("peers", result["peer_count"]),
         ]
         if chain is not None:
             rows += [
                 ("height", chain["height"]),
-                ("best block", short(chain["best_hash"], 24)),
+                ("best block", chain["best_hash"]),
                 ("final height", chain["final_height"]),
                 ("round", chain["round"]),
                 ("model version", chain["model_version"]),
-                ("synced", chain["synced"]),
+                ("synced", f"{chain['synced']} ({100 * (progress or 0):.1f}% of the best peer height)"),
             ]
         else:
             rows.append(("chain", "not available yet"))
+        if not node.get("ready", True):
+            rows.append(("ready", "no: services are still starting"))
         kv("linguachaind status", rows)
 
     app.out(result, human)
@@ -120,7 +142,7 @@ def chain_block(app: App, height_or_hash: str) -> None:
         txs = block.get("txs") or []
         if txs and isinstance(txs[0], dict):
             table("transactions", ["id", "kind", "from", "fee"], [
-                [short(t["id"]), t["kind"], t["sender_address"], format_lc(t["fee"])] for t in txs
+                [t["id"], t["kind"], t["sender_address"], format_lc(t["fee"])] for t in txs
             ])  # fmt: skip
 
     app.out(block, human)
@@ -189,7 +211,7 @@ def validators(app: App) -> None:
             ["validator", "address", "stake", "eligible", "reputation", "jailed until", "last proposed"],
             [
                 [
-                    short(v["validator_pubkey"]),
+                    v["validator_pubkey"],
                     v["address"],
                     format_lc(v["stake_total"]),
                     v["eligible"],
@@ -223,7 +245,7 @@ def rewards_explain(app: App, target: str) -> None:
             f"rewards of {result.get('address', result.get('height'))}: {format_lc(result['total'])}",
             ["height", "account", "amount", "reason", "ref"],
             [
-                [r["height"], r["account"], format_lc(r["amount"]), r["reason"], short(r["ref"])]
+                [r["height"], r["account"], format_lc(r["amount"]), r["reason"], r["ref"]]
                 for r in result["rewards"]
             ],
         ),

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from linguachain_cli.app import App, CliError, pass_app, resolve_address, sign_and_send, wait_for_tx
-from linguachain_cli.output import format_lc, kv, parse_lc, table
+from linguachain_cli.output import format_lc, kv, lc_fields, parse_lc, table
 
 
 @click.group()
@@ -48,7 +48,8 @@ def _send(
     amount = parse_lc(amount_lc)
     key = PubKey(_validator_key(app, validator))
     payload = Stake(key, Amount(amount)) if kind == "deposit" else Unstake(key, Amount(amount))
-    result: dict[str, Any] = sign_and_send(app, from_, payload, parse_lc(fee_lc) if fee_lc else None)
+    spend = amount if kind == "deposit" else 0  # a withdrawal pays only its fee
+    result: dict[str, Any] = sign_and_send(app, from_, payload, parse_lc(fee_lc) if fee_lc else None, spend)
     result.update(validator_pubkey=key.hex(), amount=amount)
     if wait_s is not None:
         tx = wait_for_tx(app, result["txid"], wait_s)
@@ -114,7 +115,7 @@ def stake_status(app: App, address_or_name: str | None) -> None:
         ])  # fmt: skip
         nv = info.get("node_validator")
         if nv:
-            kv("this node's validator", [(k, v) for k, v in nv.items()])
+            kv("this node's validator", lc_fields(nv))
         acct = info.get("account")
         if acct:
             rows = []

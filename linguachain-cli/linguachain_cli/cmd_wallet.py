@@ -19,7 +19,7 @@ from linguachain_cli.app import (
     sign_and_send,
     wait_for_tx,
 )
-from linguachain_cli.output import format_lc, kv, parse_lc, short, table
+from linguachain_cli.output import format_lc, kv, parse_lc, table
 
 
 @click.group()
@@ -49,7 +49,19 @@ def wallet_create(app: App, name: str) -> None:
         "pubkey": entry.pubkey.hex(),
     }
     app.out(
-        result, lambda: click.echo(f"created wallet {name}: {entry.address}\nkeystore file: {entry.path}")
+        result,
+        lambda: click.echo(f"created wallet {name}: {entry.address}\n" + backup_advice(app, entry.path)),
+    )
+
+
+def backup_advice(app: App, path: Any) -> str:
+    """What to keep, where it is, and which wallets this keystore serves (docs/cli.md, Keystore)."""
+    return (
+        f"keystore file: {path}\n"
+        "BACK IT UP NOW: copy this file somewhere safe and remember the passphrase; without both the\n"
+        "coins are lost. The file is encrypted; no one can recover a forgotten passphrase.\n"
+        f"(wallets live per network, in {path.parent}: every {app.network} node and devnet on this\n"
+        "machine sees them; --wallet-dir DIR keeps a separate set)"
     )
 
 
@@ -146,7 +158,7 @@ def wallet_send(
     if len(memo_bytes) > 256:
         raise CliError("--memo is longer than 256 bytes")
     to = decode_address(resolve_address(app, address))
-    result = sign_and_send(app, from_, Transfer(to, Amount(amount), memo_bytes), fee)
+    result = sign_and_send(app, from_, Transfer(to, Amount(amount), memo_bytes), fee, spend=amount)
     result.update(to=resolve_address(app, address), amount=amount)
     if wait_s is not None:
         tx = wait_for_tx(app, result["txid"], wait_s)
@@ -197,7 +209,7 @@ def wallet_history(app: App, address_or_name: str, blocks: int) -> None:
                     format_lc(r["amount"]),
                     format_lc(r["fee"]),
                     r["counterparty"],
-                    short(r["txid"]),
+                    r["txid"],
                 ]
                 for r in rows
             ],

@@ -63,6 +63,10 @@ class _Group(click.Group):
 @click.option("--wallet-dir", envvar="LINGUACHAIN_WALLET_DIR", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="machine output: JSON, amounts in base units")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="RPC timeout in seconds")
+@click.option("--rpcwait", is_flag=True, help="wait for the node to start and be ready (progress on stderr)")
+@click.option(
+    "--rpcwait-timeout", type=float, default=120.0, show_default=True, help="how long --rpcwait waits"
+)
 @click.version_option(package_name="linguachain", prog_name="linguachain-cli")
 @click.pass_context
 def cli(
@@ -73,13 +77,25 @@ def cli(
     wallet_dir: Path | None,
     as_json: bool,
     timeout: float,
+    rpcwait: bool,
+    rpcwait_timeout: float,
 ) -> None:
-    """LinguaChain command-line client: talks to a linguachaind over JSON-RPC, keeps wallet keys locally."""
-    ctx.obj = App(rpc, datadir.expanduser() if datadir else None, network, wallet_dir, as_json, timeout)
+    """LinguaChain command-line client: talks to a linguachaind over JSON-RPC, keeps wallet keys locally.
+
+    Global options go before the command; `--json` is also accepted after it."""
+    ctx.obj = App(
+        rpc,
+        datadir.expanduser() if datadir else None,
+        network,
+        wallet_dir,
+        as_json,
+        timeout,
+        rpcwait_timeout if rpcwait else None,
+    )
 
 
 # Sub-command groups live in their own modules; importing them registers the commands.
-from linguachain_cli import cmd_chain, cmd_stake, cmd_wallet  # noqa: E402
+from linguachain_cli import cmd_chain, cmd_node, cmd_stake, cmd_wallet  # noqa: E402
 
 cli.add_command(cmd_chain.status)
 cli.add_command(cmd_chain.peers)
@@ -89,6 +105,37 @@ cli.add_command(cmd_chain.validators)
 cli.add_command(cmd_chain.rewards)
 cli.add_command(cmd_wallet.wallet)
 cli.add_command(cmd_stake.stake)
+cli.add_command(cmd_node.rpc)
+cli.add_command(cmd_node.stop)
+cli.add_command(cmd_node.addpeer)
+cli.add_command(cmd_node.disconnectpeer)
+
+
+def _json_after_command(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_object(App).json = True  # type: ignore[union-attr]
+
+
+def _accept_json_anywhere(command: click.Command) -> None:
+    """Give every leaf command its own `--json`, so `chain block 5 --json` works like `--json chain
+    block 5` (operators and docs write both)."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            _accept_json_anywhere(sub)
+    elif not any(p.name == "json_after" for p in command.params):
+        command.params.append(
+            click.Option(
+                ["--json", "json_after"],
+                is_flag=True,
+                expose_value=False,
+                callback=_json_after_command,
+                help="machine output (same as the global --json)",
+            )
+        )
+
+
+for _command in cli.commands.values():
+    _accept_json_anywhere(_command)
 
 
 def main() -> None:

@@ -50,30 +50,48 @@ def emit_json(value: Any) -> None:
 
 def kv(title: str, rows: Sequence[tuple[str, Any]]) -> None:
     """A two-column table of name/value pairs."""
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column("field", style="bold")
-    t.add_column("value")
+    t.add_column("field", style="bold", no_wrap=True)
+    t.add_column("value", no_wrap=True)
     for name, value in rows:
         t.add_row(name, "-" if value is None else str(value))
-    Console().print(t)
+    _print(t)
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c)
+        t.add_column(c, no_wrap=True)
     for r in rows:
         t.add_row(*("-" if v is None else str(v) for v in r))
-    Console().print(t)
+    _print(t)
 
 
-def short(hex_text: str | None, n: int = 16) -> str:
-    if not hex_text:
-        return "-"
-    return hex_text if len(hex_text) <= n else hex_text[:n] + "…"
+def _print(renderable: Any) -> None:
+    """Print a table at its natural width: values an operator copies (hashes, keys, addresses) are
+    never cut to the terminal's width (or to 80 columns when stdout is a pipe); a terminal narrower
+    than the table wraps its lines instead, which keeps every character."""
+    from rich.console import Console
+    from rich.measure import Measurement
+
+    console = Console(highlight=False)
+    natural = Measurement.get(console, console.options.update(width=100_000), renderable).maximum
+    if natural > console.width:
+        console = Console(highlight=False, width=natural)
+    console.print(renderable, crop=False)
+
+
+def lc_fields(value: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Rows of a dict for human output, with amounts (stake, balance, amount, fee fields) in LC."""
+    rows: list[tuple[str, Any]] = []
+    for key, v in value.items():
+        amount = any(word in key for word in ("stake", "balance", "amount", "fee", "unbonding"))
+        if amount and isinstance(v, int) and not isinstance(v, bool):
+            rows.append((key, format_lc(v)))
+        else:
+            rows.append((key, v))
+    return rows
