@@ -279,18 +279,28 @@ def trim_count(n: int, trim_fraction_permille: int) -> int:
     return min(-(-n * trim_fraction_permille // 1000), (n - 1) // 2)
 
 
-def _blocks(units: Sequence[UnitUpdate], name: str) -> Iterator[npt.NDArray[np.int32]]:
-    """(coordinates, units) blocks of at most CHUNK coordinates, units in canonical order."""
+def _sorted_keys(units: Sequence[UnitUpdate], name: str) -> Iterator[Int64Array]:
+    """(coordinates, units) blocks of at most CHUNK coordinates, each row sorted by value then unit
+    order: the key `value * 2^32 + unit index` is unique per row, so a plain sort is deterministic
+    and carries both the value (`key >> 32`) and the unit (`key & 0xFFFFFFFF`)."""
     flats = [_flat(u, name) for u in units]
+    index = np.arange(len(units), dtype=np.int64)
     for lo in range(0, flats[0].size, CHUNK):
-        yield np.stack([f[lo : lo + CHUNK] for f in flats], axis=1)
+        keys = np.empty((min(CHUNK, flats[0].size - lo), len(units)), dtype=np.int64)
+        for i, f in enumerate(flats):
+            keys[:, i] = f[lo : lo + CHUNK]
+        keys <<= 32
+        keys |= index
+        keys.sort(axis=1)
+        yield keys
 
 
 def _coordinate_stat(
     units: Sequence[UnitUpdate], name: str, rule: AggregationRule, trim: int
 ) -> tuple[Int32Array, Int64Array]:
-    """Per-coordinate trimmed mean (trim > 0 or rule TRIMMED_MEAN) or median of one tensor, and
-    how many coordinates each unit's value was kept in (ranked by value, ties by unit order)."""
+    """Per-coordinate trimmed mean (rule TRIMMED_MEAN, `trim` from each end) or median of one
+    tensor, and in how many coordinates each unit's value was kept (ranked by value, ties by unit
+    order)."""
     n = len(units)
     if rule == AggregationRule.MEDIAN:
         lo, hi = (n - 1) // 2, n // 2 + 1  # one middle rank (odd n) or two (even n)
@@ -298,11 +308,10 @@ def _coordinate_stat(
         lo, hi = trim, n - trim
     pieces: list[Int32Array] = []
     counts = np.zeros(n, dtype=np.int64)
-    for block in _blocks(units, name):
-        order = np.argsort(block, axis=1, kind="stable")
-        middle = np.take_along_axis(block, order[:, lo:hi], axis=1).astype(np.int64)
-        pieces.append(_clamp(middle.sum(axis=1) // (hi - lo)))  # floor division
-        counts += np.bincount(order[:, lo:hi].ravel(), minlength=n)
+    for keys in _sorted_keys(units, name):
+        middle = keys[:, lo:hi]
+        pieces.append(_clamp((middle >> 32).sum(axis=1) // (hi - lo)))  # floor division
+        counts += np.bincount((middle & 0xFFFFFFFF).ravel(), minlength=n)
     if not pieces:
         return np.zeros(0, dtype=np.int32), counts
     return np.concatenate(pieces), counts
