@@ -3,10 +3,10 @@
 Owns: accepting connections on 127.0.0.1 and the connection limit (decided at accept: a new
 connection takes a free slot, else the slot of the oldest connection that is neither trusted nor
 inside the handler, else it is answered 503 and closed), parsing requests with h11, the request body
-limit (413), one deadline per whole request (head and body, from its first byte), the keep-alive idle
-timeout, the write deadline, HEAD (headers only) and writing responses. A connection that fails in any
-way is logged and closed; nothing a client sends can end the server. Must not: know JSON-RPC or
-authenticate (the handler does, and marks an authenticated response `trusted`, which protects that
+limit (413), one deadline per whole request (head and body; the head alone has a shorter one), the
+keep-alive idle timeout, the write deadline, HEAD (headers only) and writing responses. A connection
+that fails in any way is logged and closed; nothing a client sends can end the server. Must not: know
+JSON-RPC or authenticate (the handler does, and marks an authenticated response `trusted`, which protects that
 connection from eviction: the operator's CLI still gets through a flood). Decided against hypercorn
 in docs/security.md (measured by scripts/bench/rpc_bench.py).
 """
@@ -33,6 +33,7 @@ MAX_HEADER_BYTES: Final = 16 * 1024
 RECV_CHUNK: Final = 64 * 1024
 MAX_CONNECTIONS: Final = 64
 KEEPALIVE_IDLE_S: Final = 5.0  # an idle connection (before a request's first byte) is closed after this
+HEAD_TIMEOUT_S: Final = 10.0  # the request line and headers must be complete this long after the cycle began
 WRITE_TIMEOUT_S: Final = 10.0  # a client that does not read its response is dropped after this
 BUSY_WRITE_S: Final = 1.0  # how long the 503 for a connection over the limit may take to write
 BUSY_BODY: Final = b"too many RPC connections; retry\n"
@@ -232,6 +233,7 @@ class HttpServer:
         start = trio.current_time()
         deadline = start + self.read_timeout_s
         idle_deadline = min(deadline, start + self.keepalive_s)
+        head_deadline = min(deadline, start + HEAD_TIMEOUT_S)
         started = bool(conn.trailing_data[0])  # a pipelined request already began
         head: h11.Request | None = None
         chunks: list[bytes] = []
@@ -242,7 +244,8 @@ class HttpServer:
             except (h11.RemoteProtocolError, ValueError) as exc:  # ValueError: a 5,000-digit length
                 raise _ClientGone(f"bad request: {exc}") from None
             if event is h11.NEED_DATA:
-                with trio.move_on_at(deadline if started else idle_deadline) as scope:
+                limit = idle_deadline if not started else head_deadline if head is None else deadline
+                with trio.move_on_at(limit) as scope:
                     data = await stream.receive_some(RECV_CHUNK)
                 if scope.cancelled_caught:
                     if started:
