@@ -279,20 +279,22 @@ def trim_count(n: int, trim_fraction_permille: int) -> int:
     return min(-(-n * trim_fraction_permille // 1000), (n - 1) // 2)
 
 
-def _sorted_keys(units: Sequence[UnitUpdate], name: str) -> Iterator[Int64Array]:
+def _sorted_keys(units: Sequence[UnitUpdate], name: str) -> Iterator[tuple[Int64Array, Int64Array]]:
     """(coordinates, units) blocks of at most CHUNK coordinates, each row sorted by value then unit
-    order: the key `value * 2^32 + unit index` is unique per row, so a plain sort is deterministic
-    and carries both the value (`key >> 32`) and the unit (`key & 0xFFFFFFFF`)."""
+    order, with each row's exact sum. The key `value * 2^32 + unit index` is unique per row, so a
+    plain sort is deterministic and carries both the value (`key >> 32`) and the unit
+    (`key & 0xFFFFFFFF`)."""
     flats = [_flat(u, name) for u in units]
     index = np.arange(len(units), dtype=np.int64)
     for lo in range(0, flats[0].size, CHUNK):
         keys = np.empty((min(CHUNK, flats[0].size - lo), len(units)), dtype=np.int64)
         for i, f in enumerate(flats):
             keys[:, i] = f[lo : lo + CHUNK]
+        totals = keys.sum(axis=1)  # at most 2^32 int32 values: no overflow
         keys <<= 32
         keys |= index
         keys.sort(axis=1)
-        yield keys
+        yield keys, totals
 
 
 def _coordinate_stat(
@@ -300,7 +302,8 @@ def _coordinate_stat(
 ) -> tuple[Int32Array, Int64Array]:
     """Per-coordinate trimmed mean (rule TRIMMED_MEAN, `trim` from each end) or median of one
     tensor, and in how many coordinates each unit's value was kept (ranked by value, ties by unit
-    order)."""
+    order). When fewer values are trimmed than kept, the kept sum is the row sum minus the trimmed
+    values (the same integers, fewer of them touched)."""
     n = len(units)
     if rule == AggregationRule.MEDIAN:
         lo, hi = (n - 1) // 2, n // 2 + 1  # one middle rank (odd n) or two (even n)
@@ -308,10 +311,16 @@ def _coordinate_stat(
         lo, hi = trim, n - trim
     pieces: list[Int32Array] = []
     counts = np.zeros(n, dtype=np.int64)
-    for keys in _sorted_keys(units, name):
-        middle = keys[:, lo:hi]
-        pieces.append(_clamp((middle >> 32).sum(axis=1) // (hi - lo)))  # floor division
-        counts += np.bincount((middle & 0xFFFFFFFF).ravel(), minlength=n)
+    for keys, totals in _sorted_keys(units, name):
+        if 2 * lo < hi - lo:
+            outer = np.concatenate([keys[:, :lo], keys[:, hi:]], axis=1)
+            kept_sum = totals - (outer >> 32).sum(axis=1)
+            counts += keys.shape[0] - np.bincount((outer & 0xFFFFFFFF).ravel(), minlength=n)
+        else:
+            middle = keys[:, lo:hi]
+            kept_sum = (middle >> 32).sum(axis=1)
+            counts += np.bincount((middle & 0xFFFFFFFF).ravel(), minlength=n)
+        pieces.append(_clamp(kept_sum // (hi - lo)))  # floor division
     if not pieces:
         return np.zeros(0, dtype=np.int32), counts
     return np.concatenate(pieces), counts
