@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -111,6 +112,11 @@ class VdfProver:
         await self._kill()
 
     @property
+    def closed(self) -> bool:
+        """True once `aclose()` was called (also from another task while a request runs)."""
+        return self._closed
+
+    @property
     def pid(self) -> int | None:
         """The current child's process id (None when no child runs)."""
         return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
@@ -140,15 +146,40 @@ class VdfProver:
                 if self._crashes_in_row:
                     await trio.sleep(self._backoff_s(self._crashes_in_row))
                 answer = await self._exchange(request)
+                if answer is None and self.closed:  # aclose() during the request: a planned stop
+                    await self._kill()
+                    raise VdfError("the VDF prover is closed")
                 if answer is None:  # the child died on its own: restart and retry
                     self._crashes += 1
                     self._crashes_in_row += 1
-                    log.warning("VDF worker died (%d in a row); restarting", self._crashes_in_row)
+                    status = await self._exit_status()
+                    log.warning(
+                        "VDF worker died during a request (%s; %d in a row); restarting",
+                        status,
+                        self._crashes_in_row,
+                    )
                     await self._kill()
                     continue
                 self._crashes_in_row = 0
                 return self._parse(answer)
             raise VdfError(f"VDF worker crashed {self._max_attempts} times in a row")
+
+    async def _exit_status(self) -> str:
+        """How the current child ended, for the log: its exit code or the signal that killed it."""
+        proc = self._proc
+        if proc is None:
+            return "no process"
+        with trio.move_on_after(1.0):  # it closed its output: the exit follows at once
+            await proc.wait()
+        code = proc.returncode
+        if code is None:
+            return f"pid {proc.pid} closed its output but still runs"
+        if code < 0:
+            try:
+                return f"pid {proc.pid} killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"pid {proc.pid} killed by signal {-code}"
+        return f"pid {proc.pid} exited with status {code}"
 
     def _backoff_s(self, n: int) -> float:
         return float(min(self._backoff_max_s, self._backoff_initial_s * math.pow(2, n - 1)))

@@ -12,26 +12,34 @@ own prove cannot be interrupted from Python) and starts a new one for the next r
 
 from __future__ import annotations
 
-import ctypes
+import os
 import signal
 import sys
+import threading
+import time
 from typing import TextIO
 
 from vdf.core import VdfError, prove
 
 READY_LINE = "ready"
+PARENT_POLL_S = 0.2
 
 
 def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL us when the parent dies, even mid-computation."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
-    except OSError:  # no libc by that name: fall back to noticing stdin EOF between requests
-        pass
+    """Exit as soon as the parent daemon is gone, even in the middle of a computation (chiavdf
+    releases the GIL while it proves, so this watchdog thread runs meanwhile).
+
+    Not `prctl(PR_SET_PDEATHSIG)`: that signal follows the parent *thread* that forked us, and trio
+    forks child processes from a cached worker thread that exits after 10 s idle. It SIGKILLed healthy
+    workers in the middle of a request: the daemon's "VDF worker died ... restarting" warnings."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def handle(line: str) -> str:

@@ -114,7 +114,8 @@ def test_stop_refuses_a_stale_pid_file(tmp_path: Path) -> None:
             timeout=90,
         )
         assert out.returncode == 0, out.stderr
-        assert "(pid" in out.stdout and "RPC stop" in out.stdout
+        assert "(pid" in out.stdout
+        assert "RPC stop" in out.stdout
         assert node.stop_node() == 0
         _assert_ordered_stop(node.datadir)
     finally:

@@ -32,7 +32,9 @@ def test_tables_print_values_in_full_when_piped(capsys: pytest.CaptureFixture[st
     table("validators", ["validator", "address", "stake"], [[HASH, "rlc1" + "q" * 54, "1.00000000 LC"]])
     kv("status", [("best block", HASH), ("validator", "cd" * 32)])
     out = capsys.readouterr().out
-    assert HASH in out and "cd" * 32 in out and "rlc1" + "q" * 54 in out
+    assert HASH in out
+    assert "cd" * 32 in out
+    assert "rlc1" + "q" * 54 in out
     assert "…" not in out
 
 
@@ -64,7 +66,8 @@ def test_insufficient_balance_names_balance_amount_and_fee() -> None:
     with pytest.raises(CliError) as err:
         check_balance(account, 150_000_000, 10_000)
     text = str(err.value)
-    assert "INSUFFICIENT_BALANCE" in text and "has 1.50000000 LC" in text
+    assert "INSUFFICIENT_BALANCE" in text
+    assert "has 1.50000000 LC" in text
     assert "needs 1.50010000 LC = amount 1.50000000 LC + fee 0.00010000 LC" in text
 
 
@@ -74,7 +77,8 @@ def test_json_is_accepted_after_the_command_and_create_advises_a_backup(tmp_path
     base = ["--wallet-dir", str(tmp_path / "w"), "--network", "devnet"]
     created = runner.invoke(cli, [*base, "wallet", "create", "--name", "bob"], env=env)
     assert created.exit_code == 0, created.output
-    assert "BACK IT UP" in created.output and "keystore file:" in created.output
+    assert "BACK IT UP" in created.output
+    assert "keystore file:" in created.output
     assert "wallets live per network" in created.output
     before = runner.invoke(cli, [*base, "--json", "wallet", "list"], env=env)
     after = runner.invoke(cli, [*base, "wallet", "list", "--json"], env=env)
@@ -90,11 +94,15 @@ def test_port_clash_is_one_line_naming_the_port_and_the_flag() -> None:
         port = taken.getsockname()[1]
         rpc = SimpleNamespace(rpc_bind="127.0.0.1", rpc_port=port, listen=())
         message = port_clash(rpc)
-        assert message is not None and "\n" not in message
-        assert f"port {port} on 127.0.0.1 is already in use" in message and "--rpc-port" in message
+        assert message is not None
+        assert "\n" not in message
+        assert f"port {port} on 127.0.0.1 is already in use" in message
+        assert "--rpc-port" in message
         p2p = SimpleNamespace(rpc_bind="127.0.0.1", rpc_port=0, listen=(f"/ip4/127.0.0.1/tcp/{port}",))
         message = port_clash(p2p)
-        assert message is not None and "--listen" in message and str(port) in message
+        assert message is not None
+        assert "--listen" in message
+        assert str(port) in message
     assert port_clash(SimpleNamespace(rpc_bind="127.0.0.1", rpc_port=0, listen=())) is None
 
 
