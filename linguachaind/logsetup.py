@@ -1,9 +1,9 @@
 """Process-wide logging (STYLE.md §10): one `configure_logging()` per process.
 
 Owns: the line format (UTC microsecond timestamps, level, logger, message), the `debug.log` handler
-in the datadir, the optional stderr handler, and per-module levels from `LINGUACHAIN_DEBUG`
-("p2p=DEBUG,chain=INFO"). Must not: decide what is logged (each module does, through
-`logging.getLogger(__name__)`).
+in the datadir (rotated by size: `LOG_MAX_BYTES`, `LOG_BACKUPS` old files), the optional stderr
+handler, and per-module levels from `LINGUACHAIN_DEBUG` ("p2p=DEBUG,chain=INFO"). Must not: decide
+what is logged (each module does, through `logging.getLogger(__name__)`).
 
 Fixed-shape event lines that functional tests grep are built by `event()`: `EVENT key=value ...`.
 """
@@ -11,12 +11,15 @@ Fixed-shape event lines that functional tests grep are built by `event()`: `EVEN
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 import time
 from pathlib import Path
 from typing import Final
 
 FORMAT: Final = "%(asctime)s %(levelname)-5s %(name)s: %(message)s"
+LOG_MAX_BYTES: Final = 50 * 2**20  # debug.log rotates at 50 MiB ...
+LOG_BACKUPS: Final = 5  # ... keeping debug.log.1 to debug.log.5 (300 MiB at most)
 
 
 class UTCFormatter(logging.Formatter):
@@ -37,9 +40,16 @@ def parse_module_levels(spec: str) -> dict[str, int]:
 
 
 def configure_logging(
-    *, level: str = "INFO", debug_log: Path | None = None, stderr: bool = True, module_levels: str = ""
+    *,
+    level: str = "INFO",
+    debug_log: Path | None = None,
+    stderr: bool = True,
+    module_levels: str = "",
+    max_bytes: int = LOG_MAX_BYTES,
+    backups: int = LOG_BACKUPS,
 ) -> None:
-    """Replace the root logger's handlers: `debug_log` (append) and/or stderr, one format."""
+    """Replace the root logger's handlers: `debug_log` (append; rotated at `max_bytes` into
+    `debug.log.1` .. `debug.log.<backups>`, the oldest dropped) and/or stderr, one format."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
@@ -47,7 +57,9 @@ def configure_logging(
     formatter = UTCFormatter(FORMAT)
     if debug_log is not None:
         debug_log.parent.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(debug_log, encoding="utf-8")
+        fh = logging.handlers.RotatingFileHandler(
+            debug_log, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
+        )
         fh.setFormatter(formatter)
         root.addHandler(fh)
     if stderr:

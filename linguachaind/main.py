@@ -132,6 +132,11 @@ def init(
     except (LinguaChainError, OSError) as exc:
         _fail(str(exc))
     click.echo(f"initialised {network} datadir {root}")
+    try:
+        for maddr in node_multiaddrs(root):
+            click.echo(f"other nodes bootstrap to it with: --bootstrap {maddr}")
+    except (LinguaChainError, OSError) as exc:
+        click.echo(f"(its address for peers is unknown until it starts: {exc})")
     click.echo(f"start it with: linguachaind start --datadir {root}")
 
 
@@ -193,6 +198,9 @@ def start(
                 dev_validator=None, settings={}, force=False,
             )  # fmt: skip
             click.echo(f"initialised a single-node devnet in {root}", err=True)
+            if genesis_file is None:
+                _write_dev_accounts(root / "accounts.json", n_accounts=10, n_validators=1)
+                click.echo(f"funded dev accounts (public test keys): {root / 'accounts.json'}", err=True)
         config = build_config(flags)
         from linguachaind.datadir import Layout
 
@@ -202,7 +210,23 @@ def start(
         _fail(str(exc))
     if clash is not None:
         _fail(clash)
-    sys.exit(run_node(config))
+    try:
+        idle = idle_validator_warning(config)
+    except (LinguaChainError, OSError):
+        idle = None  # the node reports a bad genesis or key itself, with its context
+    if idle is not None and not config.log_stderr:  # else the log line below reaches stderr anyway
+        click.echo(f"WARNING: {idle}", err=True)
+    sys.exit(run_node(config, warning=idle))
+
+
+def _write_dev_accounts(path: Path, *, n_accounts: int, n_validators: int, network: str = "devnet") -> None:
+    """`accounts.json`: the funded dev accounts of a dev genesis with their secret keys (public test
+    keys, derived from labels), then the validators' own addresses. Mode 0600 like every key file."""
+    from linguachaind.datadir import write_private
+    from linguachaind.devgenesis import dev_accounts
+
+    text = json.dumps(dev_accounts(n_accounts, n_validators, network), indent=2) + "\n"
+    write_private(path, text.encode(), mode=0o600)
 
 
 def port_clash(config: Any) -> str | None:
@@ -236,8 +260,8 @@ def port_clash(config: Any) -> str | None:
     return None
 
 
-def run_node(config: Any) -> int:
-    """Configure logging and run the node; the exit code."""
+def run_node(config: Any, *, warning: str | None = None) -> int:
+    """Configure logging and run the node (logging `warning` first); the exit code."""
     import trio
 
     from linguachaind.datadir import DatadirLockedError, Layout
@@ -253,6 +277,8 @@ def run_node(config: Any) -> int:
     import logging
 
     log = logging.getLogger("linguachaind")
+    if warning is not None:
+        log.warning("%s", warning)
     try:
         trio.run(Node(config).run)
     except DatadirLockedError as exc:
@@ -390,23 +416,154 @@ def _alive(pid: int) -> bool:
 
 @cli.command("make-genesis")
 @click.option("--network", type=click.Choice(["devnet", "testnet"]), default="devnet", show_default=True)
-@click.option("--validators", type=click.IntRange(1, 64), default=3, show_default=True)
+@click.option("--validators", type=click.IntRange(1, 64), default=3, show_default=True, help="dev validators")
+@click.option(
+    "--validator-key",
+    "validator_keys",
+    multiple=True,
+    help="a real validator public key (hex, from `linguachaind keygen`); repeatable; replaces --validators",
+)
 @click.option("--accounts", type=click.IntRange(0, 1000), default=10, show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--accounts-out", type=click.Path(dir_okay=False, path_type=Path), help="write accounts.json")
-def make_genesis(network: str, validators: int, accounts: int, out: Path, accounts_out: Path | None) -> None:
-    """Write a genesis with deterministic dev validators and funded dev accounts (never for value)."""
+def make_genesis(
+    network: str,
+    validators: int,
+    validator_keys: tuple[str, ...],
+    accounts: int,
+    out: Path,
+    accounts_out: Path | None,
+) -> None:
+    """Write a genesis file: funded dev accounts (public test keys) and either deterministic dev
+    validators (devnet, never for value) or the real validator keys given with --validator-key, each
+    staked from its own address (a testnet: every validator operator runs `keygen` first)."""
     from chain.genesis import genesis_to_json, parse_genesis
-    from linguachaind.devgenesis import dev_accounts, devnet_genesis_doc
+    from linguachaind.devgenesis import devnet_genesis_doc
 
     try:
-        genesis = parse_genesis(devnet_genesis_doc(validators, accounts, network=network))
-    except LinguaChainError as exc:
+        count = len(validator_keys) or validators
+        doc = devnet_genesis_doc(count, accounts, network=network)
+        if validator_keys:
+            _use_validator_keys(doc, validator_keys, network)
+        genesis = parse_genesis(doc)
+    except (LinguaChainError, ValueError) as exc:
         _fail(str(exc))
     out.write_text(json.dumps(genesis_to_json(genesis), indent=2) + "\n")
     if accounts_out is not None:
-        accounts_out.write_text(json.dumps(dev_accounts(accounts, validators, network), indent=2) + "\n")
-    click.echo(f"wrote {out} ({validators} validators, {accounts} funded accounts)")
+        dev_validators = 0 if validator_keys else validators
+        _write_dev_accounts(accounts_out, n_accounts=accounts, n_validators=dev_validators, network=network)
+    kind = "operator" if validator_keys else "dev"
+    click.echo(f"wrote {out} ({count} {kind} validators, {accounts} funded accounts)")
+    click.echo("every node of the network initialises with this file:")
+    click.echo(f"  linguachaind init --network {network} --genesis {out}")
+
+
+def _use_validator_keys(doc: dict[str, Any], keys: tuple[str, ...], network: str) -> None:
+    """Replace the dev validators of a genesis document by real public keys, each staked from (and
+    rewarding) its own address, which also gets the dev validators' balance for fees."""
+    from chain.address import HRP_BY_NETWORK, address_of
+    from chain.types import PubKey
+
+    dev_addrs = {v["staker"] for v in doc["validators"]}
+    balance = next(a["amount"] for a in doc["allocations"] if a["address"] in dev_addrs)
+    doc["allocations"] = [a for a in doc["allocations"] if a["address"] not in dev_addrs]
+    stake = doc["validators"][0]["stake"]
+    doc["validators"] = []
+    for text in keys:
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ValueError(f"--validator-key {text!r} is not hex") from None
+        if len(raw) != 32:
+            raise ValueError(f"--validator-key {text!r} is not 32 bytes (64 hex characters)")
+        addr = address_of(PubKey(raw), HRP_BY_NETWORK[network])
+        doc["allocations"].append({"address": addr, "amount": balance})
+        doc["validators"].append({"staker": addr, "validator_pubkey": raw.hex(), "stake": stake})
+
+
+@cli.command()
+@click.option(
+    "--network", type=click.Choice(["devnet", "testnet", "mainnet"]), default="testnet", show_default=True
+)
+@click.option("--datadir", type=click.Path(path_type=Path), help="default: ~/.linguachain/<network>")
+def keygen(network: str, datadir: Path | None) -> None:
+    """Create this node's keys before the network's genesis exists (random, mode 0600) and print the
+    validator public key to send to whoever writes the genesis (`make-genesis --validator-key`)."""
+    from chain.address import HRP_BY_NETWORK, address_of
+    from linguachaind.config import default_datadir
+    from linguachaind.datadir import Layout, ensure_dirs, load_or_create_seed
+
+    root = (datadir or default_datadir(network)).expanduser().absolute()
+    layout = Layout(root)
+    try:
+        ensure_dirs(layout)
+        existed = layout.validator_key.exists()
+        key = load_or_create_seed(layout.validator_key, seed=None)
+        peer_id = _peer_id(layout)
+    except (LinguaChainError, OSError) as exc:
+        _fail(str(exc))
+    pubkey = _pubkey_of(key)
+    click.echo(f"{'kept the existing' if existed else 'created a new'} validator key {layout.validator_key}")
+    click.echo(f"validator pubkey {pubkey.hex()}")
+    click.echo(f"its address      {address_of(pubkey, HRP_BY_NETWORK[network])} (stake and rewards)")
+    if peer_id:
+        click.echo(f"p2p peer id      {peer_id}")
+    click.echo("back up the keys/ directory; then, once you have the genesis file:")
+    click.echo(f"  linguachaind init --network {network} --datadir {root} --genesis GENESIS_FILE")
+
+
+def _pubkey_of(seed: bytes) -> Any:
+    from chain.crypto import SecretKey
+
+    return SecretKey(seed).pubkey
+
+
+def idle_validator_warning(config: Any) -> str | None:
+    """A warning when this node holds a validator key staked in the genesis but runs with
+    `validator = false` (the default outside devnet): it would connect and never produce or attest,
+    and the chain may stall waiting for its stake. None when there is nothing to say."""
+    from chain.genesis import load_genesis
+    from linguachaind.datadir import Layout, load_or_create_seed
+
+    layout = Layout(config.datadir)
+    if config.validator or not layout.validator_key.exists():
+        return None
+    pubkey = _pubkey_of(load_or_create_seed(layout.validator_key))
+    genesis = load_genesis(config.genesis_path)
+    stake = sum(int(v.stake) for v in genesis.validators if bytes(v.validator) == bytes(pubkey))
+    if not stake:
+        return None
+    total = sum(int(v.stake) for v in genesis.validators)
+    return (
+        f"this node's validator key {bytes(pubkey).hex()} holds {100 * stake / total:.0f}% of the genesis "
+        "stake but validator = false: it will NOT produce or attest blocks. Start it with --validator "
+        "(or validator = true in linguachain.toml)"
+    )
+
+
+def _peer_id(layout: Any) -> str | None:
+    try:
+        from p2p.host import load_or_create_key, peer_id_of
+    except ImportError:
+        return None
+    return peer_id_of(load_or_create_key(layout.keys))
+
+
+def node_multiaddrs(root: Path) -> list[str]:
+    """The addresses other nodes bootstrap to: each listen address of the datadir's config with
+    `/p2p/<peer id>`; a 0.0.0.0 listen address is shown as `<this host's IP>`, to be filled in."""
+    from linguachaind.config import build_config
+    from linguachaind.datadir import Layout
+
+    peer_id = _peer_id(Layout(root))
+    if peer_id is None:
+        return []
+    config = build_config({"datadir": str(root)})
+    out = []
+    for maddr in config.listen:
+        text = str(maddr).replace("/ip4/0.0.0.0/", "/ip4/<this host's IP>/")
+        out.append(f"{text}/p2p/{peer_id}")
+    return out
 
 
 def main() -> None:
