@@ -1,4 +1,5 @@
-"""Node control and the raw RPC: `rpc METHOD [PARAMS]...`, `stop`, `addpeer`, `disconnectpeer`.
+"""Node control and the raw RPC: `rpc METHOD [PARAMS]...`, `stop`, `addpeer`, `disconnectpeer`,
+`waitforheight`.
 
 Owns: the bitcoin-cli habits operators reach for: any RPC by name with its params given as JSON
 (or as plain strings), stopping the node, and connecting or dropping a peer at runtime.
@@ -78,3 +79,32 @@ def disconnectpeer(app: App, peer_id: str) -> None:
     """Drop a connected peer (its id from `peers`)."""
     result = app.call("disconnectpeer", peer_id)
     app.out(result, lambda: click.echo(f"disconnected {peer_id}"))
+
+
+@click.command("waitforheight")
+@click.argument("height", type=click.IntRange(0))
+@click.option("--final", is_flag=True, help="wait for the final height instead of the best height")
+@click.option("--timeout", "timeout_s", type=float, default=120.0, show_default=True, help="seconds")
+@pass_app
+def waitforheight(app: App, height: int, final: bool, timeout_s: float) -> None:
+    """Wait until the node's chain reaches HEIGHT (bitcoin-cli's waitforblockheight), showing progress
+    on stderr; print the chain info then. Exit 1 at the timeout."""
+    import time
+
+    from linguachain_cli.app import Progress
+
+    key = "final_height" if final else "height"
+    deadline = time.monotonic() + timeout_s
+    progress = Progress()
+    try:
+        while True:
+            info = app.call("getblockchaininfo")
+            if int(info[key]) >= height:
+                break
+            if time.monotonic() > deadline:
+                raise CliError(f"{key.replace('_', ' ')} is {info[key]} after {timeout_s:g} s, not {height}")
+            progress.show(f"waiting for {key.replace('_', ' ')} {height}: now {info[key]}")
+            time.sleep(0.25)
+    finally:
+        progress.done()
+    app.out(info, lambda: click.echo(f"{key.replace('_', ' ')} {info[key]}, best block {info['best_hash']}"))

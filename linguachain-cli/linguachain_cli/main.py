@@ -109,6 +109,7 @@ cli.add_command(cmd_node.rpc)
 cli.add_command(cmd_node.stop)
 cli.add_command(cmd_node.addpeer)
 cli.add_command(cmd_node.disconnectpeer)
+cli.add_command(cmd_node.waitforheight)
 
 
 def _json_after_command(ctx: click.Context, param: click.Parameter, value: bool) -> None:
