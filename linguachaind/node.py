@@ -242,7 +242,9 @@ class Node:
             validator_pubkey=key.pubkey if key is not None else None,
             set_mock_time=(lambda ts: _set_mock_time(self.clock, ts)) if config.allow_test_rpcs else None,
         )
-        log.info("%s", event("genesis", chain_id=genesis.params.chain_id, hash=genesis.id.hex()[:16]))
+        # genesis_file_id: the genesis *document*; chain_opened's genesis_hash is the genesis *block*
+        # (what getnodeinfo reports and what nodes compare): two hashes, two names.
+        log.info("%s", event("genesis", chain_id=genesis.params.chain_id, genesis_file_id=genesis.id.hex()))
         store = self._open_chain_store(genesis)
         mempool = self._open_mempool(store)
         chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool)
@@ -269,7 +271,14 @@ class Node:
         self.ctx.genesis_hash = bytes(store.genesis_hash)
         tip_hash, tip_height = store.tip
         log.info(
-            "%s", event("chain_opened", height=tip_height, best=tip_hash.hex()[:16], final=store.final_height)
+            "%s",
+            event(
+                "chain_opened",
+                height=tip_height,
+                best=tip_hash.hex()[:16],
+                final=store.final_height,
+                genesis_hash=bytes(store.genesis_hash).hex(),
+            ),
         )
         self.metrics.gauge("height", "height of the best block", lambda: float(store.tip[1]))
         self.metrics.gauge(
