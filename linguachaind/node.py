@@ -62,6 +62,7 @@ from p2p.blobstore import FileBlobStore
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
 from p2p.service import P2PConfig, P2PService
+from vdf.prover import VdfProver
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +101,7 @@ class Node:
         self.genesis: Genesis | None = None
         self.validator_key: SecretKey | None = None
         self.parts = Parts()  # the components, one name each, filled in start order
+        self.metrics.watch(self.parts)  # tip time, gossip, sync, mempool counters at scrape time
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -249,7 +251,10 @@ class Node:
         mempool = self._open_mempool(store)
         chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool)
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
-        vdf = self.parts.vdf = VdfService(store.params, compute=config.validator or config.timelord)
+        prover = functools.partial(VdfProver, observe=self.metrics.observe_vdf)  # prove times: /metrics
+        vdf = self.parts.vdf = VdfService(
+            store.params, compute=config.validator or config.timelord, prover_factory=prover
+        )
         p2p = await self._start_p2p(nursery, NodeApi(store, chain, mempool, vdf, self.clock.now_ms))
         outbound = self.parts.outbound = Outbound(p2p)
         txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)

@@ -17,6 +17,8 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -81,8 +83,10 @@ class VdfProver:
         max_attempts: int = 4,
         backoff_initial_s: float = 0.05,
         backoff_max_s: float = 5.0,
+        observe: Callable[[float], None] | None = None,
     ) -> None:
         self._argv = [python, "-m", "vdf.worker"]
+        self._observe = observe  # called with the seconds each finished proof took (metrics)
         self._max_attempts = max_attempts
         self._backoff_initial_s = backoff_initial_s
         self._backoff_max_s = backoff_max_s
@@ -145,6 +149,7 @@ class VdfProver:
                     raise VdfError("the VDF prover is closed")
                 if self._crashes_in_row:
                     await trio.sleep(self._backoff_s(self._crashes_in_row))
+                started = time.monotonic()
                 answer = await self._exchange(request)
                 if answer is None and self.closed:  # aclose() during the request: a planned stop
                     await self._kill()
@@ -161,7 +166,10 @@ class VdfProver:
                     await self._kill()
                     continue
                 self._crashes_in_row = 0
-                return self._parse(answer)
+                result = self._parse(answer)
+                if self._observe is not None:
+                    self._observe(time.monotonic() - started)
+                return result
             raise VdfError(f"VDF worker crashed {self._max_attempts} times in a row")
 
     async def _exit_status(self) -> str:
