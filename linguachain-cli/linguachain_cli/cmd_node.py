@@ -1,10 +1,9 @@
-"""Node control and the raw RPC: `rpc METHOD [PARAMS]...`, `stop`, `addpeer`, `disconnectpeer`,
-`waitforheight`.
+"""Node control and the raw RPC: `rpc`, `stop`, `addpeer`, `disconnectpeer`, `waitforheight`.
 
 Owns: the bitcoin-cli habits operators reach for: any RPC by name with its params given as JSON
-(or as plain strings), stopping the node, and connecting or dropping a peer at runtime.
-Must not: hold keys or sign (the wallet commands do); reinterpret results (`rpc` prints them as the
-node sent them).
+(or as plain strings), stopping the node, connecting or dropping a peer at runtime, and waiting for
+a height. Must not: hold keys or sign (the wallet commands do); reinterpret results (`rpc` prints
+them as the node sent them).
 """
 
 from __future__ import annotations
