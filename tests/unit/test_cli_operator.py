@@ -116,3 +116,33 @@ def test_daemon_pid_comes_only_from_a_held_datadir_lock(tmp_path: Path) -> None:
         assert held in (None, os.getpid())
     layout.pid.write_text("1\n")  # a stale pid file naming another process
     assert daemon_pid(layout) is None  # the lock is free: no daemon, whatever the pid file says
+
+
+def test_quiet_devnet_prints_one_line_per_block_and_every_warning() -> None:
+    from linguachaind.devnet_tool import BlockSummary
+
+    summary = BlockSummary()
+    ts = "2026-12-05T07:35:19.726861Z"
+    connected = (
+        f"{ts} INFO  linguachaind.services.chain_service: "
+        "EVENT block_connected height=7 hash=ab12 kind=TX rank=0 txs=3\n"
+    )
+    assert summary.feed(1, connected) is None
+    assert (
+        summary.feed(
+            0, f"{ts} INFO  linguachaind.services.chain_service: EVENT block_final height=6 hash=cd\n"
+        )
+        is None
+    )
+    line = summary.feed(
+        1, f"{ts} INFO  linguachaind.services.producer: EVENT block_proposed height=7 hash=ab12 rank=0\n"
+    )
+    assert line == "height 7  TX      ab12  by node1 (rank 0)  txs 3  final 6"
+    assert (
+        summary.feed(2, f"{ts} INFO  linguachaind.services.attester: EVENT attested height=7 hash=ab12\n")
+        is None
+    )
+    warning = (
+        f"{ts} WARNING vdf.prover: VDF worker died during a request (pid 5 killed by SIGKILL; 1 in a row)\n"
+    )
+    assert summary.feed(2, warning) == f"node2 | {warning}"
