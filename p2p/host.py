@@ -2,17 +2,19 @@
 
 Owns: loading or creating the node's libp2p key in its datadir (mode 0600, same peer id across
 restarts), building a `BasicHost` that accepts nothing but Noise and yamux, explicit connection limits
-and health monitoring, listen and announce addresses, and a shutdown that really closes every
+and health monitoring, a cap on connections per source IP, refusing dials to banned peers (whoever
+asks for them), listen and announce addresses, and a shutdown that really closes every
 connection (LIBP2P-NOTES: leaving `host.run()` by cancellation leaks sockets). Must not: know about
 gossip topics, chain objects or scoring (service.py wires those).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -30,6 +32,7 @@ from libp2p.crypto.ed25519 import Ed25519PrivateKey  # noqa: E402
 from libp2p.crypto.keys import KeyPair  # noqa: E402
 from libp2p.crypto.x25519 import create_new_key_pair as new_x25519_pair  # noqa: E402
 from libp2p.network.config import ConnectionConfig  # noqa: E402
+from libp2p.network.exceptions import SwarmException  # noqa: E402
 from libp2p.peer.id import ID  # noqa: E402
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr  # noqa: E402
 from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID  # noqa: E402
@@ -51,6 +54,11 @@ class HostConfig:
     announce_addrs: tuple[str, ...] = ()
     max_connections: int = 64
     max_connections_per_peer: int = 2
+    # One source address may hold at most this many connections, so fresh peer ids from one machine
+    # cannot fill `max_connections` (bans are per peer id). Loopback is exempt unless `limit_loopback`
+    # (devnets and tests run many nodes on 127.0.0.1).
+    max_connections_per_ip: int = 8
+    limit_loopback: bool = False
     dial_timeout_s: float = 5.0
     health_monitoring: bool = True
     health_check_interval_s: float = 2.0
@@ -130,7 +138,81 @@ def build_host(config: HostConfig, key_pair: Any) -> Any:
         await trio.lowlevel.checkpoint()
 
     auto_connector.maybe_connect = _no_auto_connect
+    _limit_per_source(host, config.max_connections_per_ip, exempt_loopback=not config.limit_loopback)
     return host
+
+
+def ip_of(addr: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The IP address in a multiaddr (`/ip4/...` or `/ip6/...`), or None."""
+    for proto in ("ip4", "ip6"):
+        try:
+            return ipaddress.ip_address(multiaddr.Multiaddr(str(addr)).value_for_protocol(proto))
+        except Exception:
+            continue
+    return None
+
+
+def is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    return ip.is_global and not ip.is_multicast
+
+
+def connection_ips(conn: Any) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The remote IPs of one libp2p connection (its real transport addresses)."""
+    try:
+        addrs = conn.get_transport_addresses()
+    except Exception:
+        return []
+    return [ip for ip in (ip_of(a) for a in addrs) if ip is not None]
+
+
+def peer_ips(host: Any, peer_id: Any) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    out: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = []
+    for conn in host.get_network().get_connections(peer_id):
+        out.extend(connection_ips(conn))
+    return out
+
+
+def _limit_per_source(host: Any, limit: int, *, exempt_loopback: bool) -> None:
+    """Wrap the swarm's inbound connection gate: at most `limit` connections from one IP address."""
+    network = host.get_network()
+    gate = network.connection_gate
+    allowed = gate.is_allowed
+
+    async def is_allowed(remote_addr: Any) -> bool:
+        if not await allowed(remote_addr):
+            return False
+        ip = ip_of(remote_addr)
+        if ip is None or (exempt_loopback and ip.is_loopback):
+            return True
+        held = sum(
+            connection_ips(c).count(ip) for conns in network.get_connections_map().values() for c in conns
+        )
+        if held >= limit:
+            log.info("inbound connection from %s refused: %d connections from that address", ip, held)
+            return False
+        return True
+
+    gate.is_allowed = is_allowed
+
+
+def refuse_dials_to(host: Any, is_banned: Callable[[str], bool]) -> None:
+    """Make every dial of the swarm (ours, the pubsub stream retry's, the health monitor's) refuse
+    a banned peer: a ban stops our own dials too, not only the peer's (issue 12 finding 8)."""
+    network = host.get_network()
+    dial_peer, replacement = network.dial_peer, network.dial_peer_replacement
+
+    async def gated_dial_peer(peer_id: Any) -> Any:
+        if is_banned(str(peer_id)):
+            raise SwarmException(f"peer {peer_id} is banned; not dialing it")
+        return await dial_peer(peer_id)
+
+    async def gated_replacement(peer_id: Any) -> Any:
+        if is_banned(str(peer_id)):
+            return None
+        return await replacement(peer_id)
+
+    network.dial_peer = gated_dial_peer
+    network.dial_peer_replacement = gated_replacement
 
 
 def listen_multiaddrs(config: HostConfig) -> list[Any]:

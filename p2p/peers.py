@@ -4,7 +4,9 @@ Owns: what we know of each connected peer (its `Status`: heights, genesis, addre
 exchange on every new connection (a different genesis disconnects and bans the peer for an hour), one
 reconnect loop per bootstrap peer (capped exponential backoff; it clears libp2p's 60 s dial negative
 cache first, LIBP2P-NOTES), dialing addresses learned by peer exchange until `target_peers` are
-connected, closing connections of banned peers, and connect/disconnect events for the node.
+connected (loopback and private addresses only from peers that are themselves local), closing
+connections of banned peers (every ban path disconnects; the host refuses our own dials to them), and
+connect/disconnect events for the node.
 Must not: score gossip or serve requests (p2p.gossip and p2p.reqresp do).
 """
 
@@ -24,7 +26,7 @@ from libp2p.abc import INotifee
 from chain.errors import ErrorCode
 from chain.header import PROTOCOL_VERSION
 from p2p import framing
-from p2p.host import full_addrs, parse_peer_addr
+from p2p.host import full_addrs, ip_of, is_public, parse_peer_addr, peer_ips, refuse_dials_to
 from p2p.interfaces import ChainSource
 from p2p.messages.status import MAX_PEX_ADDRS, Capability, Status
 from p2p.protocols import status_protocol
@@ -122,6 +124,7 @@ class PeerManager:
         self._changed = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.genesis_mismatches = 0
+        refuse_dials_to(host, scores.is_banned)
 
     # -- public -------------------------------------------------------------------------------
 
@@ -176,14 +179,25 @@ class PeerManager:
             return None
         old = state.status.best_height if state.status else -1
         state.status, state.status_at = status, time.monotonic()
+        trusted_local = self._local_source(peer_id)
         for addr in (*status.listen_addrs, *status.known_peers):
-            if str(self.host.get_id()) not in addr and addr not in self.candidates:
-                self.candidates[addr] = 0.0
-                while len(self.candidates) > 256:
-                    self.candidates.popitem(last=False)
+            if str(self.host.get_id()) in addr or addr in self.candidates:
+                continue
+            ip = ip_of(addr)
+            if ip is None or (not is_public(ip) and not trusted_local):
+                continue  # a public peer does not get us to dial our own loopback or private network
+            self.candidates[addr] = 0.0
+            while len(self.candidates) > 256:
+                self.candidates.popitem(last=False)
         if status.best_height > old:
             self.on_height()
         return None
+
+    def _local_source(self, peer_id: Any) -> bool:
+        """True when the peer reaches us from a loopback or private address (a devnet, a LAN): only
+        such a peer's loopback/private addresses are worth dialing."""
+        ips = peer_ips(self.host, peer_id)
+        return bool(ips) and not any(is_public(ip) for ip in ips)
 
     async def add_peer(self, addr: str, timeout_s: float = 10.0) -> ErrorCode | None:
         """Dial `addr` (a `/p2p/<id>` multiaddr). ValueError for a malformed address."""
@@ -272,8 +286,11 @@ class PeerManager:
             self.genesis_mismatches += 1
             self.scores.ban(str(peer_id), GENESIS_BAN_S)
             self._disconnect_soon(peer_id)
-        elif reply in (ErrorCode.MALFORMED, ErrorCode.BAD_MESSAGE, ErrorCode.TOO_LARGE):
+        elif reply in (ErrorCode.MALFORMED, ErrorCode.BAD_MESSAGE, ErrorCode.TOO_LARGE) and (
             self.scores.penalise(str(peer_id), Offence.MALFORMED)
+        ):
+            log.info("peer %s banned after %s", peer_id, Offence.MALFORMED.value)
+            self._disconnect_soon(peer_id)  # a ban disconnects, whichever path made it
 
     def _prune(self) -> None:
         """Forget peers whose last connection closed without a `disconnected` event we could act on
