@@ -3,12 +3,16 @@
 Owns: `read_frame` / `write_frame` (u32 big-endian length, then an id-prefixed message) and
 `request` (one request per stream: open, write, read one reply, close). Every failure is a value
 (`ErrorCode.TIMEOUT`, `STREAM_CLOSED`, `TOO_LARGE`, `MALFORMED`), never an exception, so a handler
-built on these cannot crash the host. Must not: interpret messages beyond their ids (p2p.messages decodes).
+built on these cannot crash the host. Also the guard on libp2p's gossip read loop: a deadline for a
+frame that has begun, and a report of declared lengths over the limit (`guard_gossip_reads`).
+Must not: interpret messages beyond their ids (p2p.messages decodes).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import trio
@@ -135,3 +139,80 @@ async def request(
     finally:
         if stream is not None:
             await close_quietly(stream)
+
+
+# -- gossip streams (varint-prefixed protobuf RPCs, read by libp2p's pubsub) -----------------------
+
+GOSSIP_FRAME_TIMEOUT_S: Final = 10.0
+
+
+class GossipFrameStalled(Exception):
+    """Raised when a gossip frame that has begun does not arrive in full before its deadline."""
+
+
+class _GuardedGossipStream:
+    """A pubsub stream as libp2p's read loop sees it, with two checks the library lacks.
+
+    libp2p reads a gossip RPC as a uvarint length (one byte per `read(1)`) then `read(n)` until the
+    body is complete. Waiting for the first byte of a frame is idle time and has no deadline; once a
+    frame has begun, the rest must arrive within `timeout_s` (a peer declaring 100 bytes and sending
+    10 used to hold the stream forever). A declared length over `max_bytes` is reported to
+    `on_oversized` before the library refuses it (it used to reset the stream with no penalty).
+    """
+
+    def __init__(self, stream: Any, max_bytes: int, timeout_s: float, on_oversized: Callable[[], None]):
+        self._stream = stream
+        self._max, self._timeout, self._on_oversized = max_bytes, timeout_s, on_oversized
+        self._length = 0  # the varint being read
+        self._shift = 0
+        self._body = 0  # body bytes still to come
+        self._deadline = math.inf
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    async def read(self, n: int | None = None) -> bytes:
+        idle = self._body == 0 and self._shift == 0
+        if idle:
+            data: bytes = await self._stream.read(n)
+            self._deadline = trio.current_time() + self._timeout
+        else:
+            with trio.move_on_at(self._deadline):
+                data = await self._stream.read(n)
+                self._account(data)
+                return data
+            raise GossipFrameStalled(f"gossip frame not complete within {self._timeout:g} s")
+        self._account(data)
+        return data
+
+    def _account(self, data: bytes) -> None:
+        if self._body:
+            self._body = max(0, self._body - len(data))
+            return
+        for byte in data:  # varint bytes (libp2p reads them one at a time)
+            self._length |= (byte & 0x7F) << self._shift
+            if byte & 0x80:
+                self._shift += 7
+                continue
+            if self._length > self._max:
+                self._on_oversized()
+            self._body, self._length, self._shift = self._length, 0, 0
+
+
+def guard_gossip_reads(
+    pubsub: Any,
+    max_bytes: int,
+    on_oversized: Callable[[Any], None],
+    timeout_s: float = GOSSIP_FRAME_TIMEOUT_S,
+) -> None:
+    """Make `pubsub` read every inbound gossip stream through `_GuardedGossipStream`.
+
+    `on_oversized(peer_id)` is called for a declared length over `max_bytes`; a stalled frame raises
+    `GossipFrameStalled`, which p2p.compat's stream handler turns into a reset and a report."""
+    original = pubsub.continuously_read_stream
+
+    async def continuously_read_stream(stream: Any) -> None:
+        peer = stream.muxed_conn.peer_id
+        await original(_GuardedGossipStream(stream, max_bytes, timeout_s, lambda: on_oversized(peer)))
+
+    pubsub.continuously_read_stream = continuously_read_stream

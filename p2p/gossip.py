@@ -29,7 +29,7 @@ from libp2p.tools.anyio_service import background_trio_service
 from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.params import ChainParams
-from p2p import compat
+from p2p import compat, framing
 from p2p.interfaces import GossipValidator
 from p2p.messages.gossip import GossipKind, all_specs
 from p2p.scoring import Offence, PeerScores, RateLimiter
@@ -59,6 +59,7 @@ class GossipConfig:
     maintenance_s: float = 5.0
     publish_high_water: int = 256  # our publishes wait while a peer's outbound queue is this long
     publish_wait_s: float = 1.0
+    frame_timeout_s: float = 10.0  # a gossip frame that has begun must be complete within this
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +210,12 @@ class Gossip:
         self._gate = _Gate(self)
         compat.set_gate(self.pubsub, self._gate)
         compat.set_misbehaviour_hook(self.pubsub, self._on_misbehaviour)
+        framing.guard_gossip_reads(  # oversized frames cost points; a stalled frame is reset
+            self.pubsub,
+            self.max_rpc,
+            lambda peer: self.penalise(str(peer), Offence.OVERSIZED),
+            config.frame_timeout_s,
+        )
         self._has: dict[Any, OrderedDict[bytes, None]] = {}  # publish keys each peer sent us
         self._dont: dict[Any, OrderedDict[bytes, None]] = {}  # message ids each peer said it has
         self._announced: OrderedDict[bytes, None] = OrderedDict()

@@ -1,5 +1,6 @@
 """Issue 12 findings 6-8 on loopback: limits per source address, every ban path disconnects, a ban
-stops our own dials, and peer exchange from a public peer never makes us dial private addresses.
+stops our own dials, peer exchange from a public peer never makes us dial private addresses, an
+oversized gossip frame costs its sender, and a stalled one is reset.
 
 Real `P2PService`s and `FakePeer`s (bare libp2p hosts with fresh keys: the attacker who makes new
 peer ids at will) on 127.0.0.1; the per-source cap is switched on for loopback in these tests only.
@@ -17,8 +18,10 @@ import pytest
 import trio
 
 from p2p import peers as peers_mod
+from p2p.gossip import GossipConfig
 from p2p.messages.status import Status
 from p2p.protocols import status_protocol
+from p2p.scoring import Offence
 from p2p.testing import FakePeer, NetNode, TestNetwork, open_test_network, wait_for
 
 pytestmark = pytest.mark.integration
@@ -122,3 +125,48 @@ async def test_peer_exchange_from_a_public_peer_drops_private_addresses(
     monkeypatch.undo()  # b really is on loopback: a devnet peer's local addresses are fine
     await mgr.on_status(b_id, lying)
     assert set(mgr.candidates) == set(offered)
+
+
+# -- finding 6: gossip frames ---------------------------------------------------------------------
+
+MESHSUB = "/meshsub/1.1.0"
+
+
+async def _victim_and_fake(
+    net: TestNetwork, nursery: trio.Nursery, tmp_path: Path, **gossip: Any
+) -> tuple[NetNode, FakePeer]:
+    victim = net.add_node(gossip=GossipConfig(**gossip))
+    await net.start(victim)
+    fake = await _fake(nursery, tmp_path, "framer")
+    await fake.connect(victim.addr)
+    return victim, fake
+
+
+async def test_an_oversized_gossip_frame_costs_the_sender(
+    net: TestNetwork, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    victim, fake = await _victim_and_fake(net, nursery, tmp_path)
+    stream = await fake.open_stream(victim.svc.host.get_id(), MESHSUB)
+    await stream.write(b"\xff\xff\xff\xff\x0f" + b"\x00" * 64)  # declares ~4 GiB
+    await wait_for(lambda: victim.svc.scores.offences[Offence.OVERSIZED] == 1, 10)
+    assert victim.svc.scores.score(str(fake.peer_id)) < 0
+
+
+async def test_a_stalled_gossip_frame_is_reset_and_costs_the_sender(
+    net: TestNetwork, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    victim, fake = await _victim_and_fake(net, nursery, tmp_path, frame_timeout_s=1.0)
+    stream = await fake.open_stream(victim.svc.host.get_id(), MESHSUB)
+    await stream.write(b"\x64" + b"\x0a" * 10)  # declares 100 bytes, sends 10, then nothing
+    await wait_for(lambda: victim.svc.scores.offences[Offence.MALFORMED] == 1, 10)
+    with trio.fail_after(10):
+        assert await _closed_by_peer(stream)  # the victim reset the stream
+
+
+async def _closed_by_peer(stream: Any) -> bool:
+    while True:
+        try:
+            if not await stream.read(1024):
+                return True
+        except Exception:  # reset: the muxer raises instead of returning EOF
+            return True
