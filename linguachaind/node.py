@@ -157,7 +157,8 @@ class Node:
         The first signal requests the stop. Later ones are logged and ignored: a terminal's Ctrl-C
         and a supervisor's SIGTERM (scripts/devnet, systemd) often both arrive, and the second one
         used to kill the node in the middle of its shutdown (leaving .cookie, .rpcport and the pid
-        file, stores unclosed). SIGKILL is the way to force. Handlers are restored at the end."""
+        file, stores unclosed). SIGKILL is the way to force. After the stop, signals are ignored
+        until the process exits."""
         if not self._handle_signals:
             yield
             return
@@ -172,12 +173,15 @@ class Node:
             log.info("received %s, stopping", name)
             token.run_sync_soon(self.request_stop)
 
-        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, on_signal)
         try:
             yield
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+            # Stopped: a late signal must not turn the clean exit (code 0) into death by signal while
+            # the interpreter shuts down. This process is a daemon that ends now; SIGKILL still works.
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, signal.SIG_IGN)
 
     async def start_service(self, nursery: trio.Nursery, name: str, fn: ServiceFn) -> Any:
         """Start `fn(task_status=...)` in its own cancel scope; stopped in reverse order of starting."""

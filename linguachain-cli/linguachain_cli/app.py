@@ -254,7 +254,17 @@ def sign_and_send(app: App, wallet: str, payload: Any, fee: int | None, spend: i
     key = ks.unlock(wallet, passphrase())
     nonce = int(account.get("next_nonce", account["nonce"]))
     tx = make_tx(key, ChainId(str(info["chain_id"])), nonce, fee_units, payload)
-    txid = app.call("sendrawtransaction", encode(tx).hex())
+    try:
+        txid = app.call("sendrawtransaction", encode(tx).hex())
+    except RpcCallError as exc:
+        reason = exc.data.get("reason") if isinstance(exc.data, dict) else None
+        if reason == "INSUFFICIENT_BALANCE":  # e.g. pending txs of this wallet spend it first
+            check_balance(app.call("getaccount", entry.address), spend, fee_units)
+            raise CliError(
+                f"{exc.message} (INSUFFICIENT_BALANCE): the balance covers amount + fee, but this"
+                f" wallet's pending txs (nonce {account['nonce']} to {nonce - 1}) spend it first"
+            ) from None
+        raise
     return {
         "txid": txid,
         "from": entry.address,
