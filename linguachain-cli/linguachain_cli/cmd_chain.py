@@ -41,6 +41,13 @@ def sync_progress(chain: dict[str, Any] | None, peers: list[dict[str, Any]] | No
     return min(1.0, height / best_peer)
 
 
+def _not_validating(app: App) -> str:
+    """`status`'s validator row of a node with validator = false: say when it holds a key anyway."""
+    if app.datadir is not None and (app.datadir / "keys" / "validator.key").exists():
+        return "no (validator = false, but keys/validator.key exists: start with --validator to use it)"
+    return "no"
+
+
 @click.command()
 @pass_app
 def status(app: App) -> None:
@@ -62,7 +69,7 @@ def status(app: App) -> None:
             ("version", node["version"]),
             ("peer id", node.get("peer_id")),
             *[("address for peers", a) for a in node.get("listen_addrs") or []],
-            ("validator", node.get("validator_pubkey") if node.get("validator") else "no"),
+            ("validator", node.get("validator_pubkey") if node.get("validator") else _not_validating(app)),
             ("peers", result["peer_count"]),
         ]
         if chain is not None:

@@ -23,7 +23,11 @@ def _validator_key(app: App, validator: str | None) -> bytes:
     """The validator public key given, or the node's own (`getnodeinfo.validator_pubkey`)."""
     text = validator or app.nodeinfo().get("validator_pubkey")
     if not text:
-        raise CliError("the node has no validator key: pass --validator PUBKEY_HEX")
+        raise CliError(
+            "the node runs with validator = false, so it names no validator key: pass --validator"
+            " PUBKEY_HEX (`linguachaind keygen --datadir DIR` prints a datadir's key) and start that"
+            " node with --validator, or the stake makes no blocks"
+        )
     try:
         raw = bytes.fromhex(text)
     except ValueError:

@@ -146,3 +146,14 @@ def test_quiet_devnet_prints_one_line_per_block_and_every_warning() -> None:
         f"{ts} WARNING vdf.prover: VDF worker died during a request (pid 5 killed by SIGKILL; 1 in a row)\n"
     )
     assert summary.feed(2, warning) == f"node2 | {warning}"
+
+
+def test_status_says_when_a_non_validating_node_holds_a_validator_key(tmp_path: Path) -> None:
+    from linguachain_cli.app import App
+    from linguachain_cli.cmd_chain import _not_validating
+
+    app = App(None, tmp_path, "testnet", None, False, 5.0)
+    assert _not_validating(app) == "no"
+    (tmp_path / "keys").mkdir()
+    (tmp_path / "keys" / "validator.key").write_text("00" * 32)
+    assert "start with --validator" in _not_validating(app)
