@@ -84,6 +84,7 @@ class ErrorCode(IntEnum):
     EVIDENCE_NOT_A_FAULT = 105
     STALE = 106  # transient: too old to matter (below the final height)
     EVIDENCE_TOO_OLD = 107  # the fault is more than unbonding_blocks below the state's height
+    BAD_SOURCE = 108  # a vote whose signed source is not the one its target's chain proves (§4.4)
 
     # -- mempool policy --------------------------------------------------------------------------
     POOL_FULL = 120  # transient

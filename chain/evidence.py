@@ -1,4 +1,4 @@
-"""Slashing evidence (PROTOCOL §5.3): the four provable faults.
+"""Slashing evidence (PROTOCOL §5.3): the five provable faults.
 
 Owns: the evidence types and their ids. Must not: decide whether evidence proves a fault (that is
 `chain.consensus.slashing`, which needs params and state).
@@ -23,6 +23,7 @@ class EvidenceKind(IntEnum):
     DOUBLE_ATTEST = 2
     INVALID_BLOCK = 3
     FALSE_SCORE = 4
+    SURROUND_VOTE = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,15 @@ class DoubleProposal:
 @dataclass(frozen=True, slots=True)
 class DoubleAttest:
     """Two attestations by one validator for different blocks at one height."""
+
+    a: Attestation
+    b: Attestation
+
+
+@dataclass(frozen=True, slots=True)
+class SurroundVote:
+    """Two attestations by one validator where `a`'s source-target span strictly contains `b`'s:
+    a.source_height < b.source_height and b.height < a.height (Casper FFG's second condition)."""
 
     a: Attestation
     b: Attestation
@@ -66,6 +76,7 @@ EVIDENCE_TYPES: dict[EvidenceKind, type[Any]] = {
     EvidenceKind.DOUBLE_ATTEST: DoubleAttest,
     EvidenceKind.INVALID_BLOCK: InvalidBlock,
     EvidenceKind.FALSE_SCORE: FalseScore,
+    EvidenceKind.SURROUND_VOTE: SurroundVote,
 }
 
 
@@ -76,7 +87,7 @@ def _evidence_payload(values: Any) -> type[Any] | None:
 @dataclass(frozen=True, slots=True)
 class Evidence:
     kind: EvidenceKind
-    proof: DoubleProposal | DoubleAttest | InvalidBlock | FalseScore = field(
+    proof: DoubleProposal | DoubleAttest | InvalidBlock | FalseScore | SurroundVote = field(
         metadata=variant(_evidence_payload)
     )
 

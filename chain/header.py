@@ -42,11 +42,15 @@ class BlockKind(IntEnum):
 
 @dataclass(frozen=True, slots=True)
 class Attestation:
-    """A validator's vote for the first valid, lowest-rank block it saw at a height (§4.4)."""
+    """A validator's Casper-FFG vote (§4.4): target `block_hash` at `height`, linked from its source,
+    the highest justified ancestor the voter knows (`source_height`, `source_hash`). Signing the
+    source makes surround votes provable (SURROUND_VOTE evidence, §5.3)."""
 
     chain_id: ChainId
     height: Height
     block_hash: BlockHash
+    source_height: Height
+    source_hash: BlockHash
     validator: PubKey
     signature: Signature = ZERO_SIGNATURE
 

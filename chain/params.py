@@ -57,6 +57,7 @@ class ChainParams:
     unbonding_blocks: Height
     max_validators: U16
     finality_threshold_permille: U16  # 667 = 2/3 rounded up
+    epoch_blocks: Height  # vote and leader weights are fixed per epoch of this many heights (§4.4)
     # fees and rewards (§5.1)
     min_fee: Amount
     reward_tx: Amount
@@ -72,6 +73,7 @@ class ChainParams:
     reputation_miss_penalty: U16
     reputation_unit_bonus: U16
     reputation_unit_penalty: U16
+    max_reputation_gain_per_block: U16  # cap on one validator's gain from one block (§5.2)
     # slashing (§5.3), permille of stake
     slash_double_proposal_permille: U16
     slash_double_attest_permille: U16
@@ -85,6 +87,7 @@ class ChainParams:
     pow_bits_unit_per_mib: U8
     # data and learning (§3.3, §3.4, §6)
     max_data_unit_bytes: U32
+    max_learning_unit_bytes: U32
     max_test_examples: U32
     fp_shift: U8
     lora_rank: U16
@@ -108,12 +111,13 @@ class ChainParams:
     length_outlier_factor: U16  # longer than factor x median or shorter than median / factor: outlier
 
     def slash_permille(self, kind: int) -> int:
-        """Slash fraction for an `EvidenceKind` value (1..4, see chain.evidence)."""
+        """Slash fraction for an `EvidenceKind` value (1..5, see chain.evidence)."""
         return {
             1: self.slash_double_proposal_permille,
             2: self.slash_double_attest_permille,
             3: self.slash_invalid_block_permille,
             4: self.slash_false_score_permille,
+            5: self.slash_double_attest_permille,  # SURROUND_VOTE: a vote fault like a double vote
         }[kind]
 
     def validate(self) -> None:
@@ -130,11 +134,17 @@ class ChainParams:
             (self.vdf_iterations >= 1, "vdf_iterations must be at least 1"),
             (self.min_stake > 0, "min_stake must be positive"),
             (500 < self.finality_threshold_permille <= 1000, "finality_threshold_permille in (500, 1000]"),
+            (self.epoch_blocks >= 3, "epoch_blocks must be at least 3"),
+            (self.max_validators <= 4096, "max_validators must be at most 4096"),
             (
                 self.reputation_min <= self.reputation_start <= self.reputation_max,
                 "reputation_start must lie in [reputation_min, reputation_max]",
             ),
-            (self.slash_reporter_share_permille <= 1000, "slash_reporter_share_permille <= 1000"),
+            (
+                self.slash_reporter_share_permille <= 500,
+                "slash_reporter_share_permille must be <= 500 (self-reporting must never pay)",
+            ),
+            (self.max_learning_unit_bytes > 0, "max_learning_unit_bytes must be positive"),
             (self.fp_shift <= 30, "fp_shift must be at most 30"),
             (self.lora_rank >= 1, "lora_rank must be at least 1"),
             (self.trim_fraction_permille < 500, "trim_fraction_permille must be below 500"),
@@ -209,6 +219,7 @@ _BASE: Final = ChainParams(
     unbonding_blocks=Height(3_000),
     max_validators=1_000,
     finality_threshold_permille=667,
+    epoch_blocks=Height(30),
     min_fee=Amount(1_000),
     reward_tx=Amount(2 * COIN),
     reward_data_proposer=Amount(1 * COIN),
@@ -222,6 +233,7 @@ _BASE: Final = ChainParams(
     reputation_miss_penalty=20,
     reputation_unit_bonus=5,
     reputation_unit_penalty=20,
+    max_reputation_gain_per_block=10,
     slash_double_proposal_permille=100,
     slash_double_attest_permille=50,
     slash_invalid_block_permille=100,
@@ -232,6 +244,7 @@ _BASE: Final = ChainParams(
     pow_bits_unit_base=12,
     pow_bits_unit_per_mib=2,
     max_data_unit_bytes=4 * 1024 * 1024,
+    max_learning_unit_bytes=16 * 1024 * 1024,
     max_test_examples=512,
     fp_shift=24,
     lora_rank=4,
@@ -281,6 +294,7 @@ DEVNET: Final = dataclasses.replace(
     min_stake=Amount(10 * COIN),
     stake_maturity_blocks=Height(0),
     unbonding_blocks=Height(6),
+    epoch_blocks=Height(6),
     jail_blocks=Height(30),
     pow_bits_header=4,
     pow_bits_unit_base=4,

@@ -255,9 +255,10 @@ class Node:
         mempool = self._open_mempool(store)
         chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool)
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
+        computes = config.validator or config.timelord
         prover = functools.partial(VdfProver, observe=self.metrics.observe_vdf)  # prove times: /metrics
         vdf = self.parts.vdf = VdfService(
-            store.params, compute=config.validator or config.timelord, prover_factory=prover
+            store.params, compute=computes, headers=chain, prover_factory=prover
         )
         p2p = await self._start_p2p(nursery, NodeApi(store, chain, mempool, vdf, self.clock.now_ms))
         outbound = self.parts.outbound = Outbound(p2p)

@@ -34,7 +34,15 @@ from chain.address import HRP_BY_NETWORK, address_of
 from chain.block import Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
 from chain.codec import MAX_ARRAY_LEN, NEWTYPE_CONSTRAINTS, ByteLen, IntRange, MaxItems, TextLen, encode
 from chain.crypto import DOMAIN_ATTEST, DOMAIN_HEADER, DOMAIN_TX, SecretKey, account_id, signing_digest
-from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, FalseScore, InvalidBlock
+from chain.evidence import (
+    DoubleAttest,
+    DoubleProposal,
+    Evidence,
+    EvidenceKind,
+    FalseScore,
+    InvalidBlock,
+    SurroundVote,
+)
 from chain.genesis import (
     Allocation,
     BaseModel,
@@ -154,8 +162,12 @@ def learning_unit() -> LearningUnit:
     return unit.mined(PARAMS)
 
 
-def attestation(height: int, block_hash: bytes, label: str) -> Attestation:
-    return Attestation(CHAIN, Height(height), BlockHash(block_hash), key(label).pubkey).signed(key(label))
+def attestation(height: int, block_hash: bytes, label: str, *, source_height: int = 0) -> Attestation:
+    """A signed vote; its source is the genesis (height 0, zero hash) or a named block."""
+    source = BlockHash(bytes(32)) if source_height == 0 else BlockHash(h(f"source-{source_height}"))
+    return Attestation(
+        CHAIN, Height(height), BlockHash(block_hash), Height(source_height), source, key(label).pubkey
+    ).signed(key(label))
 
 
 def header(
@@ -232,6 +244,9 @@ def evidence_of(kind: EvidenceKind) -> Evidence:
         return Evidence(
             kind, DoubleAttest(attestation(1, b1.hash, "val1"), attestation(1, h("fork-1"), "val1"))
         )
+    if kind is EvidenceKind.SURROUND_VOTE:  # span 1 -> 5 strictly contains 2 -> 4
+        outer = attestation(5, h("outer"), "val1", source_height=1)
+        return Evidence(kind, SurroundVote(outer, attestation(4, h("inner"), "val1", source_height=2)))
     if kind is EvidenceKind.INVALID_BLOCK:
         return Evidence(kind, InvalidBlock(b1.header, encode(TxBody(()))))  # body_root mismatch
     return Evidence(kind, FalseScore(b3.header, encode(b3.body)))
@@ -304,7 +319,7 @@ BEGIN: Final = "<!-- BEGIN GENERATED FIELD TABLES (scripts/gen_vectors.py) -->"
 END: Final = "<!-- END GENERATED FIELD TABLES -->"
 TABLE_TYPES: Final[list[type[Any]]] = [
     Tx, Transfer, Stake, Unstake, SlashEvidence, Evidence, DoubleProposal, DoubleAttest, InvalidBlock,
-    FalseScore, DataUnit, LearningUnit, Attestation, Header, Block, TxBody, DataBody, QualityReport,
+    FalseScore, SurroundVote, DataUnit, LearningUnit, Attestation, Header, Block, TxBody, DataBody, QualityReport,
     VersionBody, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel, ChainParams, VdfProof,
 ]  # fmt: skip
 TABLE_ENUMS: Final[list[type[IntEnum]]] = [

@@ -5,8 +5,9 @@ Owns: `check_attestation` (one vote against the eligible set of its height), `ce
 `meets_threshold` / `certificate_reaches_threshold`. Must not: store attestations or decide which
 block to vote for (`chain.consensus.duties` does the latter).
 
-The eligible set for attestations of the block at height h is `eligible_validators(state at h-1, h)`,
-the same set that elected its proposer (§4.3, §4.4).
+The voters of the block at height h and their weights are `validators.vote_weights(state at h-1, h)`:
+bonded stake of the epoch's validator set, fixed from the last final checkpoint, never reputation
+(§4.4). Every `eligible` argument below is such a weight map.
 """
 
 from __future__ import annotations

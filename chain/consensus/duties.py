@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from chain.consensus.certificate import check_attestation
 from chain.consensus.election import earliest_time_ms, eligible_validators, leader_ranks
 from chain.consensus.finality import may_attest
+from chain.consensus.validators import may_propose, vote_source_of, vote_weights
 from chain.header import PROTOCOL_VERSION, Attestation, Header, kind_for_height
 from chain.params import ChainParams
 from chain.state.model import StateReader
@@ -44,7 +45,7 @@ def proposal_duty(
     """The duty of `me` for the child of `parent`, or None if `me` is not eligible there."""
     height = parent.height + 1
     ranks = leader_ranks(vdf_output, eligible_validators(parent_state, height))
-    if me not in ranks:
+    if me not in ranks or not may_propose(parent_state, me, height):
         return None
     rank = ranks.index(me)
     return ProposalDuty(parent.hash, height, rank, earliest_time_ms(params, parent.timestamp_ms, rank))
@@ -92,27 +93,36 @@ def attestation_for(
     params: ChainParams,
     head: Header,
     head_parent_state: StateReader,
+    head_state: StateReader,
     me: PubKey,
     *,
-    source_height: int,
     last_height: int,
     last_source_height: int,
 ) -> Attestation | None:
     """The (unsigned) vote `me` should cast for its fork-choice head, or None (§4.4).
 
-    `source_height` is the height of `finality.vote_source(head)`; `last_height` and
-    `last_source_height` describe this validator's previous vote (0, 0 before any). None for
-    genesis, when `finality.may_attest` forbids the vote (a double or surround vote), or when `me`
-    is not eligible at the head's height. The caller records the new last heights once it signs.
+    The vote signs its source, `validators.vote_source_of(head_state)` (the highest block the head's
+    chain proves justified); `last_height` and `last_source_height` describe this validator's
+    previous vote (0, 0 before any). None for genesis, when `finality.may_attest` forbids the vote
+    (a double or surround vote), or when `me` has no vote weight at the head's height. The caller
+    records the new last heights durably before it signs.
     """
     if head.height == 0:
         return None
-    if not may_attest(head.height, source_height, last_height, last_source_height):
+    source = vote_source_of(head_state)
+    if not may_attest(head.height, source.height, last_height, last_source_height):
         return None
-    weights = dict(eligible_validators(head_parent_state, head.height))
+    weights = dict(vote_weights(head_parent_state, head.height))
     if weights.get(me, 0) <= 0:
         return None
-    return Attestation(params.chain_id, head.height, head.hash, me)
+    return Attestation(
+        chain_id=params.chain_id,
+        height=head.height,
+        block_hash=head.hash,
+        source_height=source.height,
+        source_hash=source.block_hash,
+        validator=me,
+    )
 
 
 def build_certificate(

@@ -1,6 +1,7 @@
 """Leader election: VDF challenge, eligible validators, weighted ranks, rank timing (PROTOCOL §4.2-§4.3).
 
-Owns: `vdf_challenge`, `eligible_validators`, `leader_ranks` (Efraimidis-Spirakis with exactly
+Owns: `vdf_challenge` / `challenge_for_child`,
+`eligible_validators`, `leader_ranks` (Efraimidis-Spirakis with exactly
 reproducible integer arithmetic), `earliest_time_ms`, `VdfVerifier`. Must not: import `vdf` or
 chiavdf (the verifier comes in as a parameter), read the clock, or touch storage.
 
@@ -23,12 +24,13 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Final
 
-from chain.consensus.reputation import election_weight
+from chain.consensus.validators import leader_weights
 from chain.crypto import DOMAIN_VDF
 from chain.hashing import H_many
+from chain.header import Header
 from chain.params import ChainParams
 from chain.state.model import StateReader
-from chain.types import ChainId, Height, PubKey
+from chain.types import ChainId, PubKey
 
 FRAC_BITS: Final = 192
 _WORK_BITS: Final = 256
@@ -41,35 +43,36 @@ VdfVerifier = Callable[[bytes, int, int, bytes, bytes], bool]
 chain.consensus never imports vdf (ARCHITECTURE.md §3); the daemon passes `vdf.verify` in."""
 
 
-def vdf_challenge(chain_id: ChainId, prev_hash: bytes) -> bytes:
-    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || prev_hash)."""
-    return H_many(DOMAIN_VDF, chain_id.encode(), prev_hash)
+def vdf_challenge(chain_id: ChainId, parent_vdf_output: bytes, height: int) -> bytes:
+    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || parent's VDF output || u64_be(height)).
+
+    Nothing the parent's proposer chooses enters (transactions, timestamp, pow_nonce, certificate
+    subset, signature): the outputs form one sequential VDF chain from the genesis, so no variant
+    of a block, and not even withholding it, changes the next leader order (see `vdf_seed`).
+    """
+    return H_many(DOMAIN_VDF, chain_id.encode(), parent_vdf_output, height.to_bytes(8, "big"))
+
+
+def vdf_seed(parent: Header) -> bytes:
+    """What the challenge of the child of `parent` chains from: its VDF output, or for the genesis
+    (which has none) its hash, the chain's identity."""
+    return parent.hash if parent.height == 0 else parent.vdf_output
+
+
+def challenge_for_child(chain_id: ChainId, parent: Header) -> bytes:
+    """The VDF challenge of the block after `parent`."""
+    return vdf_challenge(chain_id, vdf_seed(parent), parent.height + 1)
 
 
 def eligible_validators(reader: StateReader, height: int) -> list[tuple[PubKey, int]]:
-    """(pubkey, weight) of validators eligible to propose or attest the block at `height` (§4.3).
+    """(pubkey, leader weight) of the validators ranked at `height`, sorted by pubkey (§4.3).
 
-    `reader` is the state as of the parent (height - 1). Eligible: not jailed (jailed while
-    height < jailed_until), mature bonded stake >= min_stake. Weight =
-    `reputation.election_weight(stake, reputation)` = stake * reputation // 1000. At most
-    `max_validators`, the heaviest kept (ties: lower pubkey). Sorted by pubkey.
+    `reader` is the parent's state. The set and both factors of the weight (bonded stake x
+    reputation / 1000) are fixed per epoch from the last final checkpoint
+    (`chain.consensus.validators.leader_weights`); a member jailed since may not propose
+    (`validators.may_propose`) but keeps its rank, so slashing shifts no other rank.
     """
-    params = reader.params
-    out: list[tuple[PubKey, int]] = []
-    for v in reader.validators():
-        if height < v.jailed_until:
-            continue
-        stake = reader.eligible_stake(v.pubkey, Height(height))
-        if stake < params.min_stake:
-            continue
-        weight = election_weight(stake, v.reputation)
-        if weight > 0:
-            out.append((v.pubkey, weight))
-    if len(out) > params.max_validators:
-        out.sort(key=lambda e: (-e[1], e[0]))
-        out = out[: params.max_validators]
-    out.sort(key=lambda e: e[0])
-    return out
+    return leader_weights(reader, height)
 
 
 def total_weight(eligible: Sequence[tuple[PubKey, int]]) -> int:

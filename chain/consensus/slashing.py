@@ -8,7 +8,10 @@ applies the effect: burn, reporter share, jail for `jail_blocks`, reputation res
 
 Per kind:
 - DOUBLE_PROPOSAL: two validly signed headers of one proposer at one height with different hashes.
-- DOUBLE_ATTEST: two validly signed attestations of one validator at one height for different blocks.
+- DOUBLE_ATTEST: two validly signed attestations of one validator at one height that differ in
+  target or source (two votes of one validator never prove anything against another validator).
+- SURROUND_VOTE: two validly signed attestations of one validator where the first's span strictly
+  contains the second's: a.source_height < b.source_height and b.height < a.height (§4.4).
 - INVALID_BLOCK: a validly signed header plus a body that hashes to its `body_root` and fails a
   *stateless* rule with a permanent code (`check_body_stateless`, or a header kind that does not
   match its height). State-dependent faults cannot be proven without the parent state; a caller
@@ -29,7 +32,15 @@ from chain.block import BODY_TYPES, Block
 from chain.codec import decode
 from chain.consensus.body import check_body_stateless
 from chain.errors import ErrorCode
-from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, FalseScore, InvalidBlock
+from chain.evidence import (
+    DoubleAttest,
+    DoubleProposal,
+    Evidence,
+    EvidenceKind,
+    FalseScore,
+    InvalidBlock,
+    SurroundVote,
+)
 from chain.hashing import H_many
 from chain.header import Header, kind_for_height
 from chain.params import ChainParams
@@ -77,6 +88,8 @@ def verify_evidence(
         found = _double_proposal(params, proof)
     elif isinstance(proof, DoubleAttest):
         found = _double_attest(params, proof)
+    elif isinstance(proof, SurroundVote):
+        found = _surround_vote(params, proof)
     elif isinstance(proof, InvalidBlock):
         found = _invalid_block(params, proof, revalidate or check_body_stateless)
     else:
@@ -109,7 +122,20 @@ def _double_attest(params: ChainParams, p: DoubleAttest) -> tuple[PubKey, int] |
     a, b = p.a, p.b
     if a.chain_id != params.chain_id or b.chain_id != params.chain_id:
         return ErrorCode.WRONG_CHAIN
-    if a.height != b.height or a.validator != b.validator or a.block_hash == b.block_hash:
+    if a.height != b.height or a.validator != b.validator:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    if (a.block_hash, a.source_height, a.source_hash) == (b.block_hash, b.source_height, b.source_hash):
+        return ErrorCode.EVIDENCE_NOT_A_FAULT  # one vote (maybe two signature encodings): no fault
+    if not (a.signature_valid() and b.signature_valid()):
+        return ErrorCode.BAD_SIGNATURE
+    return a.validator, a.height
+
+
+def _surround_vote(params: ChainParams, p: SurroundVote) -> tuple[PubKey, int] | ErrorCode:
+    a, b = p.a, p.b
+    if a.chain_id != params.chain_id or b.chain_id != params.chain_id:
+        return ErrorCode.WRONG_CHAIN
+    if a.validator != b.validator or not (a.source_height < b.source_height and b.height < a.height):
         return ErrorCode.EVIDENCE_NOT_A_FAULT
     if not (a.signature_valid() and b.signature_valid()):
         return ErrorCode.BAD_SIGNATURE

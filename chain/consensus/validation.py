@@ -2,14 +2,14 @@
 
 Owns: `ChainView` (what validation needs to look up), `decode_block` (size limit, decode, canonical),
 `validate_header` (chain id -> PoW -> signature -> parent known -> height/kind/timestamp -> VDF ->
-rank -> certificate signatures) and `validate_block` (header, then body rules, state transition and
-state root). Must not: store blocks, read the clock (`now_ms` is a parameter) or import `vdf`
+rank -> certificate signatures), `validate_block` (header, then the body's stateless rules) and
+`check_state_root` (after the caller applied the block with chain.state.transition). Must not:
+store blocks, read the clock (`now_ms` is a parameter) or import `vdf`
 (`verify_vdf` is a parameter; the daemon passes `vdf.verify`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol, TypeVar
 
 from chain.block import Block
@@ -18,11 +18,12 @@ from chain.consensus.body import check_body_stateless
 from chain.consensus.certificate import certificate_weight
 from chain.consensus.election import (
     VdfVerifier,
+    challenge_for_child,
     earliest_time_ms,
     eligible_validators,
     leader_ranks,
-    vdf_challenge,
 )
+from chain.consensus.validators import may_propose, source_matches, vote_weights
 from chain.errors import ErrorCode
 from chain.header import PROTOCOL_VERSION, Header, kind_for_height
 from chain.params import ChainParams
@@ -30,14 +31,13 @@ from chain.state.model import StateReader
 from chain.types import BlockHash, StateRoot
 
 S_co = TypeVar("S_co", bound=StateReader, covariant=True)
-S = TypeVar("S", bound=StateReader)
 
 
 class ChainView(Protocol[S_co]):
     """Lookups validation needs. Only blocks that passed validation (and genesis) are visible.
 
-    Generic in the state type so that `validate_block` can hand the parent state to a transition
-    that wants a concrete class (`chain.state.view.StateView`)."""
+    Generic in the state type so that a caller can get the concrete class it applies blocks to
+    (`chain.state.view.StateView`)."""
 
     def header(self, block_hash: BlockHash) -> Header | None:
         """The header of a known valid block, or None."""
@@ -50,14 +50,6 @@ class ChainView(Protocol[S_co]):
     def final_header(self) -> Header:
         """The last block this node holds final (genesis at first)."""
         ...
-
-
-class HasStateRoot(Protocol):
-    @property
-    def state_root(self) -> StateRoot: ...
-
-
-E = TypeVar("E", bound=HasStateRoot)
 
 
 def decode_block(params: ChainParams, data: bytes) -> Block | ErrorCode:
@@ -114,14 +106,14 @@ def validate_header(
     if not extends_final(view, parent):
         return ErrorCode.CONFLICTS_WITH_FINAL
     # VDF (§4.2)
-    challenge = vdf_challenge(params.chain_id, header.prev_hash)
+    challenge = challenge_for_child(params.chain_id, parent)
     if not verify_vdf(
         challenge, params.vdf_discriminant_bits, params.vdf_iterations, header.vdf_output, header.vdf_proof
     ):
         return ErrorCode.BAD_VDF
     # rank (§4.3)
     ranks = leader_ranks(header.vdf_output, eligible_validators(parent_state, header.height))
-    if header.proposer not in ranks:
+    if header.proposer not in ranks or not may_propose(parent_state, header.proposer, header.height):
         return ErrorCode.NOT_ELIGIBLE
     if ranks.index(header.proposer) != header.rank:
         return ErrorCode.BAD_RANK
@@ -143,36 +135,32 @@ def _check_parent_certificate(
     grandparent_state = view.state(parent.prev_hash)
     if grandparent_state is None:
         return ErrorCode.ORPHAN
-    eligible = eligible_validators(grandparent_state, parent.height)
+    eligible = vote_weights(grandparent_state, parent.height)
     weight = certificate_weight(params.chain_id, parent.height, parent.hash, eligible, cert)
-    return weight if isinstance(weight, ErrorCode) else None
+    if isinstance(weight, ErrorCode):
+        return weight
+    parent_state = view.state(header.prev_hash)
+    if parent_state is None:  # pragma: no cover - validate_header checked it
+        return ErrorCode.ORPHAN
+    if not all(source_matches(att, parent_state) for att in cert):
+        return ErrorCode.BAD_CERTIFICATE  # a vote that does not sign its target's source (§4.4)
+    return None
 
 
 def validate_block(
-    params: ChainParams,
-    view: ChainView[S],
-    block: Block,
-    now_ms: int,
-    verify_vdf: VdfVerifier,
-    apply_block: Callable[[ChainParams, S, Block], E | ErrorCode],
-) -> E | ErrorCode:
-    """The whole §4.7 pipeline after decoding: header, body rules, state transition, state root.
+    params: ChainParams, view: ChainView[StateReader], block: Block, now_ms: int, verify_vdf: VdfVerifier
+) -> ErrorCode | None:
+    """Every rule of §4.7 before the state transition: the header, then the body's stateless rules.
 
-    `apply_block` is `chain.state.transition.apply_block(params, reader, block) -> BlockEffects |
-    ErrorCode`. Returns its effects (to connect the block with) or the first failure.
+    The caller then applies the block to its parent state (`chain.state.transition.apply_block`)
+    and checks the result with `check_state_root`: the daemon's chain service sequences the four.
     """
     code = validate_header(params, view, block.header, now_ms, verify_vdf)
     if code is not None:
         return code
-    code = check_body_stateless(params, block)
-    if code is not None:
-        return code
-    parent_state = view.state(block.header.prev_hash)
-    if parent_state is None:  # pragma: no cover - validate_header checked it
-        return ErrorCode.ORPHAN
-    effects = apply_block(params, parent_state, block)
-    if isinstance(effects, ErrorCode):
-        return effects
-    if effects.state_root != block.header.state_root:
-        return ErrorCode.BAD_STATE_ROOT
-    return effects
+    return check_body_stateless(params, block)
+
+
+def check_state_root(block: Block, state_root: StateRoot) -> ErrorCode | None:
+    """The last step of §4.7: the state after applying `block` must be the one its header commits to."""
+    return None if state_root == block.header.state_root else ErrorCode.BAD_STATE_ROOT

@@ -5,7 +5,8 @@ Owns: turning a `Genesis` (allocations, initial validators) into state writes an
 anything (the block store writes the result).
 
 Initial stakes are mature at height 0 (validators can propose block 1) and their validators start
-with `reputation_start`. The model record is version 0, the zero adapter.
+with `reputation_start`. The model record is version 0, the zero adapter. The genesis validators
+form the active and final validator sets of epoch 0 (chain.state.epochs).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import dataclasses
 
 from chain.block import Block, TxBody
 from chain.genesis import Genesis, genesis_header
+from chain.state.epochs import genesis_sets
 from chain.state.model import GENESIS_MODEL, Account, StakeRecord, ValidatorRecord
 from chain.state.view import MemoryState, StateOverlay
 from chain.types import Amount, Height, StateRoot
@@ -38,6 +40,8 @@ def genesis_state(genesis: Genesis) -> tuple[dict[bytes, bytes], StateRoot]:
             gv.staker, gv.validator, dataclasses.replace(stake, amount=Amount(stake.amount + gv.stake))
         )
     ov.set_model(GENESIS_MODEL)
+    for which, vset in genesis_sets(ov).items():
+        ov.set_validator_set(which, vset)
     writes = {k: v for k, v in ov.writes.items() if v is not None}
     return writes, ov.root_after({})
 

@@ -15,6 +15,10 @@ records of `chain.state.model`.
     b"u" + unit id(32)                      -> UnitRecord
     b"r" + release height(8, BE) + validator(32) + owner(20) -> b"\\x01"
                                                (unbonding release index, scanned in key order)
+    b"xa" / b"xf" / b"xp"                   -> ValidatorSet: active, final, pending (§4.4,
+                                               chain.state.epochs)
+    b"xj"                                   -> Checkpoint: the highest block the chain proves
+                                               justified (absent: the genesis)
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ EVIDENCE: Final = b"e"
 UNIT: Final = b"u"
 RELEASE: Final = b"r"
 MARKER: Final = b"\x01"
+ACTIVE_SET: Final = b"xa"
+FINAL_SET: Final = b"xf"
+PENDING_SET: Final = b"xp"
+JUSTIFIED: Final = b"xj"
 
 
 def account_key(account: AccountId) -> bytes:

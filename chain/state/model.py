@@ -12,7 +12,18 @@ from typing import Annotated, Protocol
 
 from chain.codec import I64, U16, U32, MaxItems
 from chain.params import ChainParams
-from chain.types import ZERO_HASH, AccountId, Amount, BlobHash, Hash32, Height, Nonce, PubKey, Round
+from chain.types import (
+    ZERO_HASH,
+    AccountId,
+    Amount,
+    BlobHash,
+    BlockHash,
+    Hash32,
+    Height,
+    Nonce,
+    PubKey,
+    Round,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +99,49 @@ class RewardRecord:
     ref: Hash32  # unit id, evidence id, tx id or block hash the reward is for
 
 
+MAX_SET_MEMBERS = 4096  # ChainParams.validate caps max_validators at this
+
+
+@dataclass(frozen=True, slots=True)
+class SetMember:
+    """One validator of a fixed validator set: bonded stake (vote weight) and reputation (leader
+    order only), both as of the checkpoint the set was taken at."""
+
+    pubkey: PubKey
+    stake: Amount
+    reputation: U16
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorSet:
+    """A validator set fixed from one checkpoint block (PROTOCOL §4.4).
+
+    Three are kept in state (chain.state.epochs): the *active* set (votes and leaders of `epoch`),
+    the *final* set (taken at the last checkpoint this chain proves final; it becomes the active set
+    at the next epoch) and the *pending* set (taken at the last justified checkpoint, promoted to
+    final when the checkpoint's child is justified too). `epoch` is meaningful for the active set.
+    """
+
+    epoch: U32
+    checkpoint_height: Height
+    checkpoint_hash: Hash32
+    members: Annotated[tuple[SetMember, ...], MaxItems(MAX_SET_MEMBERS)]  # sorted by pubkey
+
+    def stakes(self) -> dict[PubKey, int]:
+        return {m.pubkey: int(m.stake) for m in self.members}
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """A block named by height and hash; height 0 with the zero hash names the genesis."""
+
+    height: Height
+    block_hash: BlockHash
+
+
+GENESIS_CHECKPOINT = Checkpoint(Height(0), BlockHash(ZERO_HASH))
+
+
 class StateReader(Protocol):
     """Read-only view of the state as of one block (the tip, or any parent during validation)."""
 
@@ -110,6 +164,15 @@ class StateReader(Protocol):
         ...
 
     def model_version(self) -> ModelVersion: ...
+
+    def justified(self) -> Checkpoint:
+        """The highest block this chain proves justified: its child carries a threshold certificate
+        for it (the source every vote for the state's last block must sign, §4.4)."""
+        ...
+
+    def validator_set(self, which: bytes) -> ValidatorSet | None:
+        """The active, final or pending validator set (`chain.state.keys.ACTIVE_SET`, ...)."""
+        ...
 
     def evidence_seen(self, key: Hash32) -> bool: ...
 

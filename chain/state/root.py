@@ -66,6 +66,16 @@ class StateHasher:
         get, over = self._buckets.get, override.get
         return H_many(_MID_TAG, *(over(b) or get(b, EMPTY_BUCKET) for b in range(base, base + 256)))
 
+    def copy(self) -> StateHasher:
+        """An independent hasher of the same state, without re-hashing anything (copy on write:
+        `apply` replaces the leaf maps it changes instead of mutating them)."""
+        out = StateHasher.__new__(StateHasher)
+        out._leaves = dict(self._leaves)
+        out._buckets = dict(self._buckets)
+        out._mids = list(self._mids)
+        out._root = self._root
+        return out
+
     @staticmethod
     def _combine(mids: list[bytes]) -> StateRoot:
         return StateRoot(H_many(_ROOT_TAG, *mids))

@@ -35,6 +35,7 @@ from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.header import kind_for_height
 from chain.params import ChainParams
+from chain.state.epochs import advance_sets
 from chain.state.model import ModelVersion, RewardReason, RewardRecord, UnitKind
 from chain.state.txrules import apply_tx, credit, release_unbonding
 from chain.state.view import StateOverlay, StateView
@@ -90,6 +91,7 @@ def apply_block_detailed(
     code = release_unbonding(ov, height)
     if code is not None:
         return BlockError(code)
+    advance_sets(params, reader, ov, header)
     if ov.validator(header.proposer) is None:
         return BlockError(ErrorCode.NOT_ELIGIBLE)
     body = block.body

@@ -18,13 +18,16 @@ from chain.params import ChainParams
 from chain.state import keys
 from chain.state.model import (
     EMPTY_ACCOUNT,
+    GENESIS_CHECKPOINT,
     GENESIS_MODEL,
     Account,
+    Checkpoint,
     ModelVersion,
     RewardRecord,
     StakeRecord,
     UnitRecord,
     ValidatorRecord,
+    ValidatorSet,
 )
 from chain.state.root import StateHasher
 from chain.types import AccountId, Amount, Hash32, Height, PubKey, StateRoot, UnitId
@@ -117,6 +120,13 @@ class StateView(abc.ABC):
     def evidence_seen(self, key: Hash32) -> bool:
         return self.get(keys.evidence_key(key)) is not None
 
+    def justified(self) -> Checkpoint:
+        return self._record(Checkpoint, keys.JUSTIFIED) or GENESIS_CHECKPOINT
+
+    def validator_set(self, which: bytes) -> ValidatorSet | None:
+        """The active, final or pending validator set (keys.ACTIVE_SET, FINAL_SET, PENDING_SET)."""
+        return self._record(ValidatorSet, which)
+
     def unit(self, unit_id: UnitId) -> UnitRecord | None:
         """The registered data or learning unit `unit_id`, if its tx is in the chain."""
         return self._record(UnitRecord, keys.unit_key(unit_id))
@@ -131,6 +141,14 @@ class MemoryState(StateView):
         super().__init__(params, height)
         self.data: dict[bytes, bytes] = dict(data or {})
         self._hasher = StateHasher(self.data.items())
+
+    def copy(self) -> MemoryState:
+        """An independent copy (the cached hashes are shared copy-on-write, not recomputed)."""
+        out = MemoryState.__new__(MemoryState)
+        StateView.__init__(out, self._params, self._height)
+        out.data = dict(self.data)
+        out._hasher = self._hasher.copy()
+        return out
 
     def get(self, key: bytes) -> bytes | None:
         return self.data.get(key)
@@ -230,6 +248,9 @@ class StateOverlay(StateView):
 
     def set_unit(self, unit_id: UnitId, value: UnitRecord) -> None:
         self.put(keys.unit_key(unit_id), value)
+
+    def set_validator_set(self, which: bytes, value: ValidatorSet | None) -> None:
+        self.put(which, value)
 
     def mark_evidence(self, key: Hash32) -> None:
         self.put(keys.evidence_key(key), keys.MARKER)

@@ -56,21 +56,22 @@ class Attester:
         if head.height == 0:
             return None
         parent_state = self.chain.state(BlockHash(head.prev_hash))
-        if parent_state is None:
+        head_state = self.chain.state(head.hash)
+        if parent_state is None or head_state is None:
             return None
-        source = self.chain.vote_source_height(head.hash)
         last_height, last_source = self._protection.last_vote()
-        unsigned = attestation_for(
+        unsigned = attestation_for(  # signs the source the head's chain proves justified (§4.4)
             self.chain.params,
             head,
             parent_state,
+            head_state,
             self._key.pubkey,
-            source_height=source,
             last_height=last_height,
             last_source_height=last_source,
         )
         if unsigned is None:
             return None
+        source = unsigned.source_height
         if not self._protection.record_attestation(unsigned.height, unsigned.block_hash, source):
             return None
         att = unsigned.signed(self._key)

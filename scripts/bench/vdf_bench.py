@@ -171,7 +171,14 @@ def main() -> None:
         for n_att in (4, 64):
             keys = [SecretKey.from_label(f"v{i}") for i in range(n_att)]
             cert = tuple(
-                Attestation(params.chain_id, Height(6), BlockHash(H(b"parent")), k.pubkey).signed(k)
+                Attestation(
+                    params.chain_id,
+                    Height(6),
+                    BlockHash(H(b"parent")),
+                    Height(0),
+                    BlockHash(bytes(32)),
+                    k.pubkey,
+                ).signed(k)
                 for k in keys
             )
             h = dataclasses.replace(

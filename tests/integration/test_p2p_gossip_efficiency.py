@@ -156,7 +156,14 @@ async def test_yamux_streams_grant_a_large_window_credited_at_half(net: TestNetw
 def vote(height: int, label: str = "val0") -> bytes:
     key = SecretKey.from_label(label)
     return encode(
-        Attestation(DEVNET.chain_id, Height(height), BlockHash(bytes([height]) * 32), key.pubkey).signed(key)
+        Attestation(
+            DEVNET.chain_id,
+            Height(height),
+            BlockHash(bytes([height]) * 32),
+            Height(0),
+            BlockHash(bytes(32)),
+            key.pubkey,
+        ).signed(key)
     )
 
 

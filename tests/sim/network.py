@@ -2,7 +2,7 @@
 
 Owns: `SimNetwork` (an event queue with per-link delays, drops and partitions) and `SimNode` (one
 validator with its own block tree and per-block states, built from the pure rules of
-chain.consensus: `validate_block`, `choose_head`, `advance_final`, the duties of
+chain.consensus: `validate_block` + `check_state_root`, `choose_head`, `advance_final`, the duties of
 chain.consensus.duties, `verify_evidence`) plus the Byzantine behaviours. Must not: hold test
 assertions beyond the safety invariants every node checks on itself (`SafetyViolation`).
 
@@ -17,6 +17,7 @@ certificate, body, state root) itself.
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections.abc import Callable
@@ -38,11 +39,11 @@ from chain.consensus.election import challenge_for_child
 from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
 from chain.consensus.slashing import verify_evidence
-from chain.consensus.validation import validate_block
-from chain.consensus.validators import vote_weights
+from chain.consensus.validation import check_state_root, validate_block
+from chain.consensus.validators import source_matches, vote_weights
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
-from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, InvalidBlock
+from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, InvalidBlock, SurroundVote
 from chain.genesis import Genesis
 from chain.header import Attestation, BlockKind, Header, kind_for_height
 from chain.params import DEVNET, ChainParams
@@ -50,9 +51,11 @@ from chain.state.genesis import genesis_block, genesis_memory_state
 from chain.state.transition import BlockEffects, apply_block
 from chain.state.view import MemoryState, StateView
 from chain.tx import SlashEvidence, Transfer, make_tx
-from chain.types import AccountId, Amount, BlockHash, ChainId, Hash32, Height, PubKey, StateRoot
+from chain.types import ZERO_HASH, AccountId, Amount, BlockHash, ChainId, Hash32, Height, PubKey, StateRoot
 from tests.sim.world import MemoryView, VdfImpl
 from tests.support.chainbuilders import dev_genesis, empty_body
+
+MAX_ANNOUNCED_VOTES = 256  # like the daemon's MAX_REANNOUNCED_VOTES: re-sent votes are bounded
 
 
 class SafetyViolation(AssertionError):
@@ -66,11 +69,14 @@ class Behaviour:
     silent: bool = False  # never proposes, never attests
     equivocate: bool = False  # proposes two different blocks per duty, one to each half
     double_attest: bool = False  # votes for every block it sees at a height, not only its head
+    surround: bool = False  # every second vote signs a forged source 0: it surrounds the one before
     invalid_blocks: bool = False  # its TX blocks carry a tx signed for another chain (stateless fault)
 
     @property
     def honest(self) -> bool:
-        return not (self.silent or self.equivocate or self.double_attest or self.invalid_blocks)
+        return not (
+            self.silent or self.equivocate or self.double_attest or self.invalid_blocks or self.surround
+        )
 
 
 HONEST = Behaviour()
@@ -87,6 +93,8 @@ class SimNode:
     effects: dict[BlockHash, BlockEffects] = field(default_factory=dict)
     votes: dict[BlockHash, dict[PubKey, Attestation]] = field(default_factory=dict)
     first_vote: dict[tuple[PubKey, int], Attestation] = field(default_factory=dict)
+    spans: dict[PubKey, list[Attestation]] = field(default_factory=dict)  # first vote per height
+    seen_votes: set[Attestation] = field(default_factory=set)
     by_proposer: dict[tuple[PubKey, int], Header] = field(default_factory=dict)
     evidence: dict[Hash32, Evidence] = field(default_factory=dict)
     orphans: dict[BlockHash, list[Block]] = field(default_factory=dict)
@@ -156,9 +164,7 @@ class SimNode:
             if sender is not None:
                 self.net.request(self.index, sender, parent)
             return
-        result = validate_block(
-            self.params, self.view, block, self.local_now, self.net.vdf.verify, self.net.apply
-        )
+        result = self._validate(block)
         if isinstance(result, ErrorCode):
             if result == ErrorCode.FUTURE_BLOCK:
                 self.net.future_blocks += 1
@@ -170,6 +176,16 @@ class SimNode:
                 self._add_evidence(Evidence(EvidenceKind.INVALID_BLOCK, proof))
             return
         self._accept(block, h, result)
+
+    def _validate(self, block: Block) -> BlockEffects | ErrorCode:
+        """§4.7 as the daemon sequences it: header and body rules, transition, state root."""
+        code = validate_block(self.params, self.view, block, self.local_now, self.net.vdf.verify)
+        if code is not None:
+            return code
+        effects = self.net.apply(self.params, self.state(block.header.prev_hash), block)
+        if isinstance(effects, ErrorCode):
+            return effects
+        return check_state_root(block, effects.state_root) or effects
 
     def _accept(self, block: Block, h: BlockHash, effects: BlockEffects) -> None:
         header = block.header
@@ -193,25 +209,49 @@ class SimNode:
         self.update()
 
     def on_vote(self, att: Attestation) -> None:
+        if att in self.seen_votes:
+            return
         if att.block_hash not in self.view.headers:
             if att.height > self.header(self.final).height:
                 self.pending_votes.setdefault(att.block_hash, []).append(att)
+            else:  # at or below the final height: not counted, but evidence (§4.4, finding 5)
+                self.seen_votes.add(att)
+                if att.chain_id == self.params.chain_id and att.signature_valid():
+                    self._watch_vote(att)
             return
-        if self.votes.get(att.block_hash, {}).get(att.validator) == att:
-            return
+        self.seen_votes.add(att)
         if att.height != self.header(att.block_hash).height:
             return
         if check_attestation(self.params.chain_id, att, self.eligible_for(att.block_hash)) is not None:
             return
+        self._watch_vote(att)  # every validly signed vote is checked for double and surround votes
+        if not source_matches(att, self.state(att.block_hash)):
+            return  # a vote that does not sign its target's source is never counted (§4.4)
         self._count_vote(att)
         self.net.broadcast(self.index, "vote", att)
         self.update()
 
     def _count_vote(self, att: Attestation) -> None:
         self.votes.setdefault(att.block_hash, {})[att.validator] = att
+        self._watch_vote(att)
+
+    def _watch_vote(self, att: Attestation) -> None:
+        """The evidence watcher: the first vote per (validator, height) and every vote's span."""
         first = self.first_vote.setdefault((att.validator, att.height), att)
-        if first.block_hash != att.block_hash:
+        if first != att and (first.block_hash, first.source_height, first.source_hash) != (
+            att.block_hash,
+            att.source_height,
+            att.source_hash,
+        ):
             self._add_evidence(Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(first, att)))
+        spans = self.spans.setdefault(att.validator, [])
+        for old in spans:
+            if old.source_height < att.source_height and att.height < old.height:
+                self._add_evidence(Evidence(EvidenceKind.SURROUND_VOTE, SurroundVote(old, att)))
+            elif att.source_height < old.source_height and old.height < att.height:
+                self._add_evidence(Evidence(EvidenceKind.SURROUND_VOTE, SurroundVote(att, old)))
+        if first is att:
+            spans.append(att)
 
     def on_evidence(self, ev: Evidence) -> None:
         found = verify_evidence(self.params, self.state(self.head), ev)
@@ -278,29 +318,34 @@ class SimNode:
         if self.net.literal_rule:  # once per height, nothing else (PROTOCOL §4.4 read literally)
             if header.height in self.attested and not self.behaviour.double_attest:
                 return
-            source, last, last_source = 0, header.height - 1, 0
+            last, last_source = header.height - 1, 0
         else:
-            source = self.source_height(h)
             last, last_source = self.last_vote
         if self.behaviour.double_attest:
             last, last_source = 0, 0  # votes for everything it sees
-        pstate = self.state(header.prev_hash)
         unsigned = attestation_for(
             self.params,
             header,
-            pstate,
+            self.state(header.prev_hash),
+            self.state(h),
             self.pubkey,
-            source_height=source,
             last_height=last,
             last_source_height=last_source,
         )
         if unsigned is None:
             return
+        if self.behaviour.surround and self.vote_log and self.vote_log[-1][1] > 0:
+            # a forged low source: (0 -> h) strictly surrounds the previous (s > 0 -> h' < h)
+            unsigned = dataclasses.replace(
+                unsigned, source_height=Height(0), source_hash=BlockHash(ZERO_HASH)
+            )
         self.attested.add(header.height)
-        self.last_vote = (header.height, source)
+        self.last_vote = (header.height, unsigned.source_height)
         self.vote_log.append(self.last_vote)
         att = unsigned.signed(self.key)
-        self._count_vote(att)
+        self.seen_votes.add(att)
+        if source_matches(att, self.state(h)):
+            self._count_vote(att)
         self.net.broadcast(self.index, "vote", att)
 
     # -- proposing -------------------------------------------------------------------------------
@@ -475,7 +520,7 @@ class SimNetwork:
         state = self._state_cache.get(h)
         if state is None:
             assert isinstance(parent_state, MemoryState)
-            state = MemoryState(self.params, Height(parent_state.height + 1), parent_state.data)
+            state = parent_state.copy()
             state.apply(effects.writes, Height(parent_state.height + 1))
             self._state_cache[h] = state
         return state
@@ -538,10 +583,15 @@ class SimNetwork:
             if node.head in node.blocks:
                 self.broadcast(node.index, "block", node.blocks[node.head])
             fh = node.header(node.final).height
-            for bh, votes in node.votes.items():
-                if bh in node.view.headers and node.header(bh).height > fh:
-                    for att in votes.values():
-                        self.broadcast(node.index, "vote", att)
+            unfinal = [
+                att
+                for bh, votes in node.votes.items()
+                if bh in node.view.headers and node.header(bh).height > fh
+                for att in votes.values()
+            ]
+            unfinal.sort(key=lambda a: -a.height)  # the daemon's bound: the highest votes first
+            for att in unfinal[:MAX_ANNOUNCED_VOTES]:
+                self.broadcast(node.index, "vote", att)
 
     def start_announcing(self, every_ms: int) -> None:
         """Re-announce heads and votes every `every_ms` (what status/sync does on a real network)."""

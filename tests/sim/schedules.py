@@ -18,6 +18,8 @@ BYZANTINE_KINDS = (
     Behaviour(equivocate=True),
     Behaviour(double_attest=True),
     Behaviour(equivocate=True, double_attest=True),
+    Behaviour(surround=True),
+    Behaviour(equivocate=True, surround=True),
 )
 
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import vdf
 from chain.block import Body, TxBody, body_root
 from chain.consensus.duties import proposal_duty, unsigned_header
-from chain.consensus.election import eligible_validators, leader_ranks, vdf_challenge
+from chain.consensus.election import challenge_for_child, eligible_validators, leader_ranks
 from chain.crypto import SecretKey, account_id
 from chain.hashing import H, H_many
 from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header
 from chain.params import DEVNET, ChainParams
+from chain.state.epochs import genesis_sets
 from chain.state.model import StakeRecord, StateReader, ValidatorRecord
 from chain.state.view import MemoryState, StateOverlay, StateView
 from chain.types import ZERO_PUBKEY, Amount, BlockHash, Height, PubKey, StateRoot, TimestampMs
@@ -80,6 +81,8 @@ def validator_state(
                 last_proposed=Height(0),
             )
         )
+    for which, vset in genesis_sets(ov).items():
+        ov.set_validator_set(which, vset)
     base.apply(ov.writes, Height(height))
     return base
 
@@ -138,7 +141,7 @@ def key_of(pubkey: PubKey) -> SecretKey:
 
 
 def vdf_for(params: ChainParams, parent: Header, impl: VdfImpl) -> tuple[bytes, bytes]:
-    challenge = vdf_challenge(params.chain_id, parent.hash)
+    challenge = challenge_for_child(params.chain_id, parent)
     return impl.prove(challenge, params.vdf_discriminant_bits, params.vdf_iterations)
 
 
@@ -187,7 +190,9 @@ def child_header(
 
 
 def attest(params: ChainParams, header: Header, key: SecretKey) -> Attestation:
-    return Attestation(params.chain_id, header.height, header.hash, key.pubkey).signed(key)
+    return Attestation(
+        params.chain_id, header.height, header.hash, Height(0), BlockHash(bytes(32)), key.pubkey
+    ).signed(key)
 
 
 def equal_stakes(n: int, amount: int = STAKE) -> list[tuple[PubKey, int]]:

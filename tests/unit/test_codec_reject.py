@@ -26,7 +26,14 @@ from chain.tx import Transfer, Tx, make_tx
 from chain.types import AccountId, Amount, BlockHash, ChainId, Height
 
 KEY = SecretKey.from_label("alice")
-ATT = Attestation(ChainId("lc-devnet"), Height(5), BlockHash(b"\x11" * 32), KEY.pubkey).signed(KEY)
+ATT = Attestation(
+    ChainId("lc-devnet"),
+    Height(5),
+    BlockHash(b"\x11" * 32),
+    Height(0),
+    BlockHash(bytes(32)),
+    KEY.pubkey,
+).signed(KEY)
 TX = make_tx(KEY, ChainId("lc-devnet"), 3, 1_000, Transfer(AccountId(b"\x22" * 20), Amount(7), b"memo"))
 HEADER = Header(
     version=1,
@@ -65,7 +72,7 @@ def test_the_fixtures_are_valid() -> None:
 
 
 def test_map_instead_of_array_is_wrong_type() -> None:
-    fields = ["chain_id", "height", "block_hash", "validator", "signature"]
+    fields = ["chain_id", "height", "block_hash", "source_height", "source_hash", "validator", "signature"]
     as_map = msgpack.packb(dict(zip(fields, to_plain(ATT), strict=True)), use_bin_type=True)
     assert decode(Attestation, as_map) is ErrorCode.WRONG_TYPE
     assert decode(Attestation, b"\x80") is ErrorCode.WRONG_TYPE  # empty map
@@ -101,7 +108,7 @@ def test_wrong_arity() -> None:
     assert decode(Attestation, pack([*plain, b""])) is ErrorCode.WRONG_ARITY
     assert decode(Attestation, pack([])) is ErrorCode.WRONG_ARITY
     header = to_plain(HEADER)
-    header[12] = [to_plain(ATT)[:4]]  # a nested attestation missing its signature
+    header[12] = [to_plain(ATT)[:6]]  # a nested attestation missing its signature
     assert decode(Header, pack(header)) is ErrorCode.WRONG_ARITY
 
 
@@ -110,7 +117,7 @@ def test_wrong_arity() -> None:
 
 def test_non_minimal_integer_is_non_canonical() -> None:
     canonical = encode(ATT)
-    head = b"\x95" + pack(ATT.chain_id)
+    head = b"\x97" + pack(ATT.chain_id)
     assert canonical.startswith(head + b"\x05")
     rest = canonical[len(head) + 1 :]
     for wide in (
@@ -126,11 +133,11 @@ def test_non_minimal_integer_is_non_canonical() -> None:
 
 def test_non_minimal_lengths_are_non_canonical() -> None:
     canonical = encode(ATT)
-    assert canonical[0] == 0x95
-    assert decode(Attestation, b"\xdc\x00\x05" + canonical[1:]) is ErrorCode.NON_CANONICAL  # array16
+    assert canonical[0] == 0x97
+    assert decode(Attestation, b"\xdc\x00\x07" + canonical[1:]) is ErrorCode.NON_CANONICAL  # array16
     cid = ATT.chain_id.encode()
     str8 = b"\xd9" + bytes([len(cid)]) + cid
-    assert decode(Attestation, b"\x95" + str8 + canonical[1 + 1 + len(cid) :]) is ErrorCode.NON_CANONICAL
+    assert decode(Attestation, b"\x97" + str8 + canonical[1 + 1 + len(cid) :]) is ErrorCode.NON_CANONICAL
     memo_plain = to_plain(TX)
     good = encode(TX)
     bin8 = b"\xc4\x04memo"
@@ -166,7 +173,7 @@ def test_enum_and_payload_must_agree() -> None:
 
 def test_floats_are_forbidden() -> None:
     as_double = _with(ATT, 1, 5.0)
-    head = b"\x95" + pack(ATT.chain_id)
+    head = b"\x97" + pack(ATT.chain_id)
     as_single = head + b"\xca" + struct.pack(">f", 5.0) + encode(ATT)[len(head) + 1 :]
     assert decode(Attestation, as_double) is ErrorCode.FLOAT_FORBIDDEN
     assert decode(Attestation, as_single) is ErrorCode.FLOAT_FORBIDDEN
@@ -185,7 +192,14 @@ def test_str_where_bin_is_expected_and_the_reverse() -> None:
     assert decode(Attestation, _with(ATT, 2, "a" * 32)) is ErrorCode.WRONG_TYPE  # block_hash as str
     assert decode(Attestation, _with(ATT, 0, b"lc-devnet")) is ErrorCode.WRONG_TYPE  # chain_id as bin
     # old msgpack "raw" (use_bin_type=False) writes bytes as str: never accepted as bytes
-    att = Attestation(ChainId("lc-devnet"), Height(5), BlockHash(b"a" * 32), KEY.pubkey)
+    att = Attestation(
+        ChainId("lc-devnet"),
+        Height(5),
+        BlockHash(b"a" * 32),
+        Height(0),
+        BlockHash(bytes(32)),
+        KEY.pubkey,
+    )
     legacy = msgpack.packb(to_plain(att), use_bin_type=False)
     assert decode(Attestation, legacy) in (ErrorCode.WRONG_TYPE, ErrorCode.BAD_TEXT)
     assert decode(Attestation, _with(ATT, 0, "LC DEVNET")) is ErrorCode.BAD_TEXT  # chain id pattern
@@ -199,7 +213,7 @@ def test_invalid_utf8_text_is_bad_text() -> None:
 
 
 def test_wrong_length_hash_key_or_signature() -> None:
-    for index, length in ((2, 31), (2, 33), (2, 0), (3, 31), (4, 63), (4, 65)):
+    for index, length in ((2, 31), (2, 33), (2, 0), (4, 31), (5, 31), (6, 63), (6, 65)):
         assert decode(Attestation, _with(ATT, index, b"\x01" * length)) is ErrorCode.BAD_LENGTH
 
 

@@ -17,7 +17,9 @@ BLOCK = BlockHash(H(b"block-7"))
 
 
 def vote(i: int, block: bytes = BLOCK, height: int = 7) -> Attestation:
-    return Attestation(PARAMS.chain_id, Height(height), BlockHash(block), KEYS[i].pubkey).signed(KEYS[i])
+    return Attestation(
+        PARAMS.chain_id, Height(height), BlockHash(block), Height(0), BlockHash(bytes(32)), KEYS[i].pubkey
+    ).signed(KEYS[i])
 
 
 def weight(atts: list[Attestation]) -> int | ErrorCode:
@@ -64,7 +66,9 @@ def test_vote_for_other_block_or_height() -> None:
 
 
 def test_wrong_chain() -> None:
-    other = Attestation(ChainId("lc-other"), Height(7), BLOCK, KEYS[0].pubkey).signed(KEYS[0])
+    other = Attestation(
+        ChainId("lc-other"), Height(7), BLOCK, Height(0), BlockHash(bytes(32)), KEYS[0].pubkey
+    ).signed(KEYS[0])
     assert weight([other]) == ErrorCode.WRONG_CHAIN
 
 
@@ -73,11 +77,18 @@ def test_build_certificate_filters_and_sorts() -> None:
 
     state = validator_state(PARAMS, [(k.pubkey, STAKE) for k in KEYS[:4]])
     parent = dataclasses.replace(genesis_like(PARAMS, state), height=Height(7))
-    good = [Attestation(PARAMS.chain_id, Height(7), parent.hash, k.pubkey).signed(k) for k in KEYS[:3]]
+    good = [
+        Attestation(
+            PARAMS.chain_id, Height(7), parent.hash, Height(0), BlockHash(bytes(32)), k.pubkey
+        ).signed(k)
+        for k in KEYS[:3]
+    ]
     junk = [
         vote(0),
         good[0],
-        Attestation(PARAMS.chain_id, Height(7), parent.hash, KEYS[6].pubkey).signed(KEYS[6]),
+        Attestation(
+            PARAMS.chain_id, Height(7), parent.hash, Height(0), BlockHash(bytes(32)), KEYS[6].pubkey
+        ).signed(KEYS[6]),
     ]
     cert = build_certificate(PARAMS, parent, ELIGIBLE, [*reversed(good), *junk])
     assert cert == tuple(sorted(good, key=lambda a: a.validator))

@@ -16,6 +16,7 @@ from chain.consensus.election import (
     rank_of,
     vdf_challenge,
 )
+from chain.consensus.validators import bonded_members, vote_weights
 from chain.crypto import SecretKey
 from chain.hashing import H
 from chain.types import ChainId
@@ -56,10 +57,9 @@ def test_ranks_are_a_permutation_and_skip_zero_weight() -> None:
 
 
 def test_vdf_challenge_vector() -> None:
-    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || prev_hash)."""
-    got = vdf_challenge(ChainId("lc-devnet"), b"\x11" * 32)
-    assert got.hex() == "336795dcf6087f3ef47f891c8974179e343efb68bdc8d6bf3649108dc2759e1d"
-    assert got == H(b"LC/vdf/1" + b"lc-devnet" + b"\x11" * 32)
+    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || parent's VDF output || u64_be(height))."""
+    got = vdf_challenge(ChainId("lc-devnet"), b"\x11" * 32, 7)
+    assert got == H(b"LC/vdf/1" + b"lc-devnet" + b"\x11" * 32 + (7).to_bytes(8, "big"))
 
 
 def test_fixed_point_ln_matches_ln2_constant_and_bounds() -> None:
@@ -87,7 +87,8 @@ def test_leader_frequency_follows_weight() -> None:
     assert 0.72 < wins_b / 4000 < 0.78  # 0.75 +- 4.4 sigma
 
 
-def test_eligible_validators_filters_and_weights() -> None:
+def test_set_members_filter_small_jailed_and_immature_stake() -> None:
+    """The set taken at a checkpoint: mature bonded stake >= min_stake, not jailed (§4.3, §4.4)."""
     p = PARAMS
     small, jailed, immature = KEYS[1].pubkey, KEYS[2].pubkey, KEYS[3].pubkey
     state = validator_state(
@@ -104,11 +105,20 @@ def test_eligible_validators_filters_and_weights() -> None:
         jailed_until={jailed: 11},
         mature_height={immature: 12},
     )
-    got = eligible_validators(state, 10)
-    assert got == sorted([(KEYS[0].pubkey, STAKE), (KEYS[4].pubkey, STAKE * 3 // 2)])
-    # at height 11 the jail is over; at 12 the stake is mature
-    assert jailed in dict(eligible_validators(state, 11))
-    assert immature in dict(eligible_validators(state, 12))
+    got = {m.pubkey: (m.stake, m.reputation) for m in bonded_members(state, 10)}
+    assert got == {KEYS[0].pubkey: (STAKE, 1000), KEYS[4].pubkey: (STAKE, 1500)}
+    assert jailed in {m.pubkey for m in bonded_members(state, 11)}  # the jail is over
+    assert immature in {m.pubkey for m in bonded_members(state, 12)}  # the stake is mature
+
+
+def test_leader_weight_is_stake_times_reputation_and_vote_weight_is_stake() -> None:
+    """Reputation orders leaders (§4.3); it never weighs a vote (§4.4)."""
+    stakes = [(KEYS[0].pubkey, STAKE), (KEYS[4].pubkey, STAKE)]
+    state = validator_state(PARAMS, stakes, reputation={KEYS[4].pubkey: 1500})
+    assert eligible_validators(state, 1) == sorted(
+        [(KEYS[0].pubkey, STAKE), (KEYS[4].pubkey, STAKE * 3 // 2)]
+    )
+    assert vote_weights(state, 1) == sorted(stakes)
 
 
 def test_eligible_validators_caps_at_max_validators() -> None:

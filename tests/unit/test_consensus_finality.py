@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 
+from chain.codec import encode
 from chain.consensus.duties import attestation_for, proposal_duty, should_propose
 from chain.consensus.election import earliest_time_ms, eligible_validators, leader_ranks
 from chain.consensus.finality import certifies_parent, finalized_by, may_attest, vote_source
 from chain.consensus.forkchoice import choose_head
+from chain.hashing import H
 from chain.header import Attestation, Header
+from chain.state import keys
+from chain.state.model import Checkpoint
 from chain.types import BlockHash, Height, PubKey, TimestampMs
 from tests.sim.world import KEYS, PARAMS, STAKE, genesis_like, validator_state
 
@@ -26,7 +30,10 @@ def weights_of(_: BlockHash) -> dict[PubKey, int]:
 
 def votes(block: Header, signers: range) -> tuple[Attestation, ...]:
     return tuple(
-        Attestation(P.chain_id, block.height, block.hash, KEYS[i].pubkey).signed(KEYS[i]) for i in signers
+        Attestation(
+            P.chain_id, block.height, block.hash, Height(0), BlockHash(bytes(32)), KEYS[i].pubkey
+        ).signed(KEYS[i])
+        for i in signers
     )
 
 
@@ -101,15 +108,25 @@ def test_fork_choice_prefers_the_chain_proving_a_higher_source() -> None:
 def test_attestation_for_follows_the_voting_rule() -> None:
     b1 = child(GENESIS)
     me = KEYS[0].pubkey
-    att = attestation_for(P, b1, STATE, me, source_height=0, last_height=0, last_source_height=0)
-    assert att == Attestation(P.chain_id, b1.height, b1.hash, me)
-    assert attestation_for(P, b1, STATE, me, source_height=0, last_height=1, last_source_height=0) is None
+    att = attestation_for(P, b1, STATE, STATE, me, last_height=0, last_source_height=0)
+    assert att == Attestation(P.chain_id, b1.height, b1.hash, Height(0), BlockHash(bytes(32)), me)
+    assert attestation_for(P, b1, STATE, STATE, me, last_height=1, last_source_height=0) is None
+    assert attestation_for(P, b1, STATE, STATE, KEYS[6].pubkey, last_height=0, last_source_height=0) is None
+    assert attestation_for(P, GENESIS, STATE, STATE, me, last_height=0, last_source_height=0) is None
+
+
+def test_attestation_signs_the_source_its_chain_proves_justified() -> None:
+    """Finding 3: the vote carries the source read from the head's state; a lower source than the
+    validator's last one is refused (no surround vote)."""
+    b5 = child(GENESIS)
+    src = Checkpoint(Height(3), BlockHash(H(b"justified")))
+    head_state = STATE.copy()
+    head_state.apply({keys.JUSTIFIED: encode(src)}, Height(5))
+    att = attestation_for(P, b5, STATE, head_state, KEYS[0].pubkey, last_height=0, last_source_height=0)
+    assert att is not None
+    assert (att.source_height, att.source_hash) == (3, src.block_hash)
     assert (
-        attestation_for(P, b1, STATE, KEYS[6].pubkey, source_height=0, last_height=0, last_source_height=0)
-        is None
-    )
-    assert (
-        attestation_for(P, GENESIS, STATE, me, source_height=0, last_height=0, last_source_height=0) is None
+        attestation_for(P, b5, STATE, head_state, KEYS[0].pubkey, last_height=0, last_source_height=4) is None
     )
 
 
@@ -128,3 +145,6 @@ def test_proposal_duty_and_backup_timing() -> None:
     assert should_propose(backup, backup.not_before_ms, [])  # the leader is silent
     assert not should_propose(backup, backup.not_before_ms, [0])  # the leader's block is known
     assert should_propose(backup, backup.not_before_ms, [2])
+    # mutant-found (issue 10): a rank whose own block is already known must not propose again
+    assert not should_propose(backup, backup.not_before_ms, [backup.rank])
+    assert not should_propose(backup, backup.not_before_ms + 10_000, [2, backup.rank])

@@ -53,7 +53,9 @@ def header_at(height: int, salt: bytes, key: SecretKey = OFFENDER, kind: BlockKi
 
 
 def att(height: int, block: bytes, key: SecretKey = OFFENDER) -> Attestation:
-    return Attestation(P.chain_id, Height(height), BlockHash(block), key.pubkey).signed(key)
+    return Attestation(
+        P.chain_id, Height(height), BlockHash(block), Height(0), BlockHash(bytes(32)), key.pubkey
+    ).signed(key)
 
 
 def test_double_proposal_proves_fault_and_key_is_normalised(state: MemoryState) -> None:

@@ -10,7 +10,13 @@ import vdf
 from chain.block import Block, TxBody
 from chain.codec import encode
 from chain.consensus.election import eligible_validators, leader_ranks
-from chain.consensus.validation import decode_block, extends_final, validate_block, validate_header
+from chain.consensus.validation import (
+    check_state_root,
+    decode_block,
+    extends_final,
+    validate_block,
+    validate_header,
+)
 from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.genesis import Allocation, BaseModel, Genesis, GenesisValidator
@@ -164,7 +170,7 @@ def _genesis() -> Genesis:
     )
 
 
-def test_validate_block_runs_transition_and_checks_state_root() -> None:
+def test_validate_block_and_state_root_check() -> None:
     g = _genesis()
     gblock = genesis_block(g)
     gstate = genesis_memory_state(g)
@@ -173,16 +179,12 @@ def test_validate_block_runs_transition_and_checks_state_root() -> None:
     effects = apply_block(P, gstate, Block(draft, TxBody()))
     assert not isinstance(effects, ErrorCode)
     good = Block(resign(draft, state_root=effects.state_root), TxBody())
-    got = validate_block(P, view, good, good.header.timestamp_ms, vdf.verify, apply_block)
-    assert not isinstance(got, ErrorCode)
-    assert got.state_root == good.header.state_root
-    assert validate_block(P, view, Block(draft, TxBody()), draft.timestamp_ms, vdf.verify, apply_block) == (
-        ErrorCode.BAD_STATE_ROOT
-    )
+    assert validate_block(P, view, good, good.header.timestamp_ms, vdf.verify) is None
+    assert check_state_root(good, effects.state_root) is None
+    assert validate_block(P, view, Block(draft, TxBody()), draft.timestamp_ms, vdf.verify) is None
+    assert check_state_root(Block(draft, TxBody()), effects.state_root) == ErrorCode.BAD_STATE_ROOT
     wrong_root = Block(resign(draft, body_root=Hash32(H(b"x"))), TxBody())
-    assert validate_block(P, view, wrong_root, draft.timestamp_ms, vdf.verify, apply_block) == (
-        ErrorCode.BAD_BODY_ROOT
-    )
+    assert validate_block(P, view, wrong_root, draft.timestamp_ms, vdf.verify) == ErrorCode.BAD_BODY_ROOT
     # decode: size limit and canonical round trip
     assert decode_block(P, encode(good)) == good
     assert decode_block(P, b"\x00" * (P.max_block_bytes + 1)) == ErrorCode.BLOCK_TOO_LARGE

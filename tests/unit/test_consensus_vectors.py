@@ -29,7 +29,9 @@ def test_rank_vectors() -> None:
 
 def test_vdf_challenge_vectors() -> None:
     for case in VECTORS["vdf_challenge"]:
-        got = vdf_challenge(ChainId(case["chain_id"]), bytes.fromhex(case["prev_hash"]))
+        got = vdf_challenge(
+            ChainId(case["chain_id"]), bytes.fromhex(case["parent_vdf_output"]), case["height"]
+        )
         assert got.hex() == case["challenge"]
 
 

@@ -109,7 +109,14 @@ def test_any_change_to_a_signed_object_breaks_its_signature() -> None:
         {"sender": BOB.pubkey},
     ):
         assert not dataclasses.replace(tx, **change).signature_valid(), change
-    att = Attestation(CHAINS[0], Height(3), BlockHash(b"\x07" * 32), ALICE.pubkey).signed(ALICE)
+    att = Attestation(
+        CHAINS[0],
+        Height(3),
+        BlockHash(b"\x07" * 32),
+        Height(0),
+        BlockHash(bytes(32)),
+        ALICE.pubkey,
+    ).signed(ALICE)
     assert att.signature_valid()
     assert not dataclasses.replace(att, height=Height(4)).signature_valid()
 

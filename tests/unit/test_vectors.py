@@ -21,6 +21,7 @@ from chain.block import Block
 from chain.codec import decode, encode
 from chain.crypto import DOMAIN_ATTEST, DOMAIN_HEADER, DOMAIN_TX, SecretKey, account_id, signing_digest
 from chain.errors import ErrorCode
+from chain.evidence import EvidenceKind
 from chain.genesis import Genesis, genesis_to_json, parse_genesis
 from chain.hashing import H, leading_zero_bits
 from chain.header import Attestation, BlockKind, Header
@@ -61,7 +62,7 @@ def test_every_kind_is_pinned() -> None:
     tx_kinds = {decode(Tx, bytes.fromhex(v["hex"])).kind for v in _load("txs.json")["vectors"]}  # type: ignore[union-attr]
     assert tx_kinds == set(TxKind)
     evidence = [v["name"] for v in _load("txs.json")["vectors"] if v["name"].startswith("SLASH_EVIDENCE/")]
-    assert len(evidence) == 4
+    assert len(evidence) == len(EvidenceKind)
     for file in ("headers.json", "blocks.json"):
         assert [v["name"] for v in _load(file)["vectors"]] == [k.name for k in BlockKind]
     assert {v["name"] for v in _load("params.json")["vectors"]} == set(PRESETS)

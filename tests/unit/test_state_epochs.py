@@ -1,0 +1,114 @@
+"""Per-epoch validator sets in state (chain/state/epochs.py, PROTOCOL §4.4): vote weights are bonded
+stake of a set taken at a checkpoint the chain proves final, and change only at epoch boundaries."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from chain.consensus.validators import epoch_of, is_checkpoint, leader_weights, vote_weights
+from chain.crypto import account_id
+from chain.hashing import H
+from chain.header import Attestation, BlockKind, Header, kind_for_height
+from chain.state import keys
+from chain.state.epochs import advance_sets
+from chain.state.model import StakeRecord, ValidatorRecord
+from chain.state.view import MemoryState, StateOverlay
+from chain.types import ZERO_PUBKEY, Amount, BlockHash, Height, PubKey, StateRoot, TimestampMs
+from tests.sim.world import KEYS, PARAMS, STAKE, equal_stakes, validator_state
+
+P = dataclasses.replace(PARAMS, epoch_blocks=Height(3))  # checkpoints at heights 1, 4, 7, ...
+NEW = KEYS[5].pubkey
+
+
+def _header(height: int, prev: BlockHash, signers: list[PubKey]) -> Header:
+    cert = tuple(
+        Attestation(
+            chain_id=P.chain_id,
+            height=Height(height - 1),
+            block_hash=prev,
+            source_height=Height(0),
+            source_hash=BlockHash(bytes(32)),
+            validator=pk,
+        )
+        for pk in signers
+    )
+    return Header(
+        version=1,
+        chain_id=P.chain_id,
+        height=Height(height),
+        kind=kind_for_height(height) if height else BlockKind.GENESIS,
+        prev_hash=prev,
+        timestamp_ms=TimestampMs(height),
+        proposer=ZERO_PUBKEY,
+        rank=0,
+        vdf_output=b"",
+        vdf_proof=b"",
+        body_root=H(b"body"),
+        state_root=StateRoot(bytes(32)),
+        parent_certificate=cert,
+    )
+
+
+def _run(heights: int, signers: list[PubKey], *, stake_new_at: int = 2) -> list[MemoryState]:
+    """States after blocks 0..heights, each block certifying its parent with `signers`; at height
+    `stake_new_at` a new validator bonds stake and validator 0's reputation jumps to the maximum."""
+    state = validator_state(P, equal_stakes(4))
+    states = [state]
+    prev = BlockHash(H(b"genesis"))
+    for h in range(1, heights + 1):
+        header = _header(h, prev, signers if h >= 2 else [])
+        ov = StateOverlay(state)
+        advance_sets(P, state, ov, header)
+        if h == stake_new_at:
+            owner = account_id(NEW)
+            ov.set_stake(owner, NEW, StakeRecord(owner, NEW, Amount(STAKE), Height(0)))
+            ov.set_validator(ValidatorRecord(NEW, Amount(STAKE), 1000, Height(0), Height(0)))
+            rec = ov.validator(KEYS[0].pubkey)
+            assert rec is not None
+            ov.set_validator(dataclasses.replace(rec, reputation=P.reputation_max))
+        nxt = state.copy()
+        nxt.apply(ov.writes, Height(h))
+        states.append(nxt)
+        state, prev = nxt, BlockHash(H(h.to_bytes(4, "big")))
+        prev = header.hash
+    return states
+
+
+def test_epochs_and_checkpoints() -> None:
+    assert [epoch_of(P, h) for h in range(8)] == [0, 0, 0, 0, 1, 1, 1, 2]
+    assert [h for h in range(11) if is_checkpoint(P, h)] == [0, 1, 4, 7, 10]
+
+
+def test_vote_weight_is_stake_only_and_ignores_reputation() -> None:
+    """Finding 1: reputation moved (validator 0 at the maximum) but votes still weigh stake."""
+    states = _run(9, [k.pubkey for k in KEYS[:3]])
+    for h in range(1, 10):
+        weights = dict(vote_weights(states[h - 1], h))
+        assert weights[KEYS[0].pubkey] == STAKE
+        assert set(weights.values()) == {STAKE}
+
+
+def test_new_stake_counts_only_from_the_epoch_after_a_final_checkpoint() -> None:
+    """Staked at height 2: checkpoint 4 is justified by block 5 and final by block 6 (its child
+    justified), so the set taken at 4 rules epoch 2 (heights 7-9), not before."""
+    states = _run(9, [k.pubkey for k in KEYS[:3]])
+    for h in range(1, 7):
+        assert NEW not in dict(vote_weights(states[h - 1], h)), h
+    for h in (7, 8, 9):
+        assert dict(vote_weights(states[h - 1], h))[NEW] == STAKE, h
+    final = states[6].validator_set(keys.FINAL_SET)
+    assert final is not None
+    assert final.checkpoint_height == 4
+    # the leader order uses the checkpoint's reputation too (fixed for the epoch)
+    assert dict(leader_weights(states[6], 7))[KEYS[0].pubkey] == STAKE * P.reputation_max // 1000
+
+
+def test_without_threshold_certificates_the_set_never_changes() -> None:
+    """2 of 4 signers (no 2/3): no checkpoint is ever justified, the genesis set stays."""
+    states = _run(12, [k.pubkey for k in KEYS[:2]])
+    for h in range(1, 13):
+        assert NEW not in dict(vote_weights(states[h - 1], h))
+    assert states[-1].validator_set(keys.PENDING_SET) is None
+    final = states[-1].validator_set(keys.FINAL_SET)
+    assert final is not None
+    assert final.checkpoint_height == 0
