@@ -11,7 +11,7 @@ import trio
 
 import vdf
 from chain.block import TxBody
-from chain.consensus.election import vdf_challenge
+from chain.consensus.election import challenge_for_child
 from chain.crypto import account_id
 from chain.header import BlockKind, kind_for_height
 from chain.params import DEVNET
@@ -53,11 +53,10 @@ async def test_single_validator_devnet_grows_with_valid_final_blocks(tmp_path: P
             assert h.kind == kind_for_height(height)
             assert h.proposer == keys["validator0"].pubkey
             assert h.rank == 0
-            assert vdf.verify(
-                vdf_challenge(DEVNET.chain_id, h.prev_hash), 128, 2000, h.vdf_output, h.vdf_proof
-            )
             parent = store.get_block_at(height - 1)
             assert parent is not None
+            challenge = challenge_for_child(DEVNET.chain_id, parent.header)
+            assert vdf.verify(challenge, 128, 2000, h.vdf_output, h.vdf_proof)
             assert h.timestamp_ms >= parent.header.timestamp_ms + DEVNET.slot_ms or height == 1
             if height >= 2:
                 assert [a.validator for a in h.parent_certificate] == [keys["validator0"].pubkey]
