@@ -102,6 +102,10 @@ class PartsCollector(Collector):
         store = getattr(self._parts, "store", None)
         if store is None:
             return
+        from chain.header import round_for_height
+
+        height = int(store.tip[1])
+        yield _gauge("linguachain_round", "round of the best block (PROTOCOL §4.1)", round_for_height(height))
         header = store.get_header(store.tip[0])
         if header is not None:
             yield _gauge(

@@ -22,6 +22,7 @@ EXPECTED = {
     "linguachain_up",
     "linguachain_height",
     "linguachain_final_height",
+    "linguachain_round",
     "linguachain_best_block_timestamp_seconds",
     "linguachain_peers",
     "linguachain_mempool_size",
