@@ -134,3 +134,51 @@ def test_earliest_time_uses_slot_and_rank_delay() -> None:
     p = PARAMS
     assert earliest_time_ms(p, 1000, 0) == 1000 + p.slot_ms
     assert earliest_time_ms(p, 1000, 3) == 1000 + p.slot_ms + 3 * p.rank_delay_ms
+
+
+def test_no_proposer_controlled_field_changes_the_next_leader_order() -> None:
+    """Finding 2 (issue 10): v1's challenge was H(prev_hash), so re-mining only the pow_nonce of a
+    block gave 200 valid variants of which 61 kept the proposer at rank 0 for the next height. Now
+    200 variants of block 2 (pow_nonce, timestamp, certificate subset, and with it the justified
+    checkpoint in the state) give one and the same leader order for height 3."""
+    import dataclasses
+    import itertools
+
+    from chain.block import Block, TxBody
+    from chain.consensus.election import challenge_for_child
+    from chain.signed import solve_pow
+    from chain.state.transition import BlockEffects, apply_block
+    from tests.sim.world import FAKE_VDF, attest, child_header, genesis_like, key_of
+    from tests.support.chainbuilders import empty_body
+
+    params = PARAMS
+    g_state = validator_state(params, [(k.pubkey, STAKE) for k in KEYS[:4]])
+    genesis = genesis_like(params, g_state)
+    b1 = child_header(params, genesis, g_state, FAKE_VDF)
+    s1 = apply_block(params, g_state, Block(b1, TxBody()))
+    assert isinstance(s1, BlockEffects)
+    state1 = g_state.copy()
+    state1.apply(s1.writes, b1.height)
+    votes = [attest(params, b1, k) for k in KEYS[:4]]
+    body2 = empty_body(2, state1.model_version().version_id)
+    subsets = [c for r in (1, 2, 3, 4) for c in itertools.combinations(votes, r)]
+    orders, challenges, headers = set(), set(), set()
+    for i in range(200):
+        cert = tuple(sorted(subsets[i % len(subsets)], key=lambda a: a.validator))
+        draft = child_header(
+            params, b1, state1, FAKE_VDF, body=body2, certificate=cert, delay_ms=i % 37, sign=False
+        )
+        nonce = solve_pow(draft.pow_preimage(), params.pow_bits_header, start=i * 10_000)
+        variant = dataclasses.replace(draft, pow_nonce=nonce).signed(key_of(draft.proposer))
+        effects = apply_block(params, state1, Block(variant, body2))
+        assert isinstance(effects, BlockEffects)
+        after = state1.copy()
+        after.apply(effects.writes, variant.height)
+        challenge = challenge_for_child(params.chain_id, variant)
+        y, _ = FAKE_VDF.prove(challenge, params.vdf_discriminant_bits, params.vdf_iterations)
+        orders.add(tuple(leader_ranks(y, eligible_validators(after, variant.height + 1))))
+        challenges.add(challenge)
+        headers.add(variant.hash)
+    assert len(headers) == 200  # 200 distinct valid-looking variants
+    assert len(challenges) == 1
+    assert len(orders) == 1

@@ -92,3 +92,10 @@ def test_descends_and_advance_final() -> None:
     assert advance_final(headers, GENESIS.hash, a2.hash) == a2.hash
     assert advance_final(headers, a1.hash, b1.hash) == a1.hash  # conflicting: ignored
     assert advance_final(headers, a2.hash, a1.hash) == a2.hash  # never backwards
+    # mutant-found (issue 10): a conflicting candidate HIGHER than the final block is ignored too
+    # (only the ancestry check catches it; the height check alone would accept it)
+    b2 = child(b1)
+    b3 = child(b2)
+    headers = tree(a1, a2, b1, b2, b3)
+    assert advance_final(headers, a1.hash, b3.hash) == a1.hash
+    assert advance_final(headers, a2.hash, b3.hash) == a2.hash

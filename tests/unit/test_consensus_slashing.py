@@ -17,7 +17,15 @@ from chain.codec import encode
 from chain.consensus.slashing import evidence_key, slash_amounts, verify_evidence
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
-from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, FalseScore, InvalidBlock
+from chain.evidence import (
+    DoubleAttest,
+    DoubleProposal,
+    Evidence,
+    EvidenceKind,
+    FalseScore,
+    InvalidBlock,
+    SurroundVote,
+)
 from chain.hashing import H
 from chain.header import Attestation, BlockKind, Header, kind_for_height
 from chain.state.model import Account
@@ -52,10 +60,62 @@ def header_at(height: int, salt: bytes, key: SecretKey = OFFENDER, kind: BlockKi
     ).signed(key)
 
 
-def att(height: int, block: bytes, key: SecretKey = OFFENDER) -> Attestation:
+def att(height: int, block: bytes, key: SecretKey = OFFENDER, source: int = 0) -> Attestation:
+    source_hash = BlockHash(bytes(32)) if source == 0 else BlockHash(H(b"source-%d" % source))
     return Attestation(
-        P.chain_id, Height(height), BlockHash(block), Height(0), BlockHash(bytes(32)), key.pubkey
+        P.chain_id, Height(height), BlockHash(block), Height(source), source_hash, key.pubkey
     ).signed(key)
+
+
+def test_double_attest_of_two_different_validators_is_refused(state: MemoryState) -> None:
+    """Mutant-found (issue 10): without the same-validator check any ordinary fork (two honest
+    validators voting for two blocks at one height) would let anyone slash an honest validator."""
+    a, b = att(4, b"x" * 32, KEYS[0]), att(4, b"y" * 32, KEYS[1])
+    for pair in (DoubleAttest(a, b), DoubleAttest(b, a)):
+        got = verify_evidence(P, state, Evidence(EvidenceKind.DOUBLE_ATTEST, pair))
+        assert got == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def test_double_attest_with_another_source_is_a_fault(state: MemoryState) -> None:
+    """Two votes at one height differing only in their signed source are two votes (§4.4)."""
+    a, b = att(4, b"x" * 32, source=1), att(4, b"x" * 32, source=2)
+    got = verify_evidence(P, state, Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(a, b)))
+    assert got == (OFFENDER.pubkey, evidence_key(EvidenceKind.DOUBLE_ATTEST, OFFENDER.pubkey, 4))
+    same = verify_evidence(P, state, Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(a, a)))
+    assert same == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def test_surround_vote_proves_fault(state: MemoryState) -> None:
+    """Finding 3: a vote 1 -> 5 strictly surrounds 2 -> 4; the evidence names the outer target."""
+    outer, inner = att(5, b"o" * 32, source=1), att(4, b"i" * 32, source=2)
+    got = verify_evidence(P, state, Evidence(EvidenceKind.SURROUND_VOTE, SurroundVote(outer, inner)))
+    assert got == (OFFENDER.pubkey, evidence_key(EvidenceKind.SURROUND_VOTE, OFFENDER.pubkey, 5))
+
+
+@pytest.mark.parametrize(
+    ("outer", "inner", "code"),
+    [
+        ((5, 2), (4, 1), ErrorCode.EVIDENCE_NOT_A_FAULT),  # swapped: the first must be the outer span
+        ((5, 2), (4, 2), ErrorCode.EVIDENCE_NOT_A_FAULT),  # same source: not strictly inside
+        ((4, 1), (4, 2), ErrorCode.EVIDENCE_NOT_A_FAULT),  # same target: a double vote, not this
+        ((5, 1), (3, 2), None),
+    ],
+)
+def test_surround_vote_needs_strict_nesting(
+    state: MemoryState, outer: tuple[int, int], inner: tuple[int, int], code: ErrorCode | None
+) -> None:
+    a, b = att(outer[0], b"o" * 32, source=outer[1]), att(inner[0], b"i" * 32, source=inner[1])
+    got = verify_evidence(P, state, Evidence(EvidenceKind.SURROUND_VOTE, SurroundVote(a, b)))
+    assert (got if isinstance(got, ErrorCode) else None) == code
+
+
+def test_surround_vote_of_two_validators_or_forged_is_refused(state: MemoryState) -> None:
+    a, b = att(5, b"o" * 32, KEYS[0], source=1), att(4, b"i" * 32, KEYS[1], source=2)
+    got = verify_evidence(P, state, Evidence(EvidenceKind.SURROUND_VOTE, SurroundVote(a, b)))
+    assert got == ErrorCode.EVIDENCE_NOT_A_FAULT
+    forged = dataclasses.replace(att(4, b"i" * 32, source=2), signature=a.signature)
+    got = verify_evidence(P, state, Evidence(EvidenceKind.SURROUND_VOTE, SurroundVote(a, forged)))
+    assert got == ErrorCode.BAD_SIGNATURE
 
 
 def test_double_proposal_proves_fault_and_key_is_normalised(state: MemoryState) -> None:
