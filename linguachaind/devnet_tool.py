@@ -345,9 +345,10 @@ class BlockSummary:
             self.final = max(self.final, int(fields.get("height", "-1")))
         elif name == "block_proposed":
             kind, txs = self.kinds.get(fields.get("hash", ""), ("?", "-"))
+            final = self.final if self.final >= 0 else "-"
             return (
-                f"height {fields.get('height')}  {kind:<7} {fields.get('hash')}  by node{node}"
-                f" (rank {fields.get('rank')})  txs {txs}  final {self.final}"
+                f"height {fields.get('height', '?'):>4}  {kind:<7} {fields.get('hash')}  by node{node}"
+                f" (rank {fields.get('rank')})  final {final}" + (f"  txs {txs}" if kind == "TX" else "")
             )
         elif name in ("reorg", "stopping", "stopped"):
             return f"node{node} | {line}"

@@ -137,7 +137,7 @@ def test_quiet_devnet_prints_one_line_per_block_and_every_warning() -> None:
     line = summary.feed(
         1, f"{ts} INFO  linguachaind.services.producer: EVENT block_proposed height=7 hash=ab12 rank=0\n"
     )
-    assert line == "height 7  TX      ab12  by node1 (rank 0)  txs 3  final 6"
+    assert line == "height    7  TX      ab12  by node1 (rank 0)  final 6  txs 3"
     assert (
         summary.feed(2, f"{ts} INFO  linguachaind.services.attester: EVENT attested height=7 hash=ab12\n")
         is None
