@@ -55,7 +55,8 @@ def status(app: App) -> None:
     node = app.call("getnodeinfo")
     chain = _optional(app, "getblockchaininfo")
     peers = _optional(app, "getpeerinfo")
-    progress = sync_progress(chain, peers)
+    # The node's own figure (its syncer's target height) when it has one, else ours from the peers.
+    progress = chain["sync_progress"] if chain and "sync_progress" in chain else sync_progress(chain, peers)
     result = {
         "node": node,
         "chain": chain,
