@@ -299,7 +299,10 @@ DEVNET: Final = dataclasses.replace(
     pow_bits_header=4,
     pow_bits_unit_base=4,
     pow_bits_unit_per_mib=1,
-    version_lag_rounds=8,  # 24 s of 1 s slots: scoring lc-tiny on the test set on 2 CPU cores
+    # scoring two adapters on the active test set must fit in the lag: lc-tiny on one CPU thread
+    # scores ~2,900 tokens/s (docs/learning.md), so 128 examples of ~150 tokens take ~13 s
+    max_test_examples=128,
+    version_lag_rounds=10,  # 30 s of 1 s slots
 )
 
 PRESETS: Final[dict[str, ChainParams]] = {"mainnet": MAINNET, "testnet": TESTNET, "devnet": DEVNET}
