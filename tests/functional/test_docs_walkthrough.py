@@ -98,3 +98,26 @@ def test_operator_guide_testnet_path_runs_as_written(tmp_path: Path) -> None:
     assert "holds 50% of the genesis stake but validator = false" not in out  # started with --validator
     assert re.search(r"final height [1-9]", out), "the testnet finalised a block"
     assert out.count("stopped linguachaind (pid") == 2
+
+
+def test_devnet_prints_commands_that_work_as_shown(tmp_path: Path) -> None:
+    """The hints of `scripts/devnet up` run from a shell whose PATH lacks the venv (a fresh clone)."""
+    root = tmp_path / "dn"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LINGUACHAIN_PASSPHRASE": "hint-test"}
+    try:
+        up = subprocess.run(
+            [PYTHON, "-m", "linguachaind.devnet_tool", "up", "--nodes", "1", "--dir", str(root)],
+            capture_output=True, text=True, cwd=REPO, timeout=180, env={**os.environ, **env},
+        )  # fmt: skip
+        assert up.returncode == 0, up.stderr
+        commands = [line.split(": ", 1)[1] for line in up.stdout.splitlines() if line.startswith("  node0: ")]
+        commands += [line.strip() for line in up.stdout.splitlines() if "wallet import --name dev0" in line]
+        assert len(commands) == 2, up.stdout
+        for command in commands:
+            ran = subprocess.run(
+                ["bash", "-c", command], capture_output=True, text=True, env=env, timeout=120
+            )
+            assert ran.returncode == 0, f"{command!r} failed as printed: {ran.stderr}"
+    finally:
+        subprocess.run([PYTHON, "-m", "linguachaind.devnet_tool", "down", "--dir", str(root)], cwd=REPO)
+        reap_all()
