@@ -34,8 +34,10 @@ import numpy as np
 import numpy.typing as npt
 
 from chain.block import UnitWeight
+from chain.hashing import H
+from chain.lora import update_blob
 from chain.params import AggregationRule, ChainParams
-from chain.types import UnitId
+from chain.types import BlobHash, UnitId
 
 Int32Array = npt.NDArray[np.int32]
 Int64Array = npt.NDArray[np.int64]
@@ -342,3 +344,13 @@ def apply_update(
             raise ValueError(f"{name}: adapter shape {a.shape} differs from update shape {u.shape}")
         out[name] = _clamp(a.astype(np.int64) + u.astype(np.int64))
     return out
+
+
+def next_adapter(
+    current: Mapping[str, Int32Array], agg: Aggregate
+) -> tuple[dict[str, Int32Array], bytes, BlobHash]:
+    """The new version's adapter (`current + aggregate`), its canonical blob
+    (`chain.lora.update_blob`) and the blob hash a VERSION body names."""
+    tensors = apply_update(current, agg.as_dict())
+    blob = update_blob(tensors)
+    return tensors, blob, BlobHash(H(blob))

@@ -26,10 +26,12 @@ from chain.consensus.aggregation import (
     apply_update,
     exact_dot,
     fedavg_weight,
+    next_adapter,
     norm_sq,
     staleness_discount,
 )
 from chain.hashing import H
+from chain.lora import update_blob
 from chain.params import DEVNET, AggregationRule, ChainParams
 from chain.types import UnitId
 
@@ -272,3 +274,12 @@ def test_apply_update_adds_and_clamps() -> None:
     assert apply_update(adapter, update)["w"].tolist() == [INT32_MAX, -2, INT32_MIN]
     with pytest.raises(ValueError, match="different tensor names"):
         apply_update(adapter, {"x": update["w"]})
+
+
+def test_next_adapter_is_the_canonical_blob_of_the_sum() -> None:
+    current = {n: np.full(SHAPES[n], 5, dtype=np.int32) for n in SHAPES}
+    agg = aggregate(_params(AggregationRule.FEDAVG), [_unit(1, list(range(14)))], SHAPES)
+    tensors, blob, blob_hash = next_adapter(current, agg)
+    assert _flat(Aggregate(tuple(sorted(tensors.items())), (), ())) == [v + 5 for v in range(14)]
+    assert bytes(blob_hash) == bytes(H(blob))
+    assert blob == update_blob(tensors)
