@@ -14,12 +14,15 @@ their own state-aware module.
 
 from __future__ import annotations
 
-from chain.block import Block, DataBody, TxBody, VersionBody, body_root
+from chain.block import Block, DataBody, QualityReport, TxBody, VersionBody, body_root
 from chain.codec import encode
 from chain.errors import ErrorCode
 from chain.header import round_for_height
 from chain.params import ChainParams
 from chain.tx import TX_VERSION
+from chain.types import ZERO_HASH
+
+EMPTY_REPORT = QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
 
 
 def check_body_stateless(params: ChainParams, block: Block) -> ErrorCode | None:
@@ -52,6 +55,26 @@ def _check_txs(params: ChainParams, body: TxBody) -> ErrorCode | None:
     return None
 
 
+def learning_bodies_disabled(block: Block) -> ErrorCode | None:
+    """Until the learning rules land (PROTOCOL §6.4-§6.5), a DATA body selects no unit and a VERSION
+    body includes none (a no-op version): BAD_BODY otherwise.
+
+    Issue 10, finding 4: unchecked bodies let one DATA block of 100 self-authored units raise its
+    proposer's reputation 1005 -> 1500 and take the whole data pool, and a fabricated VERSION body
+    pay the learning pool and replace the global adapter, for 0.001 LC in fees. THE FEDERATED-LEARNING
+    ISSUE REPLACES THIS ONE CHECK with the selection and aggregation rules. Being stateless, a block
+    that breaks it is provable by INVALID_BLOCK evidence.
+    """
+    body = block.body
+    if isinstance(body, DataBody) and (body.unit_ids or body.report != EMPTY_REPORT):
+        return ErrorCode.BAD_BODY
+    if isinstance(body, VersionBody) and (
+        body.units or body.per_batch_scores or body.new_adapter_blob_hash != ZERO_HASH
+    ):
+        return ErrorCode.BAD_BODY
+    return None
+
+
 def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | None:
     """Structural rules of DATA and VERSION bodies (PROTOCOL §6.4, §6.5).
 
@@ -60,6 +83,9 @@ def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | No
     state- and blob-dependent parts (re-running the selection, recomputing the aggregate) belong to
     the FL rules module called from block validation with the parent state.
     """
+    code = learning_bodies_disabled(block)
+    if code is not None:
+        return code
     body = block.body
     if isinstance(body, DataBody):
         if len(set(body.unit_ids)) != len(body.unit_ids):

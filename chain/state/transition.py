@@ -35,6 +35,7 @@ from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.header import kind_for_height
 from chain.params import ChainParams
+from chain.state import keys
 from chain.state.epochs import advance_sets
 from chain.state.model import ModelVersion, RewardReason, RewardRecord, UnitKind
 from chain.state.txrules import apply_tx, credit, release_unbonding
@@ -121,6 +122,7 @@ def apply_block_detailed(
             vrec, reputation=reputation.after_propose(params, vrec.reputation), last_proposed=height
         )
     )
+    _cap_reputation_gain(params, reader, ov)
     writes = ov.writes
     return BlockEffects(
         block_hash=block.hash,
@@ -147,6 +149,18 @@ def _penalise_missed_leaders(params: ChainParams, parent: StateView, ov: StateOv
             ov.set_validator(
                 dataclasses.replace(rec, reputation=reputation.after_miss(params, rec.reputation))
             )
+
+
+def _cap_reputation_gain(params: ChainParams, parent: StateView, ov: StateOverlay) -> None:
+    """PROTOCOL §5.2: no validator gains more than `max_reputation_gain_per_block` in one block
+    (issue 10, finding 4: 100 self-authored units raised a proposer 1005 -> 1500 in one block)."""
+    for key in [k for k in ov.writes if k.startswith(keys.VALIDATOR)]:
+        rec = ov.validator(PubKey(key[len(keys.VALIDATOR) :]))
+        before = parent.validator(PubKey(key[len(keys.VALIDATOR) :]))
+        start = before.reputation if before is not None else params.reputation_start
+        cap = start + params.max_reputation_gain_per_block
+        if rec is not None and rec.reputation > cap:
+            ov.set_validator(dataclasses.replace(rec, reputation=cap))
 
 
 def _unit_bonus(params: ChainParams, ov: StateOverlay, author: PubKey) -> None:

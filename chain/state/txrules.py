@@ -11,7 +11,8 @@ Stake decisions (PROTOCOL leaves them open; recorded in docs/state-and-store.md)
 - Staking to a jailed validator is refused (VALIDATOR_JAILED); unstaking from one is allowed.
 - A deposit restarts the maturity of the whole (owner, validator) record: `mature_height =
   height + stake_maturity_blocks`. Only mature bonded stake can be unstaked (else
-  UNSTAKE_TOO_LARGE); unbonding coins return at `height + max(1, unbonding_blocks)`.
+  UNSTAKE_TOO_LARGE); unbonding coins return at `height + unbonding_blocks + 1`, so evidence in
+  block `height + unbonding_blocks` (the last the evidence window accepts) still reaches them.
 - Slashing burns the fraction from bonded stake AND from unbonding entries (so unstaking right
   after a fault does not escape it), pro rata over all pieces.
 """
@@ -79,7 +80,10 @@ def _stateless(params: ChainParams, tx: Tx) -> ErrorCode | None:
             return ErrorCode.WRONG_CHAIN
         if p.author != tx.sender:
             return ErrorCode.BAD_UNIT
-        if isinstance(p, DataUnit) and p.byte_size > params.max_data_unit_bytes:
+        if p.n_examples == 0 or p.byte_size == 0:
+            return ErrorCode.BAD_UNIT  # PROTOCOL §3.4: both unit kinds need examples and a blob
+        limit = params.max_data_unit_bytes if isinstance(p, DataUnit) else params.max_learning_unit_bytes
+        if p.byte_size > limit:
             return ErrorCode.BLOB_TOO_LARGE
         if not p.pow_valid(params):
             return ErrorCode.BAD_POW
@@ -160,7 +164,7 @@ def _unstake(
     mature = rec.amount if height >= rec.mature_height else 0
     if p.amount > mature:
         return ErrorCode.UNSTAKE_TOO_LARGE
-    release = Height(height + max(1, params.unbonding_blocks))
+    release = Height(height + params.unbonding_blocks + 1)  # after block u + U's evidence (§5.3)
     entries = list(rec.unbonding)
     for i, e in enumerate(entries):
         if e.release_height == release:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from chain.block import Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
-from chain.consensus.body import check_body_stateless
+from chain.consensus.body import check_body_stateless, learning_bodies_disabled
 from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.hashing import H
@@ -53,26 +53,48 @@ def test_tx_rules() -> None:
 
 
 def test_data_and_version_structure() -> None:
-    report = QualityReport(2, 10, 0, 0, 0, 0, 10, ZERO_HASH)
+    """Structure of the bodies allowed until the learning rules land: empty DATA, no-op VERSION."""
+    empty_report = QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
+    assert check_body_stateless(P, block(DataBody((), empty_report), height=2)) is None
+    noop = VersionBody(
+        round=Round(0),
+        base_version_id=ZERO_HASH,
+        units=(),
+        aggregation_rule=P.aggregation_rule,
+        new_adapter_blob_hash=BlobHash(ZERO_HASH),
+        per_batch_scores=(),
+        total_score=0,
+        previous_score=0,
+    )
+    assert check_body_stateless(P, block(noop, height=3)) is None
+    assert check_body_stateless(P, block(dataclasses.replace(noop, round=Round(1)), height=3)) == (
+        ErrorCode.BAD_BODY
+    )
+    other_rule = dataclasses.replace(noop, aggregation_rule=AggregationRule.MEDIAN)
+    assert check_body_stateless(P, block(other_rule, height=3)) == ErrorCode.BAD_BODY
+
+
+def test_non_empty_data_and_version_bodies_are_invalid_until_the_learning_rules() -> None:
+    """Finding 4 (issue 10): one DATA block of 100 self-authored units raised its proposer's
+    reputation 1005 -> 1500 and took the data pool; a fabricated VERSION body paid the learning pool
+    and replaced the adapter. `learning_bodies_disabled` refuses both (stateless: provable)."""
     u = UnitId(H(b"u"))
-    assert check_body_stateless(P, block(DataBody((u, UnitId(H(b"v"))), report), height=2)) is None
-    assert check_body_stateless(P, block(DataBody((u, u), report), height=2)) == ErrorCode.BAD_BODY
+    report = QualityReport(2, 10, 0, 0, 0, 0, 10, ZERO_HASH)
+    data = block(DataBody((u, UnitId(H(b"v"))), report), height=2)
+    assert learning_bodies_disabled(data) == ErrorCode.BAD_BODY
+    assert check_body_stateless(P, data) == ErrorCode.BAD_BODY
+    fake_report = block(DataBody((), report), height=2)
+    assert check_body_stateless(P, fake_report) == ErrorCode.BAD_BODY
     version = VersionBody(
         round=Round(0),
         base_version_id=ZERO_HASH,
         units=(UnitWeight(u, 1),),
         aggregation_rule=P.aggregation_rule,
-        new_adapter_blob_hash=BlobHash(ZERO_HASH),
+        new_adapter_blob_hash=BlobHash(H(b"fabricated adapter")),
         per_batch_scores=(Micro(1),),
         total_score=1,
         previous_score=2,
     )
-    assert check_body_stateless(P, block(version, height=3)) is None
-    assert (
-        check_body_stateless(P, block(dataclasses.replace(version, round=Round(1)), height=3))
-        == ErrorCode.BAD_BODY
-    )
-    other_rule = dataclasses.replace(version, aggregation_rule=AggregationRule.MEDIAN)
-    assert check_body_stateless(P, block(other_rule, height=3)) == ErrorCode.BAD_BODY
-    twice = dataclasses.replace(version, units=(UnitWeight(u, 1), UnitWeight(u, 2)))
-    assert check_body_stateless(P, block(twice, height=3)) == ErrorCode.BAD_BODY
+    assert check_body_stateless(P, block(version, height=3)) == ErrorCode.BAD_BODY
+    no_units = dataclasses.replace(version, units=())  # a "no-op" that still swaps the adapter hash
+    assert check_body_stateless(P, block(no_units, height=3)) == ErrorCode.BAD_BODY

@@ -11,7 +11,7 @@ from chain.consensus.election import eligible_validators, leader_ranks
 from chain.crypto import SecretKey
 from chain.errors import ErrorCode
 from chain.evidence import DoubleProposal, Evidence, EvidenceKind
-from chain.header import BlockKind
+from chain.header import BlockKind, kind_for_height
 from chain.params import DEVNET
 from chain.state.model import RewardReason
 from chain.state.transition import BlockEffects, BlockError, apply_block
@@ -76,9 +76,9 @@ def test_unstake_before_maturity_fails_then_unbonds_and_releases(chain: MemChain
     stake = chain.state.stake(chain.account("alice"), v1)
     assert stake is not None
     assert stake.amount == 12 * COIN
-    assert [(e.amount, e.release_height) for e in stake.unbonding] == [(8 * COIN, h + UNBONDING)]
+    assert [(e.amount, e.release_height) for e in stake.unbonding] == [(8 * COIN, h + UNBONDING + 1)]
     assert chain.state.validator(v1).stake_total == total_before - 8 * COIN  # type: ignore[union-attr]
-    while chain.height < h + UNBONDING - 1:
+    while chain.height < h + UNBONDING:
         chain.add()
         assert chain.balance("alice") == before - chain.params.min_fee
     _, effects = chain.add()
@@ -142,6 +142,33 @@ def test_slash_reaches_unbonding_stake(chain: MemChain) -> None:
     permille = chain.params.slash_double_proposal_permille
     assert stake.amount == 60 * COIN - 60 * COIN * permille // 1000
     assert [e.amount for e in stake.unbonding] == [40 * COIN - 40 * COIN * permille // 1000]
+
+
+def test_evidence_in_the_last_block_of_the_window_reaches_stake_unstaked_at_the_fault(
+    chain: MemChain,
+) -> None:
+    """Finding 7 (issue 10): a validator that equivocates at height u and unstakes in the same block
+    was burned by evidence in block u+3 but not in block u+U (the release ran before the block's
+    txs). Release is at u + U + 1 now: evidence in block u+U still burns the unbonding stake."""
+    v1 = chain.keys["validator1"].pubkey
+    chain.add_txs([chain.tx("alice", Transfer(chain.account("staker1"), Amount(COIN)))])
+    chain.skip_to(BlockKind.TX)
+    block, _ = chain.add_txs([chain.tx("staker1", Unstake(v1, Amount(VALIDATOR_STAKE)))])
+    u = block.header.height
+    evidence = double_proposal(chain, "validator1", u)  # the fault is at the unstake's height
+    while chain.height < u + UNBONDING - 1:
+        chain.add()
+    assert kind_for_height(chain.height + 1) == BlockKind.TX
+    block, effects = chain.add_txs([chain.tx("bob", SlashEvidence(evidence))])
+    assert block.header.height == u + UNBONDING
+    burns = [r.amount for r in effects.rewards if r.reason == RewardReason.SLASH_BURN]
+    total = VALIDATOR_STAKE * chain.params.slash_double_proposal_permille // 1000
+    assert burns == [-total]
+    released = [r for r in effects.rewards if r.reason == RewardReason.UNBONDED]
+    assert released == []
+    _, effects = chain.add()  # u + U + 1: what is left comes back
+    released = [r for r in effects.rewards if r.reason == RewardReason.UNBONDED]
+    assert [r.amount for r in released] == [VALIDATOR_STAKE - total]
 
 
 def test_rank_r_block_penalises_the_validators_ranked_before_it(chain: MemChain) -> None:

@@ -155,3 +155,50 @@ def test_a_validator_key_that_authors_an_included_unit_gains_reputation() -> Non
     before = c.state.validator(author.pubkey).reputation  # type: ignore[union-attr]
     c.add(data_body([unit.id]))  # proposed by validator0
     assert c.state.validator(author.pubkey).reputation == before + p.reputation_unit_bonus  # type: ignore[union-attr]
+
+
+def test_reputation_gain_per_block_is_capped() -> None:
+    """Finding 4 (issue 10): 100 self-authored units in one DATA block raised the proposer's
+    reputation 1005 -> 1500; now one block adds at most `max_reputation_gain_per_block`."""
+    c = MemChain(*dev_genesis(n_validators=2))
+    p = c.params
+    author = c.keys["validator1"]
+    c.add_txs([c.tx("alice", Transfer(c.account("validator1"), Amount(COIN)))])
+    units = [mine_data_unit(p, author, 3, salt=bytes([i])) for i in range(20)]
+    first = c.nonce("validator1")
+    c.add_txs([c.tx("validator1", u, nonce=first + i) for i, u in enumerate(units)])
+    before = c.state.validator(author.pubkey).reputation  # type: ignore[union-attr]
+    assert 20 * p.reputation_unit_bonus > p.max_reputation_gain_per_block
+    c.add(data_body([u.id for u in units]))  # the transition alone (validation refuses it today)
+    after = c.state.validator(author.pubkey).reputation  # type: ignore[union-attr]
+    assert after == before + p.max_reputation_gain_per_block
+
+
+def test_units_need_examples_a_blob_and_a_bounded_size_in_consensus(chain: MemChain) -> None:
+    """Finding 9 (issue 10): `n_examples > 0`, `byte_size > 0` and the learning-unit size limit are
+    consensus rules (apply_tx), not only mempool policy (PROTOCOL §3.4)."""
+    p = chain.params
+    alice = chain.keys["alice"]
+    no_examples = mine_data_unit(p, alice, 0)
+    assert failed(chain.try_txs([chain.tx("alice", no_examples)])) == ErrorCode.BAD_UNIT
+    empty_blob = mine_data_unit(p, alice, 5, byte_size=0)
+    assert failed(chain.try_txs([chain.tx("alice", empty_blob)])) == ErrorCode.BAD_UNIT
+    base = chain.state.model_version().version_id
+    learning = mine_learning_unit(p, alice, base, 0)
+    assert failed(chain.try_txs([chain.tx("alice", learning)])) == ErrorCode.BAD_UNIT
+    small = dataclasses.replace(p, max_learning_unit_bytes=1024)
+    big = dataclasses.replace(mine_learning_unit(p, alice, base, 5), byte_size=2048).mined(small)
+    small_chain = MemChain(*dev_genesis(params=small))
+    assert failed(small_chain.try_txs([small_chain.tx("alice", big)])) == ErrorCode.BLOB_TOO_LARGE
+    ok = mine_learning_unit(p, alice, base, 5)
+    assert isinstance(chain.try_txs([chain.tx("alice", ok)]), BlockEffects)
+
+
+def test_reporter_share_is_capped_at_half() -> None:
+    """Finding 9: a reporter share above 50% would make self-reporting pay."""
+    from chain.errors import ConfigError
+    from chain.params import DEVNET
+
+    with pytest.raises(ConfigError, match="self-reporting"):
+        DEVNET.with_overrides({"slash_reporter_share_permille": 501})
+    assert DEVNET.with_overrides({"slash_reporter_share_permille": 500}).slash_reporter_share_permille == 500
