@@ -69,7 +69,7 @@ def learning_bodies_disabled(block: Block) -> ErrorCode | None:
     if isinstance(body, DataBody) and (body.unit_ids or body.report != EMPTY_REPORT):
         return ErrorCode.BAD_BODY
     if isinstance(body, VersionBody) and (
-        body.units or body.per_batch_scores or body.new_adapter_blob_hash != ZERO_HASH
+        body.units or body.per_batch_scores or bytes(body.new_adapter_blob_hash) != ZERO_HASH
     ):
         return ErrorCode.BAD_BODY
     return None
