@@ -19,6 +19,7 @@ from typing import Final
 
 from chain.block import UnitWeight, VersionBody, body_root
 from chain.codec import decode
+from chain.consensus.aggregation import Excluded, Exclusion
 from chain.consensus.rewards import split_floor
 from chain.errors import ErrorCode
 from chain.hashing import H
@@ -126,6 +127,26 @@ def learning_pool_shares(
         return []
     shares, _ = split_floor(params.reward_learning_pool, [(w.unit_id, w.weight) for w in included])
     return shares
+
+
+PENALISED: Final = frozenset(
+    {Exclusion.MALFORMED, Exclusion.NORM_OUTLIER, Exclusion.DIRECTION_OUTLIER, Exclusion.RARELY_KEPT}
+)
+
+
+def unit_reputation_deltas(
+    params: ChainParams, outcome: VersionOutcome, included: Sequence[UnitWeight], excluded: Sequence[Excluded]
+) -> list[tuple[UnitId, int]]:
+    """Reputation moves for unit authors (§5.2), by unit id in id order: +`reputation_unit_bonus`
+    per included unit and -`reputation_unit_penalty` per unit the rule rejected (malformed, an
+    outlier, rarely kept), only when the version IMPROVED: a no-op consumes no units (they stay
+    candidates until stale), so judging them then would count them again next round. Staleness
+    is no fault. The caller applies them to authors that are validators, clamped (reputation.clamp)."""
+    if outcome != VersionOutcome.IMPROVED:
+        return []
+    moves = [(w.unit_id, params.reputation_unit_bonus) for w in included]
+    moves += [(e.unit_id, -params.reputation_unit_penalty) for e in excluded if e.reason in PENALISED]
+    return sorted(moves, key=lambda m: bytes(m[0]))
 
 
 def data_pool_shares(params: ChainParams, accepted: Sequence[tuple[UnitId, int]]) -> list[tuple[UnitId, int]]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chain.block import UnitWeight, VersionBody, body_root
 from chain.codec import encode
+from chain.consensus.aggregation import Excluded, Exclusion, UnitUpdate, aggregate, next_adapter
 from chain.consensus.scoring import (
     ExpectedVersion,
     RecomputedScores,
@@ -25,6 +27,7 @@ from chain.consensus.scoring import (
     learning_pool_shares,
     noop_before_scoring,
     total_score,
+    unit_reputation_deltas,
     within_tolerance,
 )
 from chain.consensus.slashing import evidence_key, verify_evidence
@@ -119,6 +122,19 @@ def test_learning_pool_is_paid_by_weight_only_on_improvement() -> None:
     for outcome in VersionOutcome:
         if outcome != VersionOutcome.IMPROVED:
             assert learning_pool_shares(P, outcome, included) == []
+
+
+def test_reputation_moves_only_when_units_are_consumed() -> None:
+    a, b, c, d = (UnitId(H(x)) for x in (b"a", b"b", b"c", b"d"))
+    included = [UnitWeight(a, 3)]
+    excluded = [
+        Excluded(b, Exclusion.NORM_OUTLIER),
+        Excluded(c, Exclusion.STALE),
+        Excluded(d, Exclusion.RARELY_KEPT),
+    ]
+    moves = dict(unit_reputation_deltas(P, VersionOutcome.IMPROVED, included, excluded))
+    assert moves == {a: P.reputation_unit_bonus, b: -P.reputation_unit_penalty, d: -P.reputation_unit_penalty}
+    assert unit_reputation_deltas(P, VersionOutcome.NOOP_NO_IMPROVEMENT, included, excluded) == []
 
 
 def test_data_pool_is_paid_by_accepted_examples() -> None:
@@ -249,3 +265,32 @@ def test_false_score_evidence_slashes_only_beyond_the_slash_tolerance() -> None:
     assert verify_evidence(WORLD, state, other, check_false_score=rule) == ErrorCode.EVIDENCE_NOT_A_FAULT
     garbage = Evidence(EvidenceKind.FALSE_SCORE, FalseScore(header, b"\xc1"))
     assert verify_evidence(WORLD, state, garbage, check_false_score=rule) == ErrorCode.BAD_EVIDENCE
+
+
+def test_a_version_built_by_the_rules_passes_its_check_end_to_end() -> None:
+    """Units -> aggregate -> next adapter -> body; a validator recomputing the same passes it, and
+    one unit's weight changed by one fails it."""
+    shapes = {"m.lora_B.weight": (8, 4)}
+    rng = np.random.default_rng(3)
+    units = [
+        UnitUpdate(
+            UnitId(H(b"e2e%d" % i)),
+            {"m.lora_B.weight": rng.integers(-(2**20), 2**20, (8, 4)).astype(np.int32)},
+            10 + i,
+            i % 2,
+        )
+        for i in range(4)
+    ]
+    current = {"m.lora_B.weight": np.zeros((8, 4), dtype=np.int32)}
+    agg = aggregate(P, units, shapes)
+    _, _, new_hash = next_adapter(current, agg)
+    expected = ExpectedVersion(Round(7), BASE, True, CURRENT, agg.included, new_hash, 64)
+    scores = [1_900_000 + b for b in range(8)]
+    body = _body(
+        per_batch=scores, total=total_score(scores), previous=2_000_000, units=agg.included, adapter=new_hash
+    )
+    assert check_version_body(P, body, expected) is None
+    bumped = (dataclasses.replace(agg.included[0], weight=agg.included[0].weight + 1), *agg.included[1:])
+    assert check_version_body(P, dataclasses.replace(body, units=bumped), expected) == ErrorCode.BAD_BODY
+    paid = learning_pool_shares(P, VersionOutcome.IMPROVED, body.units)
+    assert [u for u, _ in paid] == [w.unit_id for w in agg.included]
