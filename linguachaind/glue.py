@@ -1,54 +1,78 @@
-"""Glue between the p2p layer and the node's chain, mempool and VDF service (PROTOCOL §7.2, §7.3).
+"""The node's network handlers (chia's `full_node_api.py` role): one method per inbound message kind,
+and the node's outbound gossip (PROTOCOL §7.2, §7.3).
 
-Owns: `NodeGossipValidator` (each topic's check *is* the import: a block is validated by importing it
-into the chain service, a tx by admitting it to the mempool, so a message is forwarded only if this
-node accepted it), `StoreChainSource` and `ChainBlockSink` for status/sync, and `P2PNetwork`, the
-services' `Network` over gossip. Must not: hold rules.
+Owns: `NodeApi`, which p2p calls for every gossip message (`p2p.interfaces.GossipValidator`: the
+check of each topic *is* the import, so a message is forwarded only if this node accepted it) and
+for every synced block (`BlockSink`), and which serves status and sync reads (`ChainSource`);
+`decode_block`, the one decoder of a block from the wire (one size bound: the gossip spec's); and
+`Outbound`, the consensus services' `Network` over `P2PService`. Must not: hold rules (chain,
+mempool and the services do) or remap a component's result anywhere but here.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Final
 
 from chain.block import Block
 from chain.codec import decode, encode
+from chain.consensus.validation import decode_block
 from chain.errors import ErrorCode
 from chain.header import Attestation
 from chain.store.blockstore import BlockStore
 from chain.types import BlockHash
 from chain.vdfmsg import VdfProof
-from linguachaind.services.chain_service import ChainService
+from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.vdf_service import VdfService
 from mempool.mempool import Mempool
+from p2p.messages.attestations import MAX_ATTESTATION_BYTES
+from p2p.messages.vdf import MAX_VDF_BYTES
+from p2p.service import P2PService
 
 log = logging.getLogger(__name__)
 
-MAX_ATTESTATION_BYTES = 1024
-MAX_VDF_BYTES = 4096
+# Gossip verdicts of blocks that were not added: the codes p2p neither forwards nor penalises.
+_NOT_FORWARDED: Final = {
+    AddBlockResult.ALREADY_KNOWN: ErrorCode.ALREADY_KNOWN,
+    AddBlockResult.ORPHAN: ErrorCode.ORPHAN,
+}
 
 
-class NodeGossipValidator:
-    def __init__(self, chain: ChainService, mempool: Mempool, vdf: VdfService | None, now_ms: Any) -> None:
+class NodeApi:
+    """Every message p2p hands the node, one method per kind; the results p2p scores peers by."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        chain: ChainService,
+        mempool: Mempool,
+        vdf: VdfService,
+        now_ms: Callable[[], int],
+    ) -> None:
+        self.store = store
         self.chain = chain
         self.mempool = mempool
         self.vdf = vdf
         self._now_ms = now_ms
 
+    # -- gossip (p2p.interfaces.GossipValidator) -------------------------------------------------
+
     async def validate_tx(self, raw: bytes, peer: str) -> ErrorCode | None:
         result = self.mempool.add_raw(raw, self._now_ms())
-        if isinstance(result, ErrorCode):
-            return ErrorCode.ALREADY_KNOWN if result is ErrorCode.DUPLICATE_TX else result
-        return None
+        return result if isinstance(result, ErrorCode) else None
 
     async def validate_block(self, raw: bytes, peer: str) -> ErrorCode | None:
-        block = decode(Block, raw, max_bytes=self.chain.params.max_block_bytes + 64 * 1024)
+        """Forward a block this node added (best chain or side); ORPHAN and ALREADY_KNOWN are
+        not forwarded and not penalised (transient codes)."""
+        block = decode_block(self.chain.params, raw)
         if isinstance(block, ErrorCode):
             return block
-        code = self.chain.import_block(block)
-        if code is None:
-            log.debug("block %d %s from %s imported", block.height, block.hash.hex()[:16], peer)
-        return code
+        result = self.chain.import_block(block)
+        if isinstance(result, ErrorCode):
+            return result
+        log.debug("block %d %s from %s: %s", block.height, block.hash.hex()[:16], peer, result.value)
+        return _NOT_FORWARDED.get(result)
 
     async def validate_attestation(self, raw: bytes, peer: str) -> ErrorCode | None:
         att = decode(Attestation, raw, max_bytes=MAX_ATTESTATION_BYTES)
@@ -60,16 +84,21 @@ class NodeGossipValidator:
         msg = decode(VdfProof, raw, max_bytes=MAX_VDF_BYTES)
         if isinstance(msg, ErrorCode):
             return msg
-        if self.vdf is None:
-            return ErrorCode.ALREADY_KNOWN  # nothing to do with it; do not forward, do not penalise
         return self.vdf.on_gossip(msg)
 
+    # -- sync (p2p.interfaces.BlockSink): the same import as a gossiped block ---------------------
 
-class StoreChainSource:
-    """`p2p.interfaces.ChainSource` over the block store (point reads only)."""
+    async def import_block(self, raw: bytes) -> ErrorCode | None:
+        """A synced block: one we already hold is no failure (the syncer goes on); an orphan is."""
+        block = decode_block(self.chain.params, raw)
+        if isinstance(block, ErrorCode):
+            return block
+        result = self.chain.import_block(block)
+        if isinstance(result, ErrorCode):
+            return result
+        return ErrorCode.ORPHAN if result is AddBlockResult.ORPHAN else None
 
-    def __init__(self, store: BlockStore) -> None:
-        self.store = store
+    # -- status and sync reads (p2p.interfaces.ChainSource): point reads of the store ------------
 
     @property
     def genesis_hash(self) -> BlockHash:
@@ -95,42 +124,28 @@ class StoreChainSource:
         return encode(block) if block is not None else None
 
 
-class ChainBlockSink:
-    """`p2p.interfaces.BlockSink`: synced blocks go through the same import as gossiped ones."""
+class Outbound:
+    """The services' `Network` and the `TxSubmitter`'s `TxPublisher`: encode, publish, never raise
+    (a failed publish is logged; the object stays where it is: chain, mempool or VDF cache)."""
 
-    def __init__(self, chain: ChainService) -> None:
-        self.chain = chain
-
-    async def import_block(self, raw: bytes) -> ErrorCode | None:
-        block = decode(Block, raw, max_bytes=self.chain.params.max_block_bytes + 64 * 1024)
-        if isinstance(block, ErrorCode):
-            return block
-        code = self.chain.import_block(block)
-        return None if code is ErrorCode.ALREADY_KNOWN else code
-
-
-class P2PNetwork:
-    """The services' `Network`: publishes on gossip once the p2p service is attached, drops before."""
-
-    def __init__(self) -> None:
-        self.service: Any = None
-
-    async def _publish(self, kind: str, raw: bytes) -> None:
-        if self.service is None:
-            return
-        try:
-            await getattr(self.service, f"publish_{kind}")(raw)
-        except Exception:
-            log.warning("publishing a %s failed", kind, exc_info=True)
+    def __init__(self, p2p: P2PService) -> None:
+        self.p2p = p2p
 
     async def publish_block(self, block: Block) -> None:
-        await self._publish("block", encode(block))
+        await self._publish("block", self.p2p.publish_block, encode(block))
 
     async def publish_attestation(self, att: Attestation) -> None:
-        await self._publish("attestation", encode(att))
+        await self._publish("attestation", self.p2p.publish_attestation, encode(att))
 
     async def publish_vdf(self, msg: VdfProof) -> None:
-        await self._publish("vdf", encode(msg))
+        await self._publish("vdf proof", self.p2p.publish_vdf, encode(msg))
 
     async def publish_tx(self, raw: bytes) -> None:
-        await self._publish("tx", raw)
+        await self._publish("tx", self.p2p.publish_tx, raw)
+
+    @staticmethod
+    async def _publish(what: str, publish: Callable[[bytes], Awaitable[bool]], raw: bytes) -> None:
+        try:
+            await publish(raw)
+        except Exception:
+            log.warning("publishing a %s failed", what, exc_info=True)

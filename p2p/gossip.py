@@ -6,7 +6,8 @@ gossip and library spam protection off, content-addressed message ids, max RPC s
 deadline and never raises, the gate that drops banned or flooding peers before any work, duplicate
 suppression (what a peer sent us or announced is not sent to it; early IDONTWANT of large messages),
 paced direct sends to one peer (`send_direct`, the re-announcement of votes), and the drain of every
-subscription into one bounded inbound queue. Must not: decide chain validity (the
+subscription (into a bounded inbound queue only when `inbound_queue` > 0: tests and soaks read it;
+a node acts in its validators and keeps no copy). Must not: decide chain validity (the
 node's `GossipValidator` does) or touch connections (p2p.service bans and disconnects).
 """
 
@@ -55,7 +56,7 @@ class GossipConfig:
     rate_per_peer: float = 300.0  # messages per second a peer may forward to us, all topics
     burst_per_peer: float = 600.0
     max_in_flight_per_peer: int = 128
-    inbound_queue: int = 8192
+    inbound_queue: int = 0  # validated messages kept for a reader (tests: p2p.testing sets 8,192)
     maintenance_s: float = 5.0
     publish_high_water: int = 256  # our publishes wait while a peer's outbound queue is this long
     publish_wait_s: float = 1.0
@@ -422,7 +423,7 @@ class Gossip:
                 msg = await sub.get()
             except (trio.EndOfChannel, trio.ClosedResourceError):
                 return
-            if msg.from_id == my_id:
+            if msg.from_id == my_id or not self.config.inbound_queue:
                 continue
             try:
                 origin = str(type(self.host.get_id())(msg.from_id))

@@ -5,7 +5,8 @@ checks decoding, height and parent linkage only; the node plugs full consensus v
 the same interface), `make_chain` (a synthetic chain of valid-encoding blocks), `CheckingValidator`
 (decodes and checks signatures of txs and attestations, decodes blocks and VDF proofs), and
 `TestNetwork`: several `P2PService`s on 127.0.0.1 in one trio run, started, stopped and restarted
-with their datadirs. Must not: be imported by production code.
+with their datadirs; its nodes keep every validated message in `inbound` (`TEST_INBOUND_QUEUE`).
+Must not: be imported by production code.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from chain.params import DEVNET, ChainParams
 from chain.tx import Tx
 from chain.types import ZERO_HASH, ZERO_PUBKEY, BlockHash, ChainId, Height, StateRoot, TimestampMs
 from p2p.blobstore import FileBlobStore
+from p2p.gossip import GossipConfig
 from p2p.host import HostConfig
 from p2p.messages.vdf import VdfProof
 from p2p.service import P2PConfig, P2PService
 
 if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
+
+TEST_INBOUND_QUEUE = 8192  # validated messages each test node keeps for the test to read (GossipConfig)
 
 
 def make_block(chain_id: str, height: int, prev: BlockHash, salt: bytes = b"") -> Block:
@@ -224,7 +228,12 @@ class TestNetwork:
         datadir = self.root / f"node{index}"
         datadir.mkdir(parents=True, exist_ok=True)
         host = HostConfig(listen_addrs=(f"/ip4/127.0.0.1/tcp/{port}",))
-        cfg = P2PConfig(keys_dir=datadir / "keys", host=host, bootstrap=tuple(bootstrap), **config)
+        gossip = config.pop("gossip", GossipConfig())
+        if not gossip.inbound_queue:  # tests read what each node validated
+            gossip = dataclasses.replace(gossip, inbound_queue=TEST_INBOUND_QUEUE)
+        cfg = P2PConfig(
+            keys_dir=datadir / "keys", host=host, bootstrap=tuple(bootstrap), gossip=gossip, **config
+        )
         node = NetNode(
             index,
             datadir,

@@ -1,51 +1,64 @@
-"""The JSON-RPC methods of ARCHITECTURE.md §5 over the node's back-ends (docs/rpc.md lists them).
+"""The JSON-RPC methods of ARCHITECTURE.md §5 (docs/rpc.md lists them): one function per method and
+the route table `ROUTES`.
 
-Owns: each method's parameters, checks and result shape (amounts are integers in base units, hashes
-and keys hex, accounts bech32m). Must not: reach into services directly: everything goes through
-`RpcContext` and the Protocols of `linguachaind.backends`. A method whose back-end is not wired
-answers NOT_AVAILABLE_YET; a missing object answers NOT_FOUND.
+Owns: each method's parameters, checks and result (amounts are integers in base units, hashes and
+keys hex, accounts bech32m; JSON shaping of component statistics is in `rpc.views`). Methods read
+the node's real components through `RpcContext.parts` (`linguachaind.parts.Parts`); a part not
+started yet answers WARMING_UP while the node starts and NOT_AVAILABLE_YET after; a missing object
+answers NOT_FOUND. Must not: hold node state or check txs (the mempool does, behind `submit_tx`).
+Adding a method: write `async def name(ctx, ...)` and add a `Route` to `ROUTES`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from chain.address import AddressError, decode_address, encode_address
-from chain.block import Block
-from chain.codec import decode
+from chain.block import Block, TxBody
 from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.genesis import Genesis
 from chain.header import round_for_height
 from chain.state.model import StateReader
+from chain.store.blockstore import BlockStore
 from chain.tx import Tx
-from chain.types import AccountId, Height, PubKey
+from chain.types import AccountId, Height, PubKey, TxId
 from linguachaind import __version__
-from linguachaind.backends import ChainBackend, MempoolBackend, PeerBackend, ProducerBackend
 from linguachaind.config import NodeConfig
+from linguachaind.parts import Parts
 from linguachaind.rpc.errors import RpcError, RpcErrorCode, not_available, rejected
 from linguachaind.rpc.server import Method, Param
-from linguachaind.rpc.views import block_json, header_json, to_json, tx_json
+from linguachaind.rpc.views import (
+    block_json,
+    header_json,
+    mempool_json,
+    peer_json,
+    producer_json,
+    to_json,
+    tx_json,
+)
+from linguachaind.services.submit import TxSubmitter
+from mempool.mempool import Mempool
+from p2p.service import P2PService
 
 
 @dataclass
 class RpcContext:
-    """What the methods can see. Mutable on purpose: the node fills in back-ends as services start."""
+    """What the methods can see. `parts` fills in as the node starts its components."""
 
     config: NodeConfig
     genesis: Genesis
     genesis_hash: bytes
     request_stop: Callable[[], None]
+    parts: Parts = field(default_factory=Parts)
+    now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     validator_pubkey: PubKey | None = None
-    chain: ChainBackend | None = None
-    mempool: MempoolBackend | None = None
-    p2p: PeerBackend | None = None
-    producer: ProducerBackend | None = None
     set_mock_time: Callable[[int], None] | None = None
-    is_synced: Callable[[], bool] = lambda: True
     started_at: float = field(default_factory=time.time)
     warming_up: bool = True  # the node is still starting services; set False once all run
 
@@ -54,17 +67,41 @@ class RpcContext:
         return self.genesis.hrp
 
 
-def _missing(ctx: RpcContext, method: str, backend: str) -> RpcError:
+# -- reaching the parts -------------------------------------------------------------------------
+
+
+def _missing(ctx: RpcContext, method: str, part: str) -> RpcError:
     """WARMING_UP while the node is still starting its services, NOT_AVAILABLE_YET after."""
     if ctx.warming_up:
-        return RpcError(RpcErrorCode.WARMING_UP, f"{method}: the {backend} is still starting, retry shortly")
-    return not_available(method, backend)
+        return RpcError(RpcErrorCode.WARMING_UP, f"{method}: the {part} is still starting, retry shortly")
+    return not_available(method, part)
 
 
-def _need_chain(ctx: RpcContext, method: str) -> ChainBackend:
-    if ctx.chain is None:
+def _store(ctx: RpcContext, method: str) -> BlockStore:
+    if ctx.parts.store is None:
         raise _missing(ctx, method, "chain store")
-    return ctx.chain
+    return ctx.parts.store
+
+
+def _mempool(ctx: RpcContext, method: str) -> Mempool:
+    if ctx.parts.mempool is None:
+        raise _missing(ctx, method, "mempool")
+    return ctx.parts.mempool
+
+
+def _txs(ctx: RpcContext, method: str) -> TxSubmitter:
+    if ctx.parts.txs is None:
+        raise _missing(ctx, method, "tx submitter")
+    return ctx.parts.txs
+
+
+def _p2p(ctx: RpcContext, method: str) -> P2PService:
+    if ctx.parts.p2p is None:
+        raise _missing(ctx, method, "p2p network")
+    return ctx.parts.p2p
+
+
+# -- parameters and lookups ---------------------------------------------------------------------
 
 
 def _parse_hash(text: str, what: str) -> bytes:
@@ -84,17 +121,36 @@ def _parse_address(ctx: RpcContext, text: str) -> AccountId:
         raise RpcError(RpcErrorCode.INVALID_PARAMS, str(exc)) from None
 
 
-def _find_block(chain: ChainBackend, ref: str | int) -> Block:
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit() and len(ref) < 20):
-        height = int(ref)
-        block = chain.block_at(height) if height >= 0 else None
-        if block is None:
-            raise RpcError(RpcErrorCode.NOT_FOUND, f"no block at height {height} on the best chain")
-        return block
-    block = chain.block_by_hash(_parse_hash(ref, "block hash"))
+def _block_at(store: BlockStore, height: int) -> Block:
+    block = store.get_block_at(height) if height >= 0 else None
+    if block is None:
+        raise RpcError(RpcErrorCode.NOT_FOUND, f"no block at height {height} on the best chain")
+    return block
+
+
+def _find_block(store: BlockStore, ref: str | int) -> Block:
+    if isinstance(ref, int) or (ref.isdigit() and len(ref) < 20):
+        return _block_at(store, int(ref))
+    block = store.get_block(_parse_hash(ref, "block hash"))
     if block is None:
         raise RpcError(RpcErrorCode.NOT_FOUND, f"block {ref} not found")
     return block
+
+
+def _confirmed_tx(store: BlockStore, txid: bytes) -> tuple[Tx, Block] | None:
+    """A tx in a main-chain block, with its block."""
+    found = store.find_tx(txid)
+    if found is None:
+        return None
+    block_hash, pos = found
+    block = store.get_block(block_hash)
+    if block is None or not isinstance(block.body, TxBody) or pos >= len(block.body.txs):
+        return None
+    return block.body.txs[pos], block
+
+
+def _tip_height(store: BlockStore) -> int:
+    return int(store.tip[1])
 
 
 def _staked_by(reader: StateReader, account: AccountId) -> tuple[int, int, list[dict[str, Any]]]:
@@ -121,333 +177,345 @@ def _staked_by(reader: StateReader, account: AccountId) -> tuple[int, int, list[
     return bonded, unbonding, stakes
 
 
-def build_methods(ctx: RpcContext) -> list[Method]:
-    hrp = ctx.hrp
+def _validator_json(reader: StateReader, pubkey: bytes, hrp: str) -> dict[str, Any] | None:
+    rec = reader.validator(PubKey(pubkey))
+    if rec is None:
+        return None
+    next_height = Height(reader.height + 1)
+    eligible = reader.eligible_stake(PubKey(pubkey), next_height)
+    return {
+        "validator_pubkey": rec.pubkey.hex(),
+        "address": encode_address(account_id(rec.pubkey), hrp),
+        "stake_total": rec.stake_total,
+        "eligible_stake": eligible,
+        "eligible": eligible >= reader.params.min_stake and rec.jailed_until <= next_height,
+        "reputation": rec.reputation,
+        "jailed_until": rec.jailed_until,
+        "last_proposed": rec.last_proposed,
+    }
 
-    async def getnodeinfo() -> dict[str, Any]:
-        return {
-            "version": __version__,
-            "network": ctx.config.network,
-            "chain_id": ctx.genesis.params.chain_id,
-            "genesis_hash": ctx.genesis_hash.hex(),
-            "peer_id": ctx.p2p.peer_id if ctx.p2p is not None else None,
-            "listen_addrs": ctx.p2p.listen_addrs() if ctx.p2p is not None else [],
-            "gossip": ctx.p2p.gossip_stats() if ctx.p2p is not None else None,
-            "validator_pubkey": ctx.validator_pubkey.hex() if ctx.validator_pubkey is not None else None,
-            "validator": ctx.config.validator,
-            "min_fee": ctx.genesis.params.min_fee,
-            "hrp": ctx.hrp,
-            "datadir": str(ctx.config.datadir),
-            "ready": not ctx.warming_up,
-            "uptime_s": int(time.time() - ctx.started_at),
-        }
 
-    async def getblockchaininfo() -> dict[str, Any]:
-        chain = _need_chain(ctx, "getblockchaininfo")
-        tip = chain.tip_header()
-        final_height = chain.final_height()
-        final = chain.block_at(final_height)
-        model = chain.reader().model_version()
-        return {
-            "network": ctx.config.network,
-            "chain_id": ctx.genesis.params.chain_id,
-            "genesis_hash": ctx.genesis_hash.hex(),
-            "height": tip.height,
-            "best_hash": tip.hash.hex(),
-            "best_kind": tip.kind.name.lower(),
-            "best_timestamp_ms": tip.timestamp_ms,
-            "final_height": final_height,
-            "final_hash": final.hash.hex() if final is not None else None,
-            "round": round_for_height(tip.height),
-            "model_version": model.version,
-            "synced": ctx.is_synced(),
-        }
+# -- node --------------------------------------------------------------------------------------
 
-    async def getblock(block: str | int, verbosity: int = 1) -> dict[str, Any]:
-        chain = _need_chain(ctx, "getblock")
-        b = _find_block(chain, block)
-        return block_json(b, hrp, final=b.header.height <= chain.final_height(), verbose=verbosity >= 1)
 
-    async def getblockhash(height: int) -> str:
-        chain = _need_chain(ctx, "getblockhash")
-        b = chain.block_at(height) if height >= 0 else None
-        if b is None:
-            raise RpcError(RpcErrorCode.NOT_FOUND, f"no block at height {height} on the best chain")
-        return b.hash.hex()
+async def getnodeinfo(ctx: RpcContext) -> dict[str, Any]:
+    p2p = ctx.parts.p2p
+    return {
+        "version": __version__,
+        "network": ctx.config.network,
+        "chain_id": ctx.genesis.params.chain_id,
+        "genesis_hash": ctx.genesis_hash.hex(),
+        "peer_id": str(p2p.peer_id) if p2p is not None else None,
+        "listen_addrs": p2p.listen_addrs() if p2p is not None else [],
+        "gossip": _gossip_stats(p2p) if p2p is not None else None,
+        "validator_pubkey": ctx.validator_pubkey.hex() if ctx.validator_pubkey is not None else None,
+        "validator": ctx.config.validator,
+        "min_fee": ctx.genesis.params.min_fee,
+        "hrp": ctx.hrp,
+        "datadir": str(ctx.config.datadir),
+        "ready": not ctx.warming_up,
+        "uptime_s": int(time.time() - ctx.started_at),
+    }
 
-    async def getblockheader(block: str | int) -> dict[str, Any]:
-        chain = _need_chain(ctx, "getblockheader")
-        return header_json(_find_block(chain, block).header, hrp)
 
-    async def gettransaction(txid: str) -> dict[str, Any]:
-        raw_id = _parse_hash(txid, "txid")
-        chain = _need_chain(ctx, "gettransaction")
-        loc = chain.find_tx(raw_id)
-        if loc is not None:
-            out = tx_json(loc.tx, hrp)
-            tip = chain.tip_header().height
-            out.update(
-                status="confirmed",
-                block_hash=loc.block_hash.hex(),
-                height=loc.height,
-                confirmations=tip - loc.height + 1,
-                final=loc.height <= chain.final_height(),
-            )
-            return out
-        if ctx.mempool is not None:
-            tx = ctx.mempool.get(raw_id)
-            if tx is not None:
-                out = tx_json(tx, hrp)
-                out.update(status="pending", block_hash=None, height=None, confirmations=0, final=False)
-                return out
+def _gossip_stats(p2p: P2PService) -> dict[str, int]:
+    return dict(dataclasses.asdict(p2p.statistics().gossip))
+
+
+async def stop(ctx: RpcContext) -> str:
+    ctx.request_stop()
+    return "linguachaind stopping"
+
+
+async def uptime(ctx: RpcContext) -> int:
+    return int(time.time() - ctx.started_at)
+
+
+async def setmocktime(ctx: RpcContext, timestamp_ms: int) -> int:
+    if ctx.set_mock_time is None:
+        raise not_available("setmocktime", "mock clock")
+    if not 0 <= timestamp_ms <= 4_102_444_800_000:  # 2100-01-01: slot times overflow beyond
+        raise RpcError(
+            RpcErrorCode.INVALID_PARAMS,
+            "timestamp_ms must be in 0..4102444800000 (0 = real time; at most 2100-01-01)",
+        )
+    ctx.set_mock_time(timestamp_ms)
+    return timestamp_ms
+
+
+# -- chain -------------------------------------------------------------------------------------
+
+
+async def getblockchaininfo(ctx: RpcContext) -> dict[str, Any]:
+    store = _store(ctx, "getblockchaininfo")
+    tip = store.get_header(store.tip[0])
+    assert tip is not None, "the store checks its tip at open"
+    final_height = int(store.final_height)
+    final = store.get_block_at(final_height)
+    p2p = ctx.parts.p2p
+    return {
+        "network": ctx.config.network,
+        "chain_id": ctx.genesis.params.chain_id,
+        "genesis_hash": ctx.genesis_hash.hex(),
+        "height": tip.height,
+        "best_hash": tip.hash.hex(),
+        "best_kind": tip.kind.name.lower(),
+        "best_timestamp_ms": tip.timestamp_ms,
+        "final_height": final_height,
+        "final_hash": final.hash.hex() if final is not None else None,
+        "round": round_for_height(tip.height),
+        "model_version": store.reader().model_version().version,
+        "synced": p2p is None or not p2p.sync_status().syncing,
+    }
+
+
+async def getblock(ctx: RpcContext, block: str | int, verbosity: int = 1) -> dict[str, Any]:
+    store = _store(ctx, "getblock")
+    b = _find_block(store, block)
+    final = b.header.height <= store.final_height
+    return block_json(b, ctx.hrp, final=final, verbose=verbosity >= 1)
+
+
+async def getblockhash(ctx: RpcContext, height: int) -> str:
+    return _block_at(_store(ctx, "getblockhash"), height).hash.hex()
+
+
+async def getblockheader(ctx: RpcContext, block: str | int) -> dict[str, Any]:
+    return header_json(_find_block(_store(ctx, "getblockheader"), block).header, ctx.hrp)
+
+
+async def gettransaction(ctx: RpcContext, txid: str) -> dict[str, Any]:
+    raw_id = _parse_hash(txid, "txid")
+    store = _store(ctx, "gettransaction")
+    confirmed = _confirmed_tx(store, raw_id)
+    if confirmed is not None:
+        tx, block = confirmed
+        out = tx_json(tx, ctx.hrp)
+        out.update(
+            status="confirmed",
+            block_hash=block.hash.hex(),
+            height=block.height,
+            confirmations=_tip_height(store) - block.height + 1,
+            final=block.height <= store.final_height,
+        )
+        return out
+    pending = ctx.parts.mempool.get(TxId(raw_id)) if ctx.parts.mempool is not None else None
+    if pending is None:
         raise RpcError(RpcErrorCode.NOT_FOUND, f"transaction {txid} not found")
+    out = tx_json(pending, ctx.hrp)
+    out.update(status="pending", block_hash=None, height=None, confirmations=0, final=False)
+    return out
 
-    async def getaccount(address: str) -> dict[str, Any]:
+
+async def getaccount(ctx: RpcContext, address: str) -> dict[str, Any]:
+    account = _parse_address(ctx, address)
+    reader = _store(ctx, "getaccount").reader()
+    acc = reader.account(account)
+    bonded, unbonding, stakes = _staked_by(reader, account)
+    pool = ctx.parts.mempool
+    return {
+        "address": encode_address(account, ctx.hrp),
+        "balance": acc.balance,
+        "nonce": acc.nonce,
+        "next_nonce": max(acc.nonce, pool.next_nonce(account)) if pool is not None else acc.nonce,
+        "staked": bonded,
+        "unbonding": unbonding,
+        "stakes": stakes,
+        "height": reader.height,
+    }
+
+
+async def explainrewards(ctx: RpcContext, target: str | int) -> dict[str, Any]:
+    """Every coin minted, moved or burned by rule (PROTOCOL §5, §8) for an address or a height."""
+    store = _store(ctx, "explainrewards")
+    if isinstance(target, int) or target.isdigit():
+        height = _block_at(store, int(target)).height
+        records = store.rewards_at(height)
+        head: dict[str, Any] = {"height": height}
+    else:
+        account = _parse_address(ctx, target)
+        records = store.rewards_for(account)
+        head = {"address": encode_address(account, ctx.hrp)}
+    rewards = [to_json(r, ctx.hrp) for r in records]
+    return {**head, "total": sum(r.amount for r in records), "rewards": rewards}
+
+
+# -- txs and the mempool ------------------------------------------------------------------------
+
+
+async def sendrawtransaction(ctx: RpcContext, hex: str) -> str:
+    """Admit and publish (`TxSubmitter.submit_tx`); the mempool decodes and checks it, once."""
+    try:
+        raw = bytes.fromhex(hex)
+    except ValueError:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, "hex must be the hex encoding of a tx") from None
+    result = _txs(ctx, "sendrawtransaction").submit_tx(raw)
+    if isinstance(result, ErrorCode):
+        raise rejected(result, "tx refused")
+    return result.hex()
+
+
+async def getmempoolinfo(ctx: RpcContext) -> dict[str, Any]:
+    pool = _mempool(ctx, "getmempoolinfo")
+    return mempool_json(pool.statistics(ctx.now_ms()), pool.params.min_fee)
+
+
+async def getrawmempool(ctx: RpcContext, verbose: bool = False) -> list[Any]:
+    pool = _mempool(ctx, "getrawmempool")
+    if not verbose:
+        return [i.hex() for i in pool.ids()]
+    return [tx_json(tx, ctx.hrp) for tx in (pool.get(i) for i in pool.ids()) if tx is not None]
+
+
+# -- peers -------------------------------------------------------------------------------------
+
+
+async def getpeerinfo(ctx: RpcContext) -> list[dict[str, Any]]:
+    return [peer_json(p) for p in _p2p(ctx, "getpeerinfo").peers()]
+
+
+async def addpeer(ctx: RpcContext, addr: str) -> dict[str, Any]:
+    p2p = _p2p(ctx, "addpeer")
+    if "/p2p/" not in addr:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, "addr must be a multiaddr ending in /p2p/<peer id>")
+    try:
+        code = await p2p.add_peer(addr)
+    except (OSError, ValueError) as exc:
+        raise RpcError(RpcErrorCode.REJECTED, f"cannot connect to {addr}: {exc}") from None
+    if code is not None:
+        raise RpcError(RpcErrorCode.REJECTED, f"cannot connect to {addr}: {code.name} ({int(code)})")
+    return {"added": addr}
+
+
+async def disconnectpeer(ctx: RpcContext, peer_id: str) -> dict[str, Any]:
+    p2p = _p2p(ctx, "disconnectpeer")
+    if not any(p.peer_id == peer_id for p in p2p.peers()):
+        raise RpcError(RpcErrorCode.NOT_FOUND, f"not connected to {peer_id}")
+    p2p.disconnect_peer(peer_id)
+    return {"disconnected": peer_id}
+
+
+# -- staking -----------------------------------------------------------------------------------
+
+
+async def getvalidators(ctx: RpcContext) -> list[dict[str, Any]]:
+    reader = _store(ctx, "getvalidators").reader()
+    out = [_validator_json(reader, v.pubkey, ctx.hrp) for v in reader.validators()]
+    return sorted((v for v in out if v is not None), key=lambda v: -int(v["stake_total"]))
+
+
+async def getstakinginfo(ctx: RpcContext, address: str | None = None) -> dict[str, Any]:
+    reader = _store(ctx, "getstakinginfo").reader()
+    out: dict[str, Any] = {
+        "height": reader.height,
+        "total_stake": sum(v.stake_total for v in reader.validators()),
+        "min_stake": reader.params.min_stake,
+        "unbonding_blocks": reader.params.unbonding_blocks,
+        "stake_maturity_blocks": reader.params.stake_maturity_blocks,
+        "validator_count": len(reader.validators()),
+        "node_validator": None,
+    }
+    if ctx.validator_pubkey is not None:
+        out["node_validator"] = _validator_json(reader, ctx.validator_pubkey, ctx.hrp) or {
+            "validator_pubkey": ctx.validator_pubkey.hex(),
+            "stake_total": 0,
+            "eligible": False,
+        }
+    parts = ctx.parts
+    if parts.chain is not None and parts.vdf is not None:
+        out["producer"] = producer_json(parts.chain.statistics(), parts.vdf, parts.producer, parts.attester)
+    if address is not None:
         account = _parse_address(ctx, address)
-        chain = _need_chain(ctx, "getaccount")
-        reader = chain.reader()
-        acc = reader.account(account)
         bonded, unbonding, stakes = _staked_by(reader, account)
-        pending = ctx.mempool.pending_nonce(account) if ctx.mempool is not None else None
-        return {
-            "address": encode_address(account, hrp),
-            "balance": acc.balance,
-            "nonce": acc.nonce,
-            "next_nonce": max(acc.nonce, pending) if pending is not None else acc.nonce,
+        out["account"] = {
+            "address": encode_address(account, ctx.hrp),
             "staked": bonded,
             "unbonding": unbonding,
             "stakes": stakes,
-            "height": reader.height,
         }
+    return out
 
-    async def sendrawtransaction(hex: str) -> str:
-        try:
-            raw = bytes.fromhex(hex)
-        except ValueError:
-            raise RpcError(RpcErrorCode.INVALID_PARAMS, "hex must be the hex encoding of a tx") from None
-        tx = decode(Tx, raw, max_bytes=ctx.genesis.params.max_tx_bytes)
-        if isinstance(tx, ErrorCode):
-            raise rejected(tx, "tx does not decode")
-        if tx.chain_id != ctx.genesis.params.chain_id:
-            raise rejected(ErrorCode.WRONG_CHAIN, "tx is for another chain")
-        if not tx.signature_valid():
-            raise rejected(ErrorCode.BAD_SIGNATURE, "tx signature")
-        if ctx.mempool is None:
-            raise _missing(ctx, "sendrawtransaction", "mempool")
-        result = await ctx.mempool.submit(raw)
-        if isinstance(result, ErrorCode):
-            raise rejected(result, "tx refused")
-        return result.hex()
 
-    async def getmempoolinfo() -> dict[str, Any]:
-        if ctx.mempool is None:
-            raise _missing(ctx, "getmempoolinfo", "mempool")
-        return ctx.mempool.info()
+# -- the model and learning (the federated-learning issue fills these in) -----------------------
 
-    async def getrawmempool(verbose: bool = False) -> list[Any]:
-        if ctx.mempool is None:
-            raise _missing(ctx, "getrawmempool", "mempool")
-        ids = ctx.mempool.txids()
-        if not verbose:
-            return [i.hex() for i in ids]
-        out = []
-        for i in ids:
-            tx = ctx.mempool.get(i)
-            if tx is not None:
-                out.append(tx_json(tx, hrp))
-        return out
 
-    async def getpeerinfo() -> list[dict[str, Any]]:
-        if ctx.p2p is None:
-            raise _missing(ctx, "getpeerinfo", "p2p network")
-        return [
-            {"peer_id": p.peer_id, "addrs": p.addrs, "height": p.height, "score": p.score, **p.extra}
-            for p in ctx.p2p.peers()
-        ]
+async def getmodelinfo(ctx: RpcContext) -> dict[str, Any]:
+    reader = _store(ctx, "getmodelinfo").reader()
+    out: dict[str, Any] = to_json(reader.model_version(), ctx.hrp)
+    out["base_model"] = to_json(ctx.genesis.base_model, ctx.hrp)
+    out["lora_rank"] = ctx.genesis.params.lora_rank
+    out["aggregation_rule"] = ctx.genesis.params.aggregation_rule.name.lower()
+    return out
 
-    async def addpeer(addr: str) -> dict[str, Any]:
-        if ctx.p2p is None:
-            raise _missing(ctx, "addpeer", "p2p network")
-        if "/p2p/" not in addr:
-            raise RpcError(RpcErrorCode.INVALID_PARAMS, "addr must be a multiaddr ending in /p2p/<peer id>")
-        try:
-            await ctx.p2p.add_peer(addr)
-        except (OSError, ValueError) as exc:
-            raise RpcError(RpcErrorCode.REJECTED, f"cannot connect to {addr}: {exc}") from None
-        return {"added": addr}
 
-    async def disconnectpeer(peer_id: str) -> dict[str, Any]:
-        if ctx.p2p is None:
-            raise _missing(ctx, "disconnectpeer", "p2p network")
-        if not await ctx.p2p.disconnect_peer(peer_id):
-            raise RpcError(RpcErrorCode.NOT_FOUND, f"not connected to {peer_id}")
-        return {"disconnected": peer_id}
+async def getversionhistory(ctx: RpcContext) -> list[Any]:
+    raise not_available("getversionhistory", "version history index (federated-learning issue)")
 
-    def _validator_json(reader: StateReader, pubkey: bytes) -> dict[str, Any] | None:
-        rec = reader.validator(PubKey(pubkey))
-        if rec is None:
-            return None
-        next_height = Height(reader.height + 1)
-        eligible = reader.eligible_stake(PubKey(pubkey), next_height)
-        return {
-            "validator_pubkey": rec.pubkey.hex(),
-            "address": encode_address(account_id(rec.pubkey), hrp),
-            "stake_total": rec.stake_total,
-            "eligible_stake": eligible,
-            "eligible": eligible >= reader.params.min_stake and rec.jailed_until <= next_height,
-            "reputation": rec.reputation,
-            "jailed_until": rec.jailed_until,
-            "last_proposed": rec.last_proposed,
-        }
 
-    async def getvalidators() -> list[dict[str, Any]]:
-        reader = _need_chain(ctx, "getvalidators").reader()
-        out = [_validator_json(reader, v.pubkey) for v in reader.validators()]
-        return sorted((v for v in out if v is not None), key=lambda v: -int(v["stake_total"]))
+async def gettraininginfo(ctx: RpcContext) -> dict[str, Any]:
+    raise not_available("gettraininginfo", "training supervisor")
 
-    async def getstakinginfo(address: str | None = None) -> dict[str, Any]:
-        reader = _need_chain(ctx, "getstakinginfo").reader()
-        total = sum(v.stake_total for v in reader.validators())
-        out: dict[str, Any] = {
-            "height": reader.height,
-            "total_stake": total,
-            "min_stake": reader.params.min_stake,
-            "unbonding_blocks": reader.params.unbonding_blocks,
-            "stake_maturity_blocks": reader.params.stake_maturity_blocks,
-            "validator_count": len(reader.validators()),
-            "node_validator": None,
-        }
-        if ctx.validator_pubkey is not None:
-            out["node_validator"] = _validator_json(reader, ctx.validator_pubkey) or {
-                "validator_pubkey": ctx.validator_pubkey.hex(),
-                "stake_total": 0,
-                "eligible": False,
-            }
-        if ctx.producer is not None:
-            out["producer"] = ctx.producer.statistics()
-        if address is not None:
-            account = _parse_address(ctx, address)
-            bonded, unbonding, stakes = _staked_by(reader, account)
-            out["account"] = {
-                "address": encode_address(account, hrp),
-                "staked": bonded,
-                "unbonding": unbonding,
-                "stakes": stakes,
-            }
-        return out
 
-    async def getmodelinfo() -> dict[str, Any]:
-        reader = _need_chain(ctx, "getmodelinfo").reader()
-        out: dict[str, Any] = to_json(reader.model_version(), hrp)
-        out["base_model"] = to_json(ctx.genesis.base_model, hrp)
-        out["lora_rank"] = ctx.genesis.params.lora_rank
-        out["aggregation_rule"] = ctx.genesis.params.aggregation_rule.name.lower()
-        return out
+async def submitdataunit(ctx: RpcContext, path: str) -> dict[str, Any]:
+    raise not_available("submitdataunit", "blob store and data units")
 
-    async def getversionhistory() -> list[Any]:
-        raise not_available("getversionhistory", "version history index (federated-learning issue)")
 
-    async def gettraininginfo() -> dict[str, Any]:
-        raise not_available("gettraininginfo", "training supervisor")
+async def getblob(ctx: RpcContext, blob_hash: str) -> dict[str, Any]:
+    raise not_available("getblob", "blob store")
 
-    async def submitdataunit(path: str) -> dict[str, Any]:
-        raise not_available("submitdataunit", "blob store and data units")
 
-    async def getblob(blob_hash: str) -> dict[str, Any]:
-        raise not_available("getblob", "blob store")
-
-    async def explainrewards(target: str | int) -> dict[str, Any]:
-        """Every coin minted, moved or burned by rule (PROTOCOL §5, §8) for an address or a height."""
-        chain = _need_chain(ctx, "explainrewards")
-        if isinstance(target, int) or target.isdigit():
-            height = int(target)
-            if chain.block_at(height) is None:
-                raise RpcError(RpcErrorCode.NOT_FOUND, f"no block at height {height} on the best chain")
-            records = chain.rewards_at(height)
-            head: dict[str, Any] = {"height": height}
-        else:
-            account = _parse_address(ctx, target)
-            records = chain.rewards_for(account)
-            head = {"address": encode_address(account, hrp)}
-        return {
-            **head,
-            "total": sum(r.amount for r in records),
-            "rewards": [to_json(r, hrp) for r in records],
-        }
-
-    async def stop() -> str:
-        ctx.request_stop()
-        return "linguachaind stopping"
-
-    async def uptime() -> int:
-        return int(time.time() - ctx.started_at)
-
-    async def generate(n: int = 1) -> list[str]:
-        if not 1 <= n <= 1000:
-            raise RpcError(RpcErrorCode.INVALID_PARAMS, "n must be in 1..1000")
-        if ctx.producer is None:
-            raise not_available("generate", "block producer")
-        return await ctx.producer.generate(n)
-
-    async def setmocktime(timestamp_ms: int) -> int:
-        if ctx.set_mock_time is None:
-            raise not_available("setmocktime", "mock clock")
-        if timestamp_ms < 0:
-            raise RpcError(RpcErrorCode.INVALID_PARAMS, "timestamp_ms must be >= 0 (0 = real time)")
-        ctx.set_mock_time(timestamp_ms)
-        return timestamp_ms
-
-    methods = [
-        Method("getnodeinfo", getnodeinfo, help="peer id, listen addresses, validator key, version"),
-        Method("getblockchaininfo", getblockchaininfo, help="height, best and final block, round, model"),
-        Method("getblock", getblock, (Param("block", (str, int)), Param("verbosity", (int,), 1)), "a block"),
-        Method("getblockhash", getblockhash, (Param("height", (int,)),), "hash of the best-chain block"),
-        Method("getblockheader", getblockheader, (Param("block", (str, int)),), "a header"),
-        Method("gettransaction", gettransaction, (Param("txid", (str,)),), "a tx, confirmed or pending"),
-        Method("getaccount", getaccount, (Param("address", (str,)),), "balance, nonce, stake"),
-        Method("sendrawtransaction", sendrawtransaction, (Param("hex", (str,)),), "submit a signed tx"),
-        Method("getmempoolinfo", getmempoolinfo, help="mempool statistics"),
-        Method("getrawmempool", getrawmempool, (Param("verbose", (bool,), False),), "pending tx ids"),
-        Method("getpeerinfo", getpeerinfo, help="connected peers"),
-        Method("addpeer", addpeer, (Param("addr", (str,)),), "connect to a multiaddr"),
-        Method("disconnectpeer", disconnectpeer, (Param("peer_id", (str,)),), "drop a peer"),
-        Method("getstakinginfo", getstakinginfo, (Param("address", (str,), None),), "stake overview"),
-        Method("getvalidators", getvalidators, help="validator set"),
-        Method("getmodelinfo", getmodelinfo, help="current global model version"),
-        Method("getversionhistory", getversionhistory, help="model version history"),
-        Method("gettraininginfo", gettraininginfo, help="local training status"),
-        Method("submitdataunit", submitdataunit, (Param("path", (str,)),), "submit test data"),
-        Method("getblob", getblob, (Param("blob_hash", (str,)),), "a blob by hash"),
-        Method(
-            "explainrewards",
-            explainrewards,
-            (Param("target", (str, int)),),
-            "rewards of an address or height",
-        ),
-        Method("stop", stop, help="stop the daemon"),
-        Method("uptime", uptime, help="seconds since start"),
-        Method(
-            "generate", generate, (Param("n", (int,), 1),), "devnet: produce blocks now", devnet_only=True
-        ),
-        Method(
-            "setmocktime",
-            setmocktime,
-            (Param("timestamp_ms", (int,)),),
-            "devnet: fix the clock",
-            devnet_only=True,
-        ),
+async def help_(ctx: RpcContext) -> list[dict[str, Any]]:
+    return [
+        {"method": r.name, "params": [p.name for p in r.params], "help": r.help, "devnet_only": r.devnet_only}
+        for r in ROUTES
     ]
 
-    async def help_() -> list[dict[str, Any]]:
-        return [
-            {
-                "method": m.name,
-                "params": [p.name for p in m.params],
-                "help": m.help,
-                "devnet_only": m.devnet_only,
-            }
-            for m in methods
-        ]
 
-    methods.append(Method("help", help_, help="this list"))
-    return methods
+# -- the route table ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One RPC method: its name, the function (called as `fn(ctx, **params)`), parameters, help."""
+
+    name: str
+    fn: Callable[..., Awaitable[Any]]
+    params: tuple[Param, ...] = ()
+    help: str = ""
+    devnet_only: bool = False
+
+
+BLOCK_REF: Final = Param("block", (str, int))
+
+ROUTES: Final[tuple[Route, ...]] = (
+    Route("getnodeinfo", getnodeinfo, (), "peer id, listen addresses, validator key, version"),
+    Route("getblockchaininfo", getblockchaininfo, (), "height, best and final block, round, model"),
+    Route("getblock", getblock, (BLOCK_REF, Param("verbosity", (int,), 1)), "a block"),
+    Route("getblockhash", getblockhash, (Param("height", (int,)),), "hash of the best-chain block"),
+    Route("getblockheader", getblockheader, (BLOCK_REF,), "a header"),
+    Route("gettransaction", gettransaction, (Param("txid", (str,)),), "a tx, confirmed or pending"),
+    Route("getaccount", getaccount, (Param("address", (str,)),), "balance, nonce, stake"),
+    Route("sendrawtransaction", sendrawtransaction, (Param("hex", (str,)),), "submit a signed tx"),
+    Route("getmempoolinfo", getmempoolinfo, (), "mempool statistics"),
+    Route("getrawmempool", getrawmempool, (Param("verbose", (bool,), False),), "pending tx ids"),
+    Route("getpeerinfo", getpeerinfo, (), "connected peers"),
+    Route("addpeer", addpeer, (Param("addr", (str,)),), "connect to a multiaddr"),
+    Route("disconnectpeer", disconnectpeer, (Param("peer_id", (str,)),), "drop a peer"),
+    Route("getstakinginfo", getstakinginfo, (Param("address", (str,), None),), "stake overview"),
+    Route("getvalidators", getvalidators, (), "validator set"),
+    Route("getmodelinfo", getmodelinfo, (), "current global model version"),
+    Route("getversionhistory", getversionhistory, (), "model version history"),
+    Route("gettraininginfo", gettraininginfo, (), "local training status"),
+    Route("submitdataunit", submitdataunit, (Param("path", (str,)),), "submit test data"),
+    Route("getblob", getblob, (Param("blob_hash", (str,)),), "a blob by hash"),
+    Route("explainrewards", explainrewards, (Param("target", (str, int)),), "rewards of address/height"),
+    Route("stop", stop, (), "stop the daemon"),
+    Route("uptime", uptime, (), "seconds since start"),
+    Route("setmocktime", setmocktime, (Param("timestamp_ms", (int,)),), "devnet: fix the clock", True),
+    Route("help", help_, (), "this list"),
+)
+
+
+def build_methods(ctx: RpcContext) -> list[Method]:
+    """The dispatcher's methods: every route bound to `ctx`."""
+    return [Method(r.name, functools.partial(r.fn, ctx), r.params, r.help, r.devnet_only) for r in ROUTES]

@@ -2,7 +2,8 @@
 
 Owns: turning frozen chain dataclasses into JSON values: bytes as hex, `AccountId` fields as bech32m
 addresses, enums as lower-case names, amounts as integers in base units; plus the extra `hash`/`id`
-fields of blocks and txs. Must not: read the store (callers pass the objects).
+fields of blocks and txs, and the JSON of the mempool, peer and producer statistics. Must not: read
+the store or call a component (callers pass the objects).
 """
 
 from __future__ import annotations
@@ -15,9 +16,15 @@ from typing import Any, get_type_hints
 from chain.address import encode_address
 from chain.block import Block
 from chain.codec import encode
-from chain.header import Attestation, Header, round_for_height
+from chain.header import Header, round_for_height
 from chain.tx import Tx
 from chain.types import AccountId
+from linguachaind.services.attester import Attester
+from linguachaind.services.chain_service import ChainStatistics
+from linguachaind.services.producer import Producer
+from linguachaind.services.vdf_service import VdfService
+from mempool.config import MempoolStats, PoolKind
+from p2p.service import PeerSummary
 
 
 @lru_cache(maxsize=256)
@@ -54,11 +61,6 @@ def tx_json(tx: Tx, hrp: str) -> dict[str, Any]:
     return out
 
 
-def attestation_json(att: Attestation, hrp: str) -> dict[str, Any]:
-    out: dict[str, Any] = to_json(att, hrp)
-    return out
-
-
 def header_json(header: Header, hrp: str) -> dict[str, Any]:
     out: dict[str, Any] = {"hash": header.hash.hex(), "round": round_for_height(header.height)}
     out.update(to_json(header, hrp))
@@ -78,3 +80,52 @@ def block_json(block: Block, hrp: str, *, final: bool | None = None, verbose: bo
     else:
         out["body"] = to_json(body, hrp)
     return out
+
+
+def mempool_json(stats: MempoolStats, min_fee: int) -> dict[str, Any]:
+    """`getmempoolinfo`: totals, then one object per pool (`tx`, `data`, `learning`)."""
+    out: dict[str, Any] = {
+        "size": stats.count,
+        "bytes": stats.bytes,
+        "senders": stats.senders,
+        "oldest_age_ms": stats.oldest_age_ms,
+        "future_held": stats.future_held,
+        "accepted_total": stats.accepted_total,
+        "rejected_total": stats.rejected_total,
+        "evicted_total": stats.evicted_total,
+        "expired_total": stats.expired_total,
+        "min_fee": min_fee,
+    }
+    for p in stats.pools:
+        out[PoolKind(p.kind).name.lower()] = {
+            "count": p.count,
+            "bytes": p.bytes,
+            "max_count": p.max_count,
+            "max_bytes": p.max_bytes,
+            "min_fee_rate": p.min_fee_rate,
+            "min_fee_rate_to_enter": p.min_fee_rate_to_enter,
+        }
+    return out
+
+
+def peer_json(peer: PeerSummary) -> dict[str, Any]:
+    """`getpeerinfo`: one connected peer (height -1 before its status arrived)."""
+    height = peer.height if peer.height is not None else -1
+    return {"peer_id": peer.peer_id, "addrs": list(peer.addrs), "height": height, "score": float(peer.score)}
+
+
+def producer_json(
+    chain: ChainStatistics, vdf: VdfService, producer: Producer | None, attester: Attester | None
+) -> dict[str, Any]:
+    """`getstakinginfo`'s `producer` object: what this node's consensus services did."""
+    return {
+        "proposed": producer.proposed if producer is not None else 0,
+        "attested": attester.attested if attester is not None else 0,
+        "vdf_computed": vdf.computed,
+        "vdf_received": vdf.received,
+        "blocks_imported": chain.imported,
+        "blocks_rejected": chain.rejected,
+        "reorgs": chain.reorgs,
+        "side_blocks": chain.side_blocks,
+        "orphans": chain.orphans,
+    }

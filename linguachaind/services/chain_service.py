@@ -1,8 +1,10 @@
 """The chain service: block import, attestation pool, finality, fork choice and reorgs (PROTOCOL §4.4-§4.7).
 
-Owns: the one writer of the block store. `import_block` validates (chain.consensus.validate_block over
-this service as its `ChainView`), connects to the tip or keeps a valid side block, tells the mempool,
-then updates finality and fork choice and reorganises through the store's undo records. It also
+Owns: the one writer of the block store. `import_block` sequences validation (PROTOCOL §4.7, over
+this service as the `ChainView`): header and body rules (chain.consensus.validate_block), the state
+transition on the parent state (chain.state.transition.apply_block), the state root; then connects
+to the tip or keeps a valid side block, tells the mempool, updates finality and fork choice and
+reorganises through the store's undo records. It answers an `ImportResult`. It also
 holds orphans until their parent arrives and attestations until their block does. Must not: decide
 consensus rules (chain.consensus does), sign anything (producer, attester), or talk to the network
 (callers publish).
@@ -21,17 +23,19 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from enum import Enum
+from typing import TYPE_CHECKING, Final, TypeAlias
 
 import trio
 
 import vdf
 from chain.block import Block
 from chain.consensus.certificate import check_attestation
-from chain.consensus.election import VdfVerifier, eligible_validators
+from chain.consensus.election import VdfVerifier
 from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
-from chain.consensus.validation import validate_block
+from chain.consensus.validation import check_state_root, validate_block
+from chain.consensus.validators import source_matches, vote_weights
 from chain.errors import ErrorCode, StoreError
 from chain.header import Attestation, Header
 from chain.state.transition import BlockEffects, apply_block
@@ -61,6 +65,19 @@ class StateAt(StateOverlay):
         super().__init__(base)
         self.writes.update(writes)
         self._height = Height(height)
+
+
+class AddBlockResult(Enum):
+    """What `import_block` did with a block that is not invalid (like chia's `AddBlockResult`)."""
+
+    NEW_TIP = "new_tip"  # on the best chain now (connected, or made best by fork choice)
+    SIDE_BLOCK = "side_block"  # valid, kept beside the best chain
+    ALREADY_KNOWN = "already_known"
+    ORPHAN = "orphan"  # its parent is unknown: kept until the parent arrives
+
+
+# An `ErrorCode` is an invalid block (FUTURE_BLOCK: too early, kept and retried by `run`).
+ImportResult: TypeAlias = AddBlockResult | ErrorCode
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +223,7 @@ class ChainService:
         return votes[:limit]
 
     def eligible_for(self, block_hash: BlockHash) -> dict[PubKey, int]:
-        """Validator -> weight of the set eligible at the block's height (state of its parent)."""
+        """Validator -> vote weight (bonded stake of the epoch's fixed set, §4.4) at the block's height."""
         found = self._eligible.get(block_hash)
         if found is not None:
             return found
@@ -216,7 +233,7 @@ class ChainService:
         )
         if header is None or parent_state is None:
             return {}
-        weights = dict(eligible_validators(parent_state, header.height))
+        weights = dict(vote_weights(parent_state, header.height))
         self._eligible[block_hash] = weights
         return weights
 
@@ -268,30 +285,35 @@ class ChainService:
 
     # -- block import --------------------------------------------------------------------------
 
-    def import_block(self, block: Block) -> ErrorCode | None:
-        """Validate and add `block` (PROTOCOL §4.7), then finality, fork choice, reorg. None if it was
-        added (to the main chain or as a side block); else the code (ORPHAN: kept until its parent)."""
-        code = self._import_one(block)
+    def import_block(self, block: Block, *, effects: BlockEffects | None = None) -> ImportResult:
+        """Validate and add `block` (PROTOCOL §4.7), then finality, fork choice, reorg. `effects`: the
+        block applied to its parent state by the caller (the producer, which just built it from that
+        state): the transition is not run twice."""
+        stored = self._import_one(block, effects)
         for watcher in self._watchers:
-            watcher.saw_header(block.header, code)
-        if code is None:
-            self._adopt_orphans(block.hash)
-            self._update_chain()
-            self._notify()
-        return code
+            watcher.saw_header(block.header, stored)
+        if stored is not None:
+            return stored
+        self._adopt_orphans(block.hash)
+        self._update_chain()
+        self._notify()
+        on_best = self.store.hash_at(block.height) == block.hash
+        return AddBlockResult.NEW_TIP if on_best else AddBlockResult.SIDE_BLOCK
 
-    def _import_one(self, block: Block) -> ErrorCode | None:
+    def _import_one(self, block: Block, effects: BlockEffects | None = None) -> ImportResult | None:
+        """Validate and store `block` (connected to the tip or kept beside it): None once stored;
+        fork choice runs after, in `import_block`."""
         block_hash = block.hash
         if self.header(block_hash) is not None:
-            return ErrorCode.ALREADY_KNOWN
+            return AddBlockResult.ALREADY_KNOWN
         parent_hash = BlockHash(block.header.prev_hash)
         if self.header(parent_hash) is None:
             if block.header.height > self.store.final_height:
                 self._orphans[block_hash] = block
                 while len(self._orphans) > MAX_ORPHANS:
                     self._orphans.popitem(last=False)
-            return ErrorCode.ORPHAN
-        result = validate_block(self.params, self, block, self.clock.now_ms(), self._verify_vdf, apply_block)
+            return AddBlockResult.ORPHAN
+        result = self._validate(block, effects)
         wait_ms = block.header.timestamp_ms - self.params.max_future_drift_ms - self.clock.now_ms()
         if (
             result is ErrorCode.FUTURE_BLOCK and wait_ms <= MAX_FUTURE_WAIT_MS
@@ -323,6 +345,21 @@ class ChainService:
                 del self._pending_atts[key]
                 self._add_attestation(att)
         return None
+
+    def _validate(self, block: Block, effects: BlockEffects | None) -> BlockEffects | ErrorCode:
+        """§4.7 in order: header and body rules, the transition on the parent state, the state root."""
+        code = validate_block(self.params, self, block, self.clock.now_ms(), self._verify_vdf)
+        if code is not None:
+            return code
+        if effects is None:
+            parent_state = self.state(BlockHash(block.header.prev_hash))
+            if parent_state is None:  # a parent too deep to rebuild (MAX_STATE_DEPTH)
+                return ErrorCode.ORPHAN
+            applied = apply_block(self.params, parent_state, block)
+            if isinstance(applied, ErrorCode):
+                return applied
+            effects = applied
+        return check_state_root(block, effects.state_root) or effects
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Retry blocks refused as FUTURE_BLOCK once the clock reaches their time minus the drift."""
@@ -398,6 +435,8 @@ class ChainService:
         if att.chain_id != self.params.chain_id:
             return ErrorCode.WRONG_CHAIN
         if att.height <= self.store.final_height:
+            for watcher in self._watchers:  # not counted, but still evidence (§4.4, issue 10 finding 5)
+                watcher.saw_attestation(att, False)
             return ErrorCode.STALE
         if self.header(att.block_hash) is None:
             self._pending_atts[att.id] = att
@@ -422,9 +461,12 @@ class ChainService:
         code = check_attestation(self.params.chain_id, att, self.eligible_for(BlockHash(att.block_hash)))
         if code is not None:
             return code
-        pool[att.validator] = att
         for watcher in self._watchers:
             watcher.saw_attestation(att, True)
+        target_state = self.state(BlockHash(att.block_hash))
+        if target_state is None or not source_matches(att, target_state):
+            return ErrorCode.BAD_SOURCE  # signed, so evidence above; never counted nor certified
+        pool[att.validator] = att
         return None
 
     def _update_chain(self) -> None:

@@ -5,11 +5,14 @@ rejected, and every vote), finding two different signed headers of one proposer 
 (DOUBLE_PROPOSAL) and two votes of one validator for different blocks at one height (DOUBLE_ATTEST),
 checking the `Evidence` with `chain.consensus.slashing.verify_evidence` against the tip state, and
 submitting it as a SLASH_EVIDENCE tx signed by the node's validator key (the reporter, paid
-`slash_reporter_share_permille` of the slash) into the mempool and to the network.
+`slash_reporter_share_permille` of the slash) through the node's one `submit_tx` (mempool, then
+network).
 Must not: decide what proves a fault (chain.consensus.slashing) or apply the slash (the state
 transition), block or fail an import (its hooks are quick and synchronous), or hold unbounded memory:
-it keeps one signed header per (height, proposer) and one vote per (height, validator), only above
-the final height (at or below it the main chain's header from the store is the other half), capped.
+it keeps one signed header per (height, proposer) above the final height (at or below it the main
+chain's header from the store is the other half) and the first vote per (height, validator) for the
+whole evidence window (`unbonding_blocks`; votes at or below the final height included), capped.
+Two votes of one validator whose spans strictly nest are SURROUND_VOTE evidence.
 
 Each fault is reported once (its normalised evidence key); evidence found while the reporter account
 cannot pay `min_fee` waits (capped) and a WARNING names the address to fund, once. Every validator
@@ -33,14 +36,14 @@ from chain.codec import encode
 from chain.consensus.slashing import evidence_key, verify_evidence
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
-from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind
+from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, SurroundVote
 from chain.header import Attestation, Header
 from chain.state.model import StateReader
 from chain.tx import SlashEvidence, Tx, make_tx
 from chain.types import AccountId, Hash32, PubKey, TxId
 from linguachaind.logsetup import event
-from linguachaind.services.chain_service import ChainService
-from linguachaind.services.interfaces import Clock, TxPublisher
+from linguachaind.services.chain_service import AddBlockResult, ChainService
+from linguachaind.services.submit import TxSubmitter
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +51,6 @@ MAX_HEADERS: Final = 256  # signed headers kept (a header can carry a large cert
 MAX_VOTES: Final = 8192
 MAX_REPORTED: Final = 4096  # evidence keys remembered (older ones are past `unbonding_blocks` anyway)
 MAX_WAITING: Final = 64  # evidence found while the reporter account cannot pay the fee
-MAX_OUTBOX: Final = 64  # evidence txs waiting to be published
 FUTURE_HEADERS: Final = 256  # headers further above the tip than this are not kept
 
 # Header results that say the header itself is broken (not ours to prove anything with).
@@ -62,8 +64,6 @@ V = TypeVar("V")
 class EvidencePool(Protocol):
     """The part of `mempool.Mempool` the reporter uses."""
 
-    def add(self, tx: Tx, now_ms: int) -> TxId | ErrorCode: ...
-
     def next_nonce(self, account: AccountId) -> int: ...
 
     def contains(self, tx_id: TxId) -> bool: ...
@@ -73,15 +73,14 @@ class EvidencePool(Protocol):
 
 class EvidenceReporter:
     """Reports equivocations with `key`'s account. Registers itself with `chain` on construction;
-    `run` (a trio service) publishes the evidence txs and retries evidence that waited for funds."""
+    `run` (a trio service) follows the chain: it retries evidence that waited for funds."""
 
     def __init__(
         self,
         chain: ChainService,
         key: SecretKey,
         mempool: EvidencePool,
-        clock: Clock,
-        network: TxPublisher | None = None,
+        txs: TxSubmitter,
     ) -> None:
         self.chain = chain
         self.params = chain.params
@@ -89,8 +88,7 @@ class EvidenceReporter:
         self._account = account_id(key.pubkey)
         self.address = address_of(key.pubkey, HRP_BY_NETWORK.get(self.params.network, "rlc"))
         self._mempool = mempool
-        self._clock = clock
-        self._network = network
+        self._txs = txs
         self._headers: dict[tuple[int, PubKey], Header] = {}
         self._votes: dict[tuple[int, PubKey], Attestation] = {}
         self._reported: dict[Hash32, int] = {}  # evidence key -> fault height
@@ -98,13 +96,12 @@ class EvidenceReporter:
         self._pending: dict[TxId, tuple[Tx, Hash32, int]] = {}  # our evidence txs not yet in a block
         self._pruned_at = -1
         self._warned = False
-        self._outbox_send, self._outbox = trio.open_memory_channel[bytes](MAX_OUTBOX)
         self.submitted: list[Tx] = []  # evidence txs accepted by the mempool (newest last, capped)
         chain.add_watcher(self)
 
     # -- ChainWatcher ----------------------------------------------------------------------------
 
-    def saw_header(self, header: Header, code: ErrorCode | None) -> None:
+    def saw_header(self, header: Header, code: AddBlockResult | ErrorCode | None) -> None:
         if code in _BROKEN or header.chain_id != self.params.chain_id or header.height == 0:
             return
         self._prune()
@@ -131,18 +128,22 @@ class EvidenceReporter:
             )
 
     def saw_attestation(self, att: Attestation, verified: bool) -> None:
-        if att.chain_id != self.params.chain_id or att.height <= self.chain.store.final_height:
+        """Every vote the chain service is shown, also at or below the final height: the first vote
+        per (height, validator) is kept for the whole evidence window (`unbonding_blocks`)."""
+        too_old = att.height + self.params.unbonding_blocks <= self.chain.height
+        if att.chain_id != self.params.chain_id or too_old:
             return
         self._prune()
+        self._check_surround(att, verified)
         slot = (int(att.height), att.validator)
         other = self._votes.get(slot)
         if other is None:
-            if verified:  # an unchecked vote comes back verified when its block arrives
+            if verified or att.signature_valid():
                 self._votes[slot] = att
                 _cap(self._votes, MAX_VOTES)
             return
         if (
-            other.block_hash != att.block_hash
+            _vote_content(other) != _vote_content(att)
             and not self._known(EvidenceKind.DOUBLE_ATTEST, att.validator, att.height)
             and (verified or att.signature_valid())
         ):
@@ -150,25 +151,37 @@ class EvidenceReporter:
                 Evidence(EvidenceKind.DOUBLE_ATTEST, DoubleAttest(other, att)), att.validator, att.height
             )
 
+    def _check_surround(self, att: Attestation, verified: bool) -> None:
+        """SURROUND_VOTE (§5.3): a kept vote of the same validator whose span strictly contains the
+        new one's, or the reverse."""
+        for (_, validator), old in list(self._votes.items()):
+            if validator != att.validator:
+                continue
+            if old.source_height < att.source_height and att.height < old.height:
+                outer, inner = old, att
+            elif att.source_height < old.source_height and old.height < att.height:
+                outer, inner = att, old
+            else:
+                continue
+            if not self._known(EvidenceKind.SURROUND_VOTE, att.validator, outer.height) and (
+                verified or att.signature_valid()
+            ):
+                proof = SurroundVote(outer, inner)
+                self._found(Evidence(EvidenceKind.SURROUND_VOTE, proof), att.validator, outer.height)
+            return
+
     # -- the service -----------------------------------------------------------------------------
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._publish)
-            seen = -1
-            while True:
-                seen = await self.chain.wait_change(seen)
-                self._prune()
-                self._follow_pending()
-                if self._waiting and self._can_pay():  # the account may have been funded
-                    for key, (evidence, height) in list(self._waiting.items()):
-                        self._submit(key, evidence, height)
-
-    async def _publish(self) -> None:
-        async for raw in self._outbox:
-            if self._network is not None:
-                await self._network.publish_tx(raw)
+        seen = -1
+        while True:
+            seen = await self.chain.wait_change(seen)
+            self._prune()
+            self._follow_pending()
+            if self._waiting and self._can_pay():  # the account may have been funded
+                for key, (evidence, height) in list(self._waiting.items()):
+                    self._submit(key, evidence, height)
 
     def statistics(self) -> dict[str, int]:
         return {
@@ -245,7 +258,7 @@ class EvidenceReporter:
             return
         nonce = self._mempool.next_nonce(self._account)
         tx = make_tx(self._key, self.params.chain_id, nonce, self.params.min_fee, SlashEvidence(evidence))
-        result = self._mempool.add(tx, self._clock.now_ms())
+        result = self._txs.submit_tx(encode(tx))
         if isinstance(result, ErrorCode):
             if result.is_transient:  # INSUFFICIENT_BALANCE (pending spends), POOL_FULL, ...
                 self._wait_for_funds(key, evidence, height, result)
@@ -260,10 +273,6 @@ class EvidenceReporter:
         self._pending[tx.id] = (tx, key, height)
         self.submitted.append(tx)
         del self.submitted[:-MAX_REPORTED]
-        try:
-            self._outbox_send.send_nowait(encode(tx))
-        except trio.WouldBlock:
-            log.warning("evidence tx %s not published: outbox full (it is in the mempool)", tx.id.hex()[:16])
         log.warning(
             "%s",
             event(
@@ -307,11 +316,16 @@ class EvidenceReporter:
             return
         self._pruned_at = final
         self._headers = {k: v for k, v in self._headers.items() if k[0] > final}
-        self._votes = {k: v for k, v in self._votes.items() if k[0] > final}
         horizon = self.chain.height - self.params.unbonding_blocks
+        self._votes = {k: v for k, v in self._votes.items() if k[0] > horizon}  # the evidence window
         self._reported = {k: h for k, h in self._reported.items() if h > horizon}
         self._pending = {i: v for i, v in self._pending.items() if v[2] > horizon}
         self._waiting = {k: v for k, v in self._waiting.items() if v[1] > horizon}
+
+
+def _vote_content(att: Attestation) -> tuple[bytes, int, bytes]:
+    """What a vote says (target and source): two different ones at one height are a double vote."""
+    return att.block_hash, att.height, att.source_hash + att.source_height.to_bytes(8, "big")
 
 
 def _cap(kept: dict[tuple[int, PubKey], V], limit: int) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -21,6 +21,9 @@ from chain.header import Attestation, Header
 from chain.state.model import StateReader
 from chain.tx import Tx
 from chain.vdfmsg import VdfProof
+
+if TYPE_CHECKING:  # chain_service imports this module
+    from linguachaind.services.chain_service import AddBlockResult
 
 
 class Clock(Protocol):
@@ -58,7 +61,7 @@ class Network(Protocol):
 
 
 class TxPublisher(Protocol):
-    """Gossip of a tx this node made (the evidence reporter's SLASH_EVIDENCE); `glue.P2PNetwork` has it."""
+    """Gossip of a tx this node admitted (`services.submit.TxSubmitter` publishes through it)."""
 
     async def publish_tx(self, raw: bytes) -> None: ...
 
@@ -79,8 +82,9 @@ class ChainWatcher(Protocol):
     """What the chain service shows an observer (the evidence reporter, PROTOCOL §5.3). Called
     synchronously inside `import_block` / `on_attestation`: must be quick and must not import."""
 
-    def saw_header(self, header: Header, code: ErrorCode | None) -> None:
-        """Every block handed to `import_block`, with its result (None: added, main or side)."""
+    def saw_header(self, header: Header, code: AddBlockResult | ErrorCode | None) -> None:
+        """Every block handed to `import_block`, as soon as it was validated: None once stored (on the
+        best chain or beside it), else why not (`chain_service.ImportResult`)."""
         ...
 
     def saw_attestation(self, att: Attestation, verified: bool) -> None:

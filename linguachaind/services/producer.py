@@ -7,7 +7,8 @@ so the body is exactly valid; DATA and VERSION blocks carry empty/no-op bodies u
 federated-learning issue fills them), the header's certificate, state root, PoW and signature, and
 asking slashing protection before signing.
 Must not: decide ranks or timing rules (chain.consensus.duties does), validate (the chain service
-imports our own block through full validation before it is published), or compute the VDF itself.
+imports our own block through the header and body rules before it is published; the transition is
+the one assembly ran, handed over, not run twice), or compute the VDF itself.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ from chain.hashing import H
 from chain.header import BlockKind, Header, kind_for_height, round_for_height
 from chain.signed import unsigned_bytes
 from chain.state.model import StateReader
-from chain.state.transition import BlockError, apply_block_detailed, apply_tx
+from chain.state.transition import BlockEffects, BlockError, apply_block_detailed, apply_tx
 from chain.state.txrules import release_unbonding
 from chain.state.view import StateOverlay, StateView
 from chain.tx import Tx
 from chain.types import ZERO_HASH, BlockHash, Hash32, Height, StateRoot
 from linguachaind.logsetup import event
-from linguachaind.services.chain_service import ChainService
+from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.interfaces import Clock, MempoolLike, Network
 from linguachaind.slashing_protection import SlashingProtection
 
@@ -155,12 +156,13 @@ class Producer:
         await self._wait_synced()  # sync may have started meanwhile
         if not should_propose(duty, self._clock.now_ms(), self.chain.child_ranks(parent.hash)):
             return None
-        block = self.assemble(parent, duty, output, proof)
-        if block is None:
+        built = self._build(parent, duty, output, proof)
+        if built is None:
             return None
-        code = self.chain.import_block(block)
-        if code is not None:
-            log.error("own block at height %d was rejected: %s", block.height, code.name)
+        block, effects = built
+        result = self.chain.import_block(block, effects=effects)
+        if result not in (AddBlockResult.NEW_TIP, AddBlockResult.SIDE_BLOCK):
+            log.error("own block at height %d was not added: %s", block.height, result.name)
             return None
         self.proposed += 1
         log.info(
@@ -170,6 +172,14 @@ class Producer:
 
     def assemble(self, parent: Header, duty: ProposalDuty, output: bytes, proof: bytes) -> Block | None:
         """The signed block for `duty`, or None when slashing protection refuses (synchronous)."""
+        built = self._build(parent, duty, output, proof)
+        return None if built is None else built[0]
+
+    def _build(
+        self, parent: Header, duty: ProposalDuty, output: bytes, proof: bytes
+    ) -> tuple[Block, BlockEffects | None] | None:
+        """`assemble`, with the block's effects on the parent state (None for a block signed before
+        a restart: the chain service applies that one itself)."""
         reader = self.chain.state(parent.hash)
         if reader is None:
             return None
@@ -192,7 +202,7 @@ class Producer:
         body: Body = empty_body(kind, reader, duty.height) if kind != BlockKind.TX else TxBody()
         if kind == BlockKind.TX and self._mempool is not None:
             body = TxBody(tuple(self.tx_template(reader, draft)))
-        # Signatures: the mempool checked each tx on admission, and our own import re-validates all.
+        # Signatures: the mempool checked each tx on admission; these effects are the block's import.
         effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
         if isinstance(effects, BlockError) and isinstance(body, TxBody) and body.txs:
             log.error("tx template does not apply (%s); proposing an empty TX block", _why(effects))
@@ -206,10 +216,11 @@ class Producer:
         )
         signing_root = Hash32(H(unsigned_bytes(header)))
         if not self._protection.record_proposal(duty.height, signing_root):
-            return self._signed_before(parent, duty.height)
+            again = self._signed_before(parent, duty.height)
+            return None if again is None else (again, None)
         block = Block(header.signed(self._key), body)
         self._protection.remember_signed_block(duty.height, encode(block))
-        return block
+        return block, _for_block(effects, Block(draft, body).hash, block)
 
     def tx_template(self, reader: StateView, draft: Header) -> list[Tx]:
         """The mempool's best txs for the TX block `draft`, each applied (`apply_tx`) to the block's
@@ -246,6 +257,15 @@ class Producer:
             return None
         log.info("re-using the block signed at height %d before a restart", height)
         return block
+
+
+def _for_block(effects: BlockEffects, draft_hash: bytes, block: Block) -> BlockEffects:
+    """The draft's effects, for the signed block: only the block hash differs (the state does not
+    commit to it, so the writes and the state root are the same; reward records name the block)."""
+    rewards = tuple(
+        dataclasses.replace(r, ref=Hash32(block.hash)) if r.ref == draft_hash else r for r in effects.rewards
+    )
+    return dataclasses.replace(effects, block_hash=block.hash, rewards=rewards)
 
 
 def _why(error: BlockError) -> str:

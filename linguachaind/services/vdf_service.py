@@ -19,9 +19,11 @@ if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
 
 import vdf
-from chain.consensus.election import vdf_challenge
+from chain.consensus.election import challenge_for_child, vdf_challenge
 from chain.errors import ErrorCode
+from chain.header import Header
 from chain.params import ChainParams
+from chain.types import BlockHash
 from chain.vdfmsg import VdfProof
 from linguachaind.logsetup import event
 from linguachaind.services.interfaces import Network
@@ -29,6 +31,12 @@ from linguachaind.services.interfaces import Network
 log = logging.getLogger(__name__)
 
 MAX_CACHED: Final = 256
+
+
+class HeaderLookup(Protocol):
+    """Known headers (the chain service has this shape)."""
+
+    def header(self, block_hash: BlockHash) -> Header | None: ...
 
 
 class TipSource(Protocol):
@@ -50,13 +58,13 @@ class VdfService:
     def __init__(
         self,
         params: ChainParams,
-        network: Network | None = None,
         *,
         compute: bool = True,
         prover_factory: Callable[[], vdf.VdfProver] = vdf.VdfProver,
+        headers: HeaderLookup | None = None,
     ) -> None:
         self.params = params
-        self._network = network
+        self._headers = headers
         self._compute = compute
         self._prover_factory = prover_factory
         self._known: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
@@ -68,7 +76,13 @@ class VdfService:
         self.received = 0
 
     def challenge_for(self, prev_hash: bytes) -> bytes:
-        return vdf_challenge(self.params.chain_id, prev_hash)
+        """The challenge of the child of `prev_hash`: it chains from the parent's VDF output and the
+        height (§4.2), so the parent's header is looked up. Without a lookup (the service's own unit
+        tests) or for an unknown parent it is derived from the hash alone, which no valid block uses."""
+        parent = self._headers.header(BlockHash(prev_hash)) if self._headers is not None else None
+        if parent is None:
+            return vdf_challenge(self.params.chain_id, prev_hash, 0)
+        return challenge_for_child(self.params.chain_id, parent)
 
     # -- inputs --------------------------------------------------------------------------------
 
@@ -119,10 +133,14 @@ class VdfService:
     # -- the service ---------------------------------------------------------------------------
 
     async def run(
-        self, *, tip: TipSource | None = None, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        *,
+        tip: TipSource | None = None,
+        network: Network | None = None,
+        task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Compute wanted VDFs in a child process; with `tip`, also want the child of every new tip
-        (timelord mode: computing before a producer asks)."""
+        """Compute wanted VDFs in a child process and publish each on `network`; with `tip`, also
+        want the child of every new tip (timelord mode: computing before a producer asks)."""
         async with self._prover_factory() as prover, trio.open_nursery() as nursery:
             if tip is not None:
                 nursery.start_soon(self._follow, tip)
@@ -132,7 +150,7 @@ class VdfService:
                 if target is None or target in self._known or not self._compute:
                     await self._target_changed.wait()
                     continue
-                await self._prove(prover, target)
+                await self._prove(prover, target, network)
 
     async def _follow(self, tip: TipSource) -> None:
         seen = -1
@@ -140,7 +158,7 @@ class VdfService:
             self.want(tip.tip_hash())
             seen = await tip.wait_change(seen)
 
-    async def _prove(self, prover: vdf.VdfProver, target: bytes) -> None:
+    async def _prove(self, prover: vdf.VdfProver, target: bytes, network: Network | None) -> None:
         bits, iterations = self.params.vdf_discriminant_bits, self.params.vdf_iterations
         with trio.CancelScope() as scope:
             self._work_scope = scope
@@ -157,5 +175,5 @@ class VdfService:
         self.computed += 1
         log.info("%s", event("vdf_computed", challenge=target.hex()[:16], iterations=iterations))
         self._add(target, output, proof)
-        if self._network is not None:
-            await self._network.publish_vdf(vdf.make_vdf_proof(self.params, target, output, proof))
+        if network is not None:
+            await network.publish_vdf(vdf.make_vdf_proof(self.params, target, output, proof))

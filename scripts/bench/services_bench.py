@@ -42,6 +42,7 @@ from chain.types import COIN, ZERO_SIGNATURE, Amount, BlockHash, Height, Timesta
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.producer import Producer
+from linguachaind.services.submit import TxSubmitter
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis, make_block
@@ -111,13 +112,20 @@ def main() -> None:
 
         t_old, t_new = timed(old), timed(new)
 
-        reporter = EvidenceReporter(chain, key, pool, clock, NullNetwork())
+        reporter = EvidenceReporter(chain, key, pool, TxSubmitter(pool, clock, NullNetwork()))
         header = dataclasses.replace(
             draft, timestamp_ms=TimestampMs(draft.timestamp_ms + 1), signature=ZERO_SIGNATURE
         )
         header = header.mined(DEVNET.pow_bits_header).signed(key)
         votes = [  # one per height: no fault, the common path
-            Attestation(DEVNET.chain_id, Height(1 + i), BlockHash(bytes(32)), key.pubkey).signed(key)
+            Attestation(
+                DEVNET.chain_id,
+                Height(1 + i),
+                BlockHash(bytes(32)),
+                Height(0),
+                BlockHash(bytes(32)),
+                key.pubkey,
+            ).signed(key)
             for i in range(2_000)
         ]
 

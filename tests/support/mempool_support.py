@@ -18,7 +18,16 @@ from chain.block import Block, TxBody, body_root
 from chain.crypto import SecretKey, account_id
 from chain.header import Header, kind_for_height
 from chain.params import DEVNET, ChainParams
-from chain.state.model import GENESIS_MODEL, Account, ModelVersion, StakeRecord, ValidatorRecord
+from chain.state.model import (
+    GENESIS_CHECKPOINT,
+    GENESIS_MODEL,
+    Account,
+    Checkpoint,
+    ModelVersion,
+    StakeRecord,
+    ValidatorRecord,
+    ValidatorSet,
+)
 from chain.tx import Transfer, Tx, make_tx
 from chain.types import (
     COIN,
@@ -92,6 +101,12 @@ class MemState:
 
     def evidence_seen(self, key: Hash32) -> bool:
         return False
+
+    def justified(self) -> Checkpoint:
+        return GENESIS_CHECKPOINT
+
+    def validator_set(self, which: bytes) -> ValidatorSet | None:
+        return None
 
     def with_account(self, account: AccountId, balance: int, nonce: int) -> MemState:
         accounts = dict(self._accounts)

@@ -9,6 +9,7 @@ Must not: mock the store, the VDF or the signatures.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import trio
 import vdf
 from chain.block import Block
 from chain.consensus.duties import ProposalDuty, proposal_duty
-from chain.consensus.election import vdf_challenge
+from chain.consensus.election import challenge_for_child
 from chain.crypto import SecretKey
 from chain.genesis import Genesis
 from chain.header import Header
@@ -30,6 +31,7 @@ from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import Clock, MempoolLike, Network, TxPublisher
 from linguachaind.services.producer import Producer
+from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
@@ -47,6 +49,7 @@ class ServiceStack:
     network: Network
     mempool: Mempool | None
     reporter: EvidenceReporter | None = None
+    txs: TxSubmitter | None = None
 
     def close(self) -> None:
         if self.mempool is not None:
@@ -81,21 +84,25 @@ def open_stack(
     )
     network = network if network is not None else NullNetwork()
     chain = ChainService(store, clock, mempool=mempool)
-    vdf = VdfService(genesis.params, network)
+    vdf = VdfService(genesis.params, headers=chain)
     protection = SlashingProtection.open(datadir / "slashing", key.pubkey)
     producer = Producer(chain, vdf, key, protection, clock, network, mempool=mempool)
     attester = Attester(chain, key, protection, network)
-    reporter = None if mempool is None else EvidenceReporter(chain, key, mempool, clock, tx_network)
-    return ServiceStack(store, chain, vdf, producer, attester, protection, network, mempool, reporter)
+    txs, reporter = None, None
+    if mempool is not None:  # the reporter submits its txs through the node's one submitter
+        txs = TxSubmitter(mempool, clock, tx_network or NullNetwork())
+        reporter = EvidenceReporter(chain, key, mempool, txs)
+    return ServiceStack(store, chain, vdf, producer, attester, protection, network, mempool, reporter, txs)
 
 
 @asynccontextmanager
 async def run_stack(stack: ServiceStack) -> AsyncIterator[trio.Nursery]:
     """Run the VDF service, producer, attester (and reporter); cancelled (prover killed) on exit."""
     async with trio.open_nursery() as nursery:
-        if stack.reporter is not None:
+        if stack.reporter is not None and stack.txs is not None:
+            await nursery.start(stack.txs.run)
             await nursery.start(stack.reporter.run)
-        await nursery.start(stack.vdf.run)
+        await nursery.start(functools.partial(stack.vdf.run, network=stack.network))
         await nursery.start(stack.attester.run)
         await nursery.start(stack.producer.run)
         yield nursery
@@ -142,16 +149,16 @@ class NoVdf:
 
 def vdf_for(parent: Header) -> tuple[bytes, bytes]:
     """The devnet VDF of `parent`'s child, computed in-process (cached by parent)."""
-    return _vdf_cached(parent.hash)
+    return _vdf_cached(parent)
 
 
 _VDF_CACHE: dict[bytes, tuple[bytes, bytes]] = {}
 
 
-def _vdf_cached(parent_hash: bytes) -> tuple[bytes, bytes]:
-    found = _VDF_CACHE.get(parent_hash)
+def _vdf_cached(parent: Header) -> tuple[bytes, bytes]:
+    found = _VDF_CACHE.get(parent.hash)
     if found is None:
-        challenge = vdf_challenge(DEVNET.chain_id, parent_hash)
+        challenge = challenge_for_child(DEVNET.chain_id, parent)
         found = vdf.prove(challenge, DEVNET.vdf_discriminant_bits, DEVNET.vdf_iterations)
-        _VDF_CACHE[parent_hash] = found
+        _VDF_CACHE[parent.hash] = found
     return found

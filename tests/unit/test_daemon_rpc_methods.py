@@ -17,13 +17,15 @@ from chain.genesis import Genesis, parse_genesis
 from chain.store.blockstore import BlockStore
 from chain.tx import Transfer, make_tx
 from chain.types import Amount, ChainId
-from linguachaind.adapters import PoolAdapter, StoreChain
 from linguachaind.config import build_config
 from linguachaind.devgenesis import dev_account_key, dev_validator_key, devnet_genesis_doc
+from linguachaind.parts import Parts
 from linguachaind.rpc.errors import RpcError, RpcErrorCode
 from linguachaind.rpc.methods import RpcContext, build_methods
+from linguachaind.services.submit import TxSubmitter
 from mempool.config import MempoolConfig
 from mempool.mempool import Mempool
+from tests.support.doubles import FakeClock, NullNetwork
 
 
 @pytest.fixture
@@ -37,11 +39,9 @@ def ctx(tmp_path: Path, genesis: Genesis) -> Iterator[RpcContext]:
     config = build_config({"datadir": str(tmp_path)}, {})
     store = BlockStore.open(tmp_path / "chain", genesis)
 
-    def now() -> int:
-        return int(time.time() * 1000)
-
+    clock = FakeClock(int(time.time() * 1000))
     pool = Mempool.open(
-        tmp_path / "mempool", genesis.params, MempoolConfig(), reader=store.reader(), now_ms=now()
+        tmp_path / "mempool", genesis.params, MempoolConfig(), reader=store.reader(), now_ms=clock.now_ms()
     )
     stopped: list[bool] = []
     c = RpcContext(
@@ -49,9 +49,9 @@ def ctx(tmp_path: Path, genesis: Genesis) -> Iterator[RpcContext]:
         genesis=genesis,
         genesis_hash=bytes(store.genesis_hash),
         request_stop=lambda: stopped.append(True),
+        parts=Parts(store=store, mempool=pool, txs=TxSubmitter(pool, clock, NullNetwork())),
+        now_ms=clock.now_ms,
         validator_pubkey=dev_validator_key(0).pubkey,
-        chain=StoreChain(store),
-        mempool=PoolAdapter(pool, now),
         warming_up=False,
     )
     yield c

@@ -20,8 +20,8 @@ from chain.header import Attestation
 from chain.params import DEVNET
 from chain.store.blockstore import BlockStore
 from chain.tx import Transfer, make_tx
-from chain.types import Amount, Height
-from linguachaind.services.chain_service import ChainService
+from chain.types import Amount, BlockHash, Height
+from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.producer import Producer
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
@@ -56,19 +56,20 @@ def test_lower_rank_wins_then_attested_weight_wins_with_reorgs(
     by_leader = leader.propose(chain, genesis_header)
     assert (by_leader.header.rank, by_backup.header.rank) == (0, 1)
 
-    assert chain.import_block(by_backup) is None
+    assert chain.import_block(by_backup) is AddBlockResult.NEW_TIP
     assert chain.tip_hash() == by_backup.hash
     att = backup.attester.attest_head()  # the backup votes for the only block it knows
     assert att is not None
     assert att.block_hash == by_backup.hash
 
-    assert chain.import_block(by_leader) is None  # a side block first, then fork choice: lower rank
+    assert chain.import_block(by_leader) is AddBlockResult.SIDE_BLOCK  # lower rank, but one vote on the tip
     assert chain.tip_hash() == by_backup.hash  # ... but one vote already sits on the backup's block
     assert chain.statistics().side_blocks == 1
 
-    leader_vote = Attestation(DEVNET.chain_id, Height(1), by_leader.hash, leader.key.pubkey).signed(
-        leader.key
-    )
+    genesis_source = (Height(0), BlockHash(bytes(32)))
+    leader_vote = Attestation(
+        DEVNET.chain_id, Height(1), by_leader.hash, *genesis_source, leader.key.pubkey
+    ).signed(leader.key)
     assert chain.on_attestation(leader_vote) is None  # 1 vote each: tie on weight -> lower rank sum
     assert chain.tip_hash() == by_leader.hash
     assert chain.statistics().reorgs == 1
@@ -77,7 +78,7 @@ def test_lower_rank_wins_then_attested_weight_wins_with_reorgs(
 
     # The leader's vote alone is 50%: not final. Both votes on one block would be.
     assert chain.store.final_height == 0
-    assert chain.import_block(by_leader) is ErrorCode.ALREADY_KNOWN
+    assert chain.import_block(by_leader) is AddBlockResult.ALREADY_KNOWN
 
 
 def test_a_certified_and_attested_child_makes_its_parent_final_never_reverted(
@@ -88,7 +89,7 @@ def test_a_certified_and_attested_child_makes_its_parent_final_never_reverted(
     _, chain, _, (leader, backup) = two
     g = chain.tip_header()
     block1 = leader.propose(chain, g)
-    assert chain.import_block(block1) is None
+    assert chain.import_block(block1) is AddBlockResult.NEW_TIP
     assert leader.attester.attest_head() is not None
     assert backup.attester.attest_head() is not None
     assert chain.store.final_height == 0  # justified, not final
@@ -96,7 +97,7 @@ def test_a_certified_and_attested_child_makes_its_parent_final_never_reverted(
     proposer = min((leader, backup), key=lambda v: v.duty(chain, parent).rank)
     block2 = proposer.propose(chain, parent)
     assert len(block2.header.parent_certificate) == 2  # both votes for block 1
-    assert chain.import_block(block2) is None
+    assert chain.import_block(block2) is AddBlockResult.NEW_TIP
     assert leader.attester.attest_head() is not None
     assert chain.store.final_height == 0
     assert backup.attester.attest_head() is not None
@@ -114,13 +115,13 @@ def test_unfinalised_votes_are_the_ones_above_final_highest_first(
     g = chain.tip_header()
     assert chain.unfinalised_votes() == []
     block1 = leader.propose(chain, g)
-    assert chain.import_block(block1) is None
+    assert chain.import_block(block1) is AddBlockResult.NEW_TIP
     first = [leader.attester.attest_head(), backup.attester.attest_head()]
     assert all(att is not None for att in first)
     assert sorted(a.validator for a in chain.unfinalised_votes()) == sorted(a.validator for a in first if a)
     parent = chain.tip_header()
     proposer = min((leader, backup), key=lambda v: v.duty(chain, parent).rank)
-    assert chain.import_block(proposer.propose(chain, parent)) is None
+    assert chain.import_block(proposer.propose(chain, parent)) is AddBlockResult.NEW_TIP
     second = leader.attester.attest_head()
     assert second is not None
     votes = chain.unfinalised_votes()
@@ -145,7 +146,7 @@ def test_orphans_wait_for_their_parent(
             for i, v in enumerate((leader, backup))
         }
         b1 = builders[leader.key.pubkey].propose(other, other.tip_header())
-        assert other.import_block(b1) is None
+        assert other.import_block(b1) is AddBlockResult.NEW_TIP
         parent = other.tip_header()
         ranked = sorted(builders.values(), key=lambda v: v.duty(other, parent).rank)
         b2 = ranked[0].propose(other, parent)
@@ -153,9 +154,9 @@ def test_orphans_wait_for_their_parent(
             v.protection.close()
     finally:
         other_store.close()
-    assert chain.import_block(b2) is ErrorCode.ORPHAN
+    assert chain.import_block(b2) is AddBlockResult.ORPHAN
     assert chain.statistics().orphans == 1
-    assert chain.import_block(b1) is None
+    assert chain.import_block(b1) is AddBlockResult.NEW_TIP
     assert chain.height == 2
     assert chain.tip_hash() == b2.hash
     assert chain.statistics().orphans == 0
@@ -185,7 +186,7 @@ def test_a_block_signed_before_a_crash_is_reused_never_replaced(
     leader.protection = SlashingProtection.open(leader.sp_path, leader.key.pubkey)
     restarted = Producer(chain, NoVdf(), leader.key, leader.protection, clock, NullNetwork())
     assert restarted.assemble(g, leader.duty(chain, g), *vdf_for(g)) == first  # the same block again
-    assert chain.import_block(first) is None
+    assert chain.import_block(first) is AddBlockResult.NEW_TIP
     assert restarted.assemble(g, leader.duty(chain, g), *vdf_for(g)) is None  # imported: nothing to sign
 
 
@@ -202,7 +203,7 @@ async def test_the_producer_waits_for_its_rank_time(tmp_path: Path) -> None:
     )
     backup_key = keys[ranked[1]]  # only the backup runs: the leader is silent
     protection = SlashingProtection.open(tmp_path / "sp", backup_key.pubkey)
-    vdf_service = VdfService(DEVNET)
+    vdf_service = VdfService(DEVNET, headers=chain)
     producer = Producer(chain, vdf_service, backup_key, protection, clock, NullNetwork())
     try:
         async with trio.open_nursery() as nursery:
@@ -248,9 +249,9 @@ def test_a_reorg_returns_the_rolled_back_txs_to_the_mempool(tmp_path: Path) -> N
         with_tx = backup.propose(chain, g)  # the backup includes the tx, the leader's block is empty
         assert isinstance(with_tx.body, TxBody)
         assert with_tx.body.txs == (tx,)
-        assert chain.import_block(with_tx) is None
+        assert chain.import_block(with_tx) is AddBlockResult.NEW_TIP
         assert not pool.contains(tx.id)  # included: dropped from the pool
-        assert chain.import_block(leader.propose(chain, g)) is None  # lower rank: reorg
+        assert chain.import_block(leader.propose(chain, g)) is AddBlockResult.NEW_TIP  # lower rank: reorg
         assert chain.statistics().reorgs == 1
         assert pool.contains(tx.id)  # rolled back: pending again
         assert store.find_tx(tx.id) is None
@@ -290,7 +291,7 @@ async def test_a_backup_stands_down_when_the_leaders_block_arrives(tmp_path: Pat
     vals = [Validator(tmp_path, f"v{i}", keys[f"validator{i}"], chain, clock) for i in range(2)]
     g = chain.tip_header()
     leader, backup = sorted(vals, key=lambda v: v.duty(chain, g).rank)
-    vdf_service = VdfService(DEVNET)
+    vdf_service = VdfService(DEVNET, headers=chain)
     runner = Producer(chain, vdf_service, backup.key, backup.protection, clock, NullNetwork())
     try:
         async with trio.open_nursery() as nursery:
@@ -299,7 +300,7 @@ async def test_a_backup_stands_down_when_the_leaders_block_arrives(tmp_path: Pat
             with trio.fail_after(20):
                 await wait_until(lambda: vdf_service.lookup(g.hash) is not None)
                 await trio.testing.wait_all_tasks_blocked()  # the backup now sleeps until its rank time
-                assert chain.import_block(leader.propose(chain, g)) is None
+                assert chain.import_block(leader.propose(chain, g)) is AddBlockResult.NEW_TIP
                 clock.advance(DEVNET.rank_delay_ms)  # the backup's time for height 1 has come...
                 await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()

@@ -29,12 +29,15 @@ from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, Transfer, Tx, TxKind, make_tx
 from chain.types import ZERO_SIGNATURE, Amount, BlockHash, Height, Signature, TimestampMs
 from linguachaind.services import evidence as evidence_module
-from linguachaind.services.chain_service import ChainService
+from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.evidence import EvidenceReporter
+from linguachaind.services.submit import TxSubmitter
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE, dev_genesis
 from tests.support.doubles import FakeClock, NullNetwork
 from tests.support.services_support import Validator
+
+ADDED = (AddBlockResult.NEW_TIP, AddBlockResult.SIDE_BLOCK)
 
 
 @dataclass
@@ -48,6 +51,7 @@ class Net:
     honest: Validator  # runs the reporter with its validator key
     reporter: EvidenceReporter
     network: NullNetwork
+    txs: TxSubmitter  # the reporter submits through it; `reporting` runs its publisher
 
     def staker_of(self, v: Validator) -> SecretKey:
         return next(self.keys[f"staker{i}"] for i in range(2) if self.keys[f"validator{i}"] == v.key)
@@ -65,8 +69,9 @@ def open_net(tmp_path: Path, funded: tuple[str, ...]) -> Net:
         Validator(tmp_path, f"v{i}", keys[f"validator{i}"], chain, clock, mempool=pool) for i in range(2)
     )
     network = NullNetwork()
-    reporter = EvidenceReporter(chain, honest.key, pool, clock, network)
-    return Net(keys, store, pool, chain, clock, cheat, honest, reporter, network)
+    txs = TxSubmitter(pool, clock, network)
+    reporter = EvidenceReporter(chain, honest.key, pool, txs)
+    return Net(keys, store, pool, chain, clock, cheat, honest, reporter, network, txs)
 
 
 @pytest.fixture
@@ -86,6 +91,7 @@ def close(n: Net) -> None:
 @asynccontextmanager
 async def reporting(n: Net) -> AsyncIterator[None]:
     async with trio.open_nursery() as nursery:
+        await nursery.start(n.txs.run)
         await nursery.start(n.reporter.run)
         yield
         nursery.cancel_scope.cancel()
@@ -102,11 +108,14 @@ def grow(n: Net, count: int) -> None:
     for _ in range(count):
         n.clock.advance(10 * DEVNET.slot_ms)  # any rank's time has come
         block = n.honest.propose(n.chain, n.chain.tip_header())
-        assert n.chain.import_block(block) is None
+        assert n.chain.import_block(block) is AddBlockResult.NEW_TIP
 
 
 def vote(key: SecretKey, height: int, block_hash: bytes) -> Attestation:
-    return Attestation(DEVNET.chain_id, Height(height), BlockHash(block_hash), key.pubkey).signed(key)
+    source_height, source_hash = Height(0), BlockHash(bytes(32))  # the genesis (§4.4)
+    return Attestation(
+        DEVNET.chain_id, Height(height), BlockHash(block_hash), source_height, source_hash, key.pubkey
+    ).signed(key)
 
 
 def evidence_of(tx: Tx) -> SlashEvidence:
@@ -124,19 +133,19 @@ async def test_an_equivocating_proposer_is_reported_included_slashed_jailed_and_
     a = cheat.propose(chain, g)
     b = Block(resigned(a.header, cheat.key, timestamp_ms=TimestampMs(a.header.timestamp_ms + 1)), a.body)
     async with reporting(net):
-        assert chain.import_block(a) is None
+        assert chain.import_block(a) is AddBlockResult.NEW_TIP
         assert reporter.submitted == []
-        assert chain.import_block(b) is None  # a valid block too: kept as a side block
+        assert chain.import_block(b) in ADDED  # a valid block too (best or not: a hash tie-break)
         assert len(reporter.submitted) == 1
         tx = reporter.submitted[0]
         assert (tx.kind, tx.sender, tx.fee) == (TxKind.SLASH_EVIDENCE, honest.key.pubkey, DEVNET.min_fee)
         assert evidence_of(tx).evidence.kind is EvidenceKind.DOUBLE_PROPOSAL
         assert net.pool.contains(tx.id)
         # never twice: the same block again, a third header, the first one again
-        assert chain.import_block(b) is ErrorCode.ALREADY_KNOWN
+        assert chain.import_block(b) is AddBlockResult.ALREADY_KNOWN
         c = resigned(a.header, cheat.key, timestamp_ms=TimestampMs(a.header.timestamp_ms + 2))
-        assert chain.import_block(Block(c, a.body)) is None
-        assert chain.import_block(a) is ErrorCode.ALREADY_KNOWN
+        assert chain.import_block(Block(c, a.body)) in ADDED
+        assert chain.import_block(a) is AddBlockResult.ALREADY_KNOWN
         assert reporter.submitted == [tx]
         await trio.testing.wait_all_tasks_blocked()
         assert net.network.txs == [encode(tx)]  # published through the network hook
@@ -177,8 +186,8 @@ def test_a_double_vote_is_reported_once_and_a_forged_one_never(net: Net) -> None
     chain, cheat, honest, reporter = net.chain, net.cheat, net.honest, net.reporter
     g = chain.tip_header()
     a, b = cheat.propose(chain, g), honest.propose(chain, g)  # two height-1 blocks, no fault
-    assert chain.import_block(a) is None
-    assert chain.import_block(b) is None
+    assert chain.import_block(a) is AddBlockResult.NEW_TIP
+    assert chain.import_block(b) in ADDED  # the new tip if its rank is lower, else a side block
     assert reporter.submitted == []
     assert chain.on_attestation(vote(cheat.key, 1, a.hash)) is None
     forged = dataclasses.replace(vote(cheat.key, 1, bytes(32)), block_hash=BlockHash(b"\x01" * 32))
@@ -216,8 +225,8 @@ async def test_an_unfunded_reporter_warns_once_and_reports_when_funded(
         assert n.pool.add(fund, n.clock.now_ms()) == fund.id
         with caplog.at_level(logging.WARNING, logger="linguachaind.services.evidence"):
             async with reporting(n):
-                assert chain.import_block(a) is None
-                assert chain.import_block(b) is None
+                assert chain.import_block(a) is AddBlockResult.NEW_TIP
+                assert chain.import_block(b) in ADDED  # a twin: best or not by the hash tie-break
                 assert chain.on_attestation(vote(cheat.key, 1, a.hash)) is None
                 assert chain.on_attestation(vote(cheat.key, 1, b.hash)) is None
                 assert reporter.submitted == []
@@ -261,14 +270,14 @@ def test_memory_is_capped_and_the_highest_heights_kept(net: Net, monkeypatch: py
 
 async def test_a_report_that_lost_the_race_is_dropped_and_does_not_block_the_account(net: Net) -> None:
     chain, cheat, pool = net.chain, net.cheat, net.pool
-    rival = EvidenceReporter(chain, net.keys["alice"], pool, net.clock)  # reports the same faults
+    rival = EvidenceReporter(chain, net.keys["alice"], pool, TxSubmitter(pool, net.clock, NullNetwork()))
     g = chain.tip_header()
     a = cheat.propose(chain, g)
     b = Block(resigned(a.header, cheat.key, timestamp_ms=TimestampMs(a.header.timestamp_ms + 1)), a.body)
     async with reporting(net), trio.open_nursery() as nursery:
         await nursery.start(rival.run)
-        assert chain.import_block(a) is None
-        assert chain.import_block(b) is None
+        assert chain.import_block(a) is AddBlockResult.NEW_TIP
+        assert chain.import_block(b) in ADDED  # a twin: best or not by the hash tie-break
         (ours,), (theirs,) = net.reporter.submitted, rival.submitted
         assert evidence_of(ours) == evidence_of(theirs)
         grow(net, 3)  # the TX block at 4 holds one report; the other one can never apply now

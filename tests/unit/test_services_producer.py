@@ -19,7 +19,7 @@ from chain.state.transition import BlockError, apply_block_detailed
 from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, Stake, Transfer, make_tx
 from chain.types import ZERO_SIGNATURE, Amount, TimestampMs
-from linguachaind.services.chain_service import ChainService
+from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.producer import Producer
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
@@ -81,7 +81,7 @@ def test_a_pending_tx_that_became_invalid_is_left_out_not_the_whole_block(tmp_pa
         assert isinstance(failed, BlockError)
         assert failed.inner is ErrorCode.VALIDATOR_JAILED
 
-        assert chain.import_block(block) is None
+        assert chain.import_block(block) is AddBlockResult.NEW_TIP
         record = chain.reader().validator(cheat.key.pubkey)
         assert record is not None
         assert record.jailed_until == 1 + DEVNET.jail_blocks
@@ -102,7 +102,7 @@ async def test_the_producer_waits_until_the_node_is_synced(tmp_path: Path) -> No
     chain = ChainService(store, clock)
     key = keys["validator0"]
     protection = SlashingProtection.open(tmp_path / "sp", key.pubkey)
-    vdf_service = VdfService(DEVNET)
+    vdf_service = VdfService(DEVNET, headers=chain)
     synced = False
     producer = Producer(chain, vdf_service, key, protection, clock, NullNetwork(), synced=lambda: synced)
     try:

@@ -4,6 +4,7 @@ and takes a gossiped proof instead of computing (PROTOCOL §4.2 timelord role)."
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import trio
@@ -25,9 +26,9 @@ SLOW = dataclasses.replace(DEVNET, vdf_discriminant_bits=1024, vdf_iterations=10
 
 async def test_computes_publishes_and_caches() -> None:
     network = NullNetwork()
-    service = VdfService(DEVNET, network)
+    service = VdfService(DEVNET)
     async with trio.open_nursery() as nursery:
-        await nursery.start(service.run)
+        await nursery.start(functools.partial(service.run, network=network))
         with trio.fail_after(20):
             out = await service.get(H(b"parent"))
         assert await service.get(H(b"parent")) == out  # cached, not computed twice
@@ -90,9 +91,9 @@ async def test_timelord_mode_follows_the_chain_tip(tmp_path: Path) -> None:
     store = BlockStore.open(tmp_path / "chain", genesis)
     try:
         chain = ChainService(store, FakeClock(GENESIS_TIME_MS))
-        service = VdfService(DEVNET, NullNetwork())
+        service = VdfService(DEVNET)
         async with trio.open_nursery() as nursery:
-            await nursery.start(lambda task_status: service.run(tip=chain, task_status=task_status))
+            await nursery.start(functools.partial(service.run, tip=chain, network=NullNetwork()))
             await wait_until(lambda: service.lookup(chain.tip_hash()) is not None)
             nursery.cancel_scope.cancel()
         assert service.computed == 1

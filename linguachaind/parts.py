@@ -1,0 +1,40 @@
+"""The node's components: one typed name per object, filled in start order (ARCHITECTURE.md §1).
+
+Owns: `Parts`, which the node fills as it starts (linguachaind.node) and the RPC methods read
+(`RpcContext.parts`); a part not started yet is None. Must not: start, stop or wire anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chain.store.blockstore import BlockStore
+    from linguachaind.glue import NodeApi, Outbound
+    from linguachaind.services.attester import Attester
+    from linguachaind.services.chain_service import ChainService
+    from linguachaind.services.evidence import EvidenceReporter
+    from linguachaind.services.producer import Producer
+    from linguachaind.services.submit import TxSubmitter
+    from linguachaind.services.vdf_service import VdfService
+    from mempool.mempool import Mempool
+    from p2p.service import P2PService
+
+
+@dataclass
+class Parts:
+    """In start order. `chain` is the chain service (the store's one writer); `store` the block store
+    it writes; `p2p` the network layer; `outbound` what the services publish through it."""
+
+    store: BlockStore | None = None
+    mempool: Mempool | None = None
+    chain: ChainService | None = None
+    vdf: VdfService | None = None
+    api: NodeApi | None = None
+    p2p: P2PService | None = None
+    outbound: Outbound | None = None
+    txs: TxSubmitter | None = None
+    attester: Attester | None = None
+    producer: Producer | None = None
+    evidence: EvidenceReporter | None = None
