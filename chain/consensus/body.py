@@ -68,10 +68,8 @@ def learning_bodies_disabled(block: Block) -> ErrorCode | None:
     body = block.body
     if isinstance(body, DataBody) and (body.unit_ids or body.report != EMPTY_REPORT):
         return ErrorCode.BAD_BODY
-    if isinstance(body, VersionBody) and (
-        body.units or body.per_batch_scores or bytes(body.new_adapter_blob_hash) != ZERO_HASH
-    ):
-        return ErrorCode.BAD_BODY
+    if isinstance(body, VersionBody) and not body.is_noop:
+        return ErrorCode.BAD_BODY  # a no-op keeps the model whatever else it says (transition)
     return None
 
 
