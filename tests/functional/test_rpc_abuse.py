@@ -3,7 +3,8 @@ target over raw HTTP bytes and JSON-RPC bodies.
 
 Owns: against one real `linguachaind` process: `HEAD /` and `HEAD /metrics` (curl -I) answer headers
 only and the node lives; JSON nested 1,500 deep and a 4,400-digit integer answer PARSE_ERROR; "²" and
-4,000-digit strings as `block`/`target` answer INVALID_PARAMS from the real methods; 200 idle and 64
+4,000-digit strings as `block`/`target` answer INVALID_PARAMS from the real methods, and so does
+`setmocktime` past 2100 (2^63 used to stop the producer); 200 idle and 64
 slow connections do not keep an authenticated call or the CLI out; then hypothesis sends random bytes
 and random JSON-RPC requests (authenticated; every method but `stop`, `setmocktime` and `addpeer`)
 for a fixed budget (60 + 60 examples; 3,000 + 3,000 with `LC_SLOW=1`). Throughout, the process stays
@@ -122,6 +123,9 @@ class RpcAbuseTest(LinguaChainTestFramework):
                 reply = _call(port, auth, method, [value])
                 assert reply["error"]["code"] == -32602, (method, value, reply)
         assert node.getblockheader(0)["height"] == 0
+        for stamp in (2**63 - 1, 4_102_444_800_001, -1):  # 2^63 used to stop the producer
+            assert _call(port, auth, "setmocktime", [stamp])["error"]["code"] == -32602
+        assert _call(port, auth, "setmocktime", [0])["result"] == 0
         self.assert_alive(node)
 
     def check_flood(self, node: TestNode, port: int) -> None:
