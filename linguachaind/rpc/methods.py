@@ -246,6 +246,13 @@ async def setmocktime(ctx: RpcContext, timestamp_ms: int) -> int:
 # -- chain -------------------------------------------------------------------------------------
 
 
+def _sync_progress(height: int, p2p: P2PService | None) -> float:
+    """Our height over the best height the syncer has seen from peers (1.0 = caught up), like
+    bitcoind's `verificationprogress`; 1.0 without peers that are ahead."""
+    target = p2p.sync_status().target_height if p2p is not None else 0
+    return 1.0 if target <= height or target <= 0 else round(height / target, 6)
+
+
 async def getblockchaininfo(ctx: RpcContext) -> dict[str, Any]:
     store = _store(ctx, "getblockchaininfo")
     tip = store.get_header(store.tip[0])
@@ -266,6 +273,7 @@ async def getblockchaininfo(ctx: RpcContext) -> dict[str, Any]:
         "round": round_for_height(tip.height),
         "model_version": store.reader().model_version().version,
         "synced": p2p is None or not p2p.sync_status().syncing,
+        "sync_progress": _sync_progress(tip.height, p2p),
     }
 
 
@@ -351,8 +359,34 @@ async def sendrawtransaction(ctx: RpcContext, hex: str) -> str:
         raise RpcError(RpcErrorCode.INVALID_PARAMS, "hex must be the hex encoding of a tx") from None
     result = _txs(ctx, "sendrawtransaction").submit_tx(raw)
     if isinstance(result, ErrorCode):
-        raise rejected(result, "tx refused")
+        error = rejected(result, "tx refused")
+        if result is ErrorCode.INSUFFICIENT_BALANCE:
+            _add_balance_figures(ctx, raw, error)
+        raise error
     return result.hex()
+
+
+def _add_balance_figures(ctx: RpcContext, raw: bytes, error: RpcError) -> None:
+    """INSUFFICIENT_BALANCE with the figures an operator needs: the sender's confirmed balance versus
+    amount plus fee (in `data`, base units, and in the message). Pending txs of the sender may be
+    what spends the balance: `data.pending` counts them."""
+    from chain.codec import decode
+
+    tx = decode(Tx, raw)
+    store = ctx.parts.store
+    if isinstance(tx, ErrorCode) or store is None or error.data is None:
+        return
+    sender = account_id(tx.sender)
+    account = store.reader().account(sender)
+    balance, amount = int(account.balance), int(getattr(tx.payload, "amount", 0))
+    pool = ctx.parts.mempool
+    pending = pool.next_nonce(sender) - int(account.nonce) if pool is not None else 0
+    error.data.update(balance=balance, amount=amount, fee=int(tx.fee), needed=amount + int(tx.fee))
+    error.data["pending"] = max(0, pending)
+    error.message = (
+        f"tx refused: INSUFFICIENT_BALANCE: balance {balance} < amount {amount} + fee {int(tx.fee)}"
+        " (base units)"
+    )
 
 
 async def getmempoolinfo(ctx: RpcContext) -> dict[str, Any]:

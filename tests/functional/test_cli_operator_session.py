@@ -15,6 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from chain.address import decode_address
+from chain.codec import encode
+from chain.crypto import SecretKey
+from chain.tx import Transfer, make_tx
+from chain.types import Amount, ChainId
+from linguachain_cli.rpc import RpcCallError
 from tests.functional.framework import PYTHON, REPO, TestNode, reap_all
 
 pytestmark = pytest.mark.functional
@@ -66,6 +72,19 @@ def test_single_node_operator_session(tmp_path: Path) -> None:
         assert json.loads(named.stdout)["hash"] == block_hash.stdout.strip()
         waited = _cli(d, tmp_path, "waitforheight", str(height + 1), "--final", "--json")
         assert json.loads(waited.stdout)["final_height"] >= height + 1
+
+        # The node's own answer carries the figures too (a tx the CLI did not build).
+        key = SecretKey.generate()
+        payload = Transfer(decode_address(dev0), Amount(100), b"")
+        tx = make_tx(key, ChainId(node.getnodeinfo()["chain_id"]), 0, 10_000, payload)
+        with pytest.raises(RpcCallError) as refused:
+            node.sendrawtransaction(encode(tx).hex())
+        assert refused.value.data["reason"] == "INSUFFICIENT_BALANCE"
+        assert {k: refused.value.data[k] for k in ("balance", "amount", "fee", "needed")} == {
+            "balance": 0, "amount": 100, "fee": 10_000, "needed": 10_100
+        }  # fmt: skip
+        assert "balance 0 < amount 100 + fee 10000" in refused.value.message
+        assert node.getblockchaininfo()["sync_progress"] == 1.0  # alone: nothing to catch up with
 
         clash = node.datadir.parent / "node1"
         other = subprocess.run(
