@@ -15,6 +15,7 @@ from chain.address import HRP_BY_NETWORK, address_of
 from chain.crypto import SecretKey
 from chain.genesis import LC_TINY, Genesis, parse_genesis
 from chain.types import COIN
+from training.base_model import LC_TINY_WEIGHTS_HASH
 
 DEV_ACCOUNT_BALANCE: Final = 1_000_000 * COIN
 DEV_VALIDATOR_STAKE: Final = 1_000 * COIN
@@ -31,16 +32,8 @@ def dev_account_key(index: int, network: str = "devnet") -> SecretKey:
 
 
 def lc_tiny_weights_hash() -> str:
-    """The pinned hash of the shipped `lc-tiny` weights, or zeros until the training package ships them."""
-    try:
-        from training import base_model  # type: ignore[attr-defined]
-
-        value = getattr(base_model, "LC_TINY_WEIGHTS_HASH", None)
-        if isinstance(value, str | bytes):
-            return value.hex() if isinstance(value, bytes) else value
-    except ImportError:
-        pass
-    return "00" * 32
+    """The pinned hash of the shipped `lc-tiny` weights (hex; `training.base_model.weights_hash`)."""
+    return LC_TINY_WEIGHTS_HASH
 
 
 def devnet_genesis_doc(
