@@ -1,13 +1,13 @@
 """The chain service: block import, attestation pool, finality, fork choice and reorgs (PROTOCOL §4.4-§4.7).
 
 Owns: the one writer of the block store. `import_block` sequences validation (PROTOCOL §4.7, over
-this service as the `ChainView`): header and body rules (chain.consensus.validate_block), the state
-transition on the parent state (chain.state.transition.apply_block), the state root; then connects
-to the tip or keeps a valid side block, tells the mempool, updates finality and fork choice and
-reorganises through the store's undo records. It answers an `ImportResult`. It also
-holds orphans until their parent arrives and attestations until their block does. Must not: decide
-consensus rules (chain.consensus does), sign anything (producer, attester), or talk to the network
-(callers publish).
+this service as the `ChainView`): header and body rules (chain.consensus.validate_block, which
+checks every tx signature), the state transition on the parent state (chain.state.transition,
+signatures not verified again), the state root; then connects to the tip or keeps a valid side
+block, tells the mempool, updates finality and fork choice and reorganises through the store's undo
+records. It answers an `ImportResult`. It also holds orphans until their parent arrives and
+attestations until their block does. Must not: decide consensus rules (chain.consensus does), sign
+anything (producer, attester), or talk to the network (callers publish).
 
 States of blocks other than the tip are views, never copies: a main-chain ancestor's state is the
 tip state overlaid with the undo records of the blocks above it; a side block's state is its parent's
@@ -38,7 +38,7 @@ from chain.consensus.validation import check_state_root, validate_block
 from chain.consensus.validators import source_matches, vote_weights
 from chain.errors import ErrorCode, StoreError
 from chain.header import Attestation, Header
-from chain.state.transition import BlockEffects, apply_block
+from chain.state.transition import BlockEffects, BlockError, apply_block_detailed
 from chain.state.view import StateOverlay, StateView
 from chain.store.blockstore import BlockStore
 from chain.types import BlockHash, Height, PubKey
@@ -355,7 +355,7 @@ class ChainService:
             parent_state = self.state(BlockHash(block.header.prev_hash))
             if parent_state is None:  # a parent too deep to rebuild (MAX_STATE_DEPTH)
                 return ErrorCode.ORPHAN
-            applied = apply_block(self.params, parent_state, block)
+            applied = self._apply(parent_state, block)
             if isinstance(applied, ErrorCode):
                 return applied
             effects = applied
@@ -376,6 +376,12 @@ class ChainService:
                 if block.header.timestamp_ms - drift <= self.clock.now_ms():
                     del self._future[block_hash]
                     self.import_block(block)
+
+    def _apply(self, parent_state: StateView, block: Block) -> BlockEffects | ErrorCode:
+        """The transition of a block whose body rules passed (`validate_block` checked every tx
+        signature, or the block was validated before): signatures are not verified again."""
+        out = apply_block_detailed(self.params, parent_state, block, verify_signatures=False)
+        return out.code if isinstance(out, BlockError) else out
 
     def _adopt_orphans(self, parent_hash: BlockHash) -> None:
         todo = [parent_hash]
@@ -422,7 +428,7 @@ class ChainService:
         block = self._side.get(block_hash)
         if block is None:
             return None
-        result = apply_block(self.params, parent_state, block)
+        result = self._apply(parent_state, block)
         if isinstance(result, ErrorCode):  # validated before: only a bug gets here
             raise StoreError(f"side block {block_hash.hex()} no longer applies: {result.name}")
         self._effects[block_hash] = result
@@ -534,7 +540,7 @@ class ChainService:
             block = self._side.pop(block_hash)
             effects = self._effects.pop(block_hash, None)
             if effects is None or effects.base_root != self.store.state_root:
-                applied = apply_block(self.params, self.store.reader(), block)
+                applied = self._apply(self.store.reader(), block)
                 if isinstance(applied, ErrorCode):
                     raise StoreError(f"reorg: block {block_hash.hex()} no longer applies: {applied.name}")
                 effects = applied

@@ -11,7 +11,12 @@ block's txs.
 - "old body": `tx_template` without `accept`, then `apply_block` verifying every signature (the
   producer before it applied each candidate; a single bad tx then emptied the block);
 - "new body": `Producer.tx_template` (each candidate `apply_tx`'d on the block overlay) then
-  `apply_block_detailed(verify_signatures=False)` (the mempool checked them; the import re-checks).
+  `apply_block_detailed(verify_signatures=False)` (the mempool checked them);
+- "own block import": the chain service validating the producer's own full block before it is
+  published, as it did before issue 11 (the transition run again, every signature verified again)
+  and now (header and body rules; the producer's effects handed over, the transition not re-run);
+- "tx submission": what a submitted tx cost before issue 11 (the RPC decoded it and checked its
+  signature, then the mempool did both again) and now (`submit_tx`: the mempool's `add_raw` only).
 
     .venv/bin/python scripts/bench/services_bench.py            # 2,000 txs from 500 senders
     .venv/bin/python scripts/bench/services_bench.py --quick    # 200 txs from 50 senders
@@ -30,14 +35,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from chain.block import Block, TxBody
-from chain.codec import encode
+from chain.codec import decode, encode
+from chain.consensus.duties import proposal_duty
 from chain.crypto import SecretKey, account_id
+from chain.errors import ErrorCode
 from chain.genesis import Allocation
 from chain.header import Attestation
 from chain.params import DEVNET
 from chain.state.transition import BlockEffects, apply_block, apply_block_detailed
 from chain.store import BlockStore
-from chain.tx import Transfer, make_tx
+from chain.tx import Transfer, Tx, make_tx
 from chain.types import COIN, ZERO_SIGNATURE, Amount, BlockHash, Height, TimestampMs
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
@@ -47,6 +54,7 @@ from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis, make_block
 from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.services_support import vdf_for
 
 
 class _NoVdf:
@@ -111,6 +119,8 @@ def main() -> None:
             assert isinstance(out, BlockEffects)
 
         t_old, t_new = timed(old), timed(new)
+        t_import_before, t_import_now = own_block_import(chain, producer, key)
+        t_submit_before, t_submit_now = tx_submission(Path(tmp), store, [encode(t) for t in txs], clock)
 
         reporter = EvidenceReporter(chain, key, pool, TxSubmitter(pool, clock, NullNetwork()))
         header = dataclasses.replace(
@@ -149,6 +159,54 @@ def main() -> None:
         f"  reporter: one header seen               {t_header * 1e6:8.1f} us  {t_header / per_sig:5.2f} {one}"
     )
     print(f"  reporter: one vote seen                 {t_vote * 1e6:8.1f} us  {t_vote / per_sig:5.2f} {one}")
+    for label, t in (
+        ("own block import, before (re-apply)", t_import_before),
+        ("own block import, now (effects given)", t_import_now),
+        (f"{n_txs} txs submitted, before (RPC checks)", t_submit_before),
+        (f"{n_txs} txs submitted, now (submit_tx)", t_submit_now),
+    ):
+        print(f"  {label:<39} {t * 1000:8.1f} ms  {t / baseline:5.2f} x")
+
+
+def own_block_import(chain: ChainService, producer: Producer, key: SecretKey) -> tuple[float, float]:
+    """The chain service validating the producer's own block: re-applying it (before) or with the
+    effects the producer computed (now). Validation only: nothing is connected."""
+    parent = chain.tip_header()
+    output, proof = vdf_for(parent)
+    duty = proposal_duty(DEVNET, parent, chain.reader(), output, key.pubkey)
+    assert duty is not None
+    built = producer._build(parent, duty, output, proof)
+    assert built is not None
+    assert built[1] is not None
+    block, effects = built
+    assert isinstance(chain._validate(block, None), BlockEffects)
+    assert isinstance(chain._validate(block, effects), BlockEffects)
+    return timed(lambda: chain._validate(block, None)), timed(lambda: chain._validate(block, effects))
+
+
+def tx_submission(tmp: Path, store: BlockStore, raws: list[bytes], clock: FakeClock) -> tuple[float, float]:
+    """Admitting `raws` into a fresh pool: the RPC's checks first, then the mempool (before), or the
+    mempool alone (now: `TxSubmitter.submit_tx` is `add_raw` plus a queue put)."""
+    config = dataclasses.replace(DEFAULT_CONFIG, sync_writes=False)
+
+    def before() -> None:
+        pool = Mempool.open(tmp / "pool-before", DEVNET, config, store.reader(), clock.now_ms())
+        for raw in raws:
+            tx = decode(Tx, raw, max_bytes=DEVNET.max_tx_bytes)
+            assert not isinstance(tx, ErrorCode)
+            assert tx.chain_id == DEVNET.chain_id
+            assert tx.signature_valid()
+            assert not isinstance(pool.add_raw(raw, clock.now_ms()), ErrorCode)
+        pool.close()
+
+    def now() -> None:
+        pool = Mempool.open(tmp / "pool-now", DEVNET, config, store.reader(), clock.now_ms())
+        for raw in raws:
+            assert not isinstance(pool.add_raw(raw, clock.now_ms()), ErrorCode)
+        pool.close()
+
+    t_before, t_now = timed(before, repeat=1), timed(now, repeat=1)
+    return t_before, t_now
 
 
 if __name__ == "__main__":
