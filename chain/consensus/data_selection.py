@@ -16,6 +16,8 @@ Selection, over units sorted by unit id and their lines in order:
    shingles of the normalised text) shares an LSH band (32 bands of 4) with an earlier kept example
    and agrees with it in at least ceil(near_duplicate_permille * 128 / 1000) positions.
 The kept examples are ordered by H(canonical line) and the first `max_test_examples` are selected.
+The units of one block hold at most 8 x `max_test_examples` examples (`input_limits`), which bounds
+every validator's re-run.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ MINHASH_SCHEME: Final = "affine32"  # datasketch >= 2; pinned so an upgrade cann
 BANDS: Final = 32
 ROWS: Final = 4  # BANDS * ROWS == NUM_PERM
 SHINGLE: Final = 5  # characters per shingle of the normalised text
+INPUT_FACTOR: Final = 8  # a DATA block selects at most 8x max_test_examples examples (see input_limits)
 _KIND_OF_FORMAT: Final = {DataFormat.JSONL_TEXT: "text", DataFormat.JSONL_PROMPT_COMPLETION: "pair"}
 
 
@@ -99,6 +102,43 @@ def unit_problem(params: ChainParams, unit: DataUnit, blob: bytes) -> str | None
     return None
 
 
+def input_limits(params: ChainParams) -> tuple[int, int]:
+    """(examples, bytes) one DATA block may select in total: INPUT_FACTOR times the test set, so
+    that every validator's re-run of the selection stays bounded (about 1 ms per example)."""
+    return INPUT_FACTOR * params.max_test_examples, INPUT_FACTOR * params.max_test_examples * (
+        params.max_example_bytes + 64
+    )
+
+
+def over_input_limits(params: ChainParams, units: Sequence[DataUnit]) -> str | None:
+    """Why these units are too much for one DATA block (declared examples and bytes), or None."""
+    max_examples, max_bytes = input_limits(params)
+    examples = sum(u.n_examples for u in units)
+    size = sum(u.byte_size for u in units)
+    if examples > max_examples:
+        return f"{examples} examples selected, at most {max_examples} per DATA block"
+    if size > max_bytes:
+        return f"{size} bytes of data units selected, at most {max_bytes} per DATA block"
+    return None
+
+
+def choose_units(
+    params: ChainParams, offered: Sequence[tuple[DataUnit, bytes]]
+) -> list[tuple[DataUnit, bytes]]:
+    """The proposer's pick: in the offered order (e.g. by fee), each unit whose blob agrees with
+    it and that still fits the input limits; the first of duplicate ids."""
+    chosen: list[tuple[DataUnit, bytes]] = []
+    ids: set[bytes] = set()
+    for unit, blob in offered:
+        uid = bytes(unit.id)
+        if uid in ids or unit_problem(params, unit, blob) is not None:
+            continue
+        if over_input_limits(params, [*(u for u, _ in chosen), unit]) is None:
+            chosen.append((unit, blob))
+            ids.add(uid)
+    return chosen
+
+
 def select_test_set(
     params: ChainParams, units: Sequence[tuple[DataUnit, bytes]], active_keys: frozenset[bytes] = frozenset()
 ) -> Selection:
@@ -110,6 +150,9 @@ def select_test_set(
     ids = [u.id for u, _ in ordered]
     if len(set(ids)) != len(ids):
         raise SelectionError("a data unit is listed twice")
+    over = over_input_limits(params, [u for u, _ in ordered])
+    if over is not None:
+        raise SelectionError(over)
     counts = dict.fromkeys(DropReason, 0)
     seen = set(active_keys)
     candidates: list[_Candidate] = []

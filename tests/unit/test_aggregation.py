@@ -12,7 +12,7 @@ import random
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from chain.consensus.aggregation import (
@@ -92,7 +92,6 @@ unit_lists = st.lists(
 )
 
 
-@settings(max_examples=60, deadline=None)
 @given(raw=unit_lists, rule=st.sampled_from(ALL_RULES), seed=st.integers(0, 2**32))
 def test_any_order_gives_identical_bytes(
     raw: list[tuple[list[int], int, int]], rule: AggregationRule, seed: int
@@ -109,7 +108,6 @@ def test_any_order_gives_identical_bytes(
     assert all(a.dtype == np.int32 and a.shape == SHAPES[n] for n, a in first.tensors)
 
 
-@settings(max_examples=60, deadline=None)
 @given(raw=unit_lists)
 def test_fedavg_matches_the_python_int_definition_at_extreme_values(
     raw: list[tuple[list[int], int, int]],
@@ -120,7 +118,6 @@ def test_fedavg_matches_the_python_int_definition_at_extreme_values(
     assert {w.unit_id: w.weight for w in agg.included} == {u.unit_id: fedavg_weight(u) for u in units}
 
 
-@settings(max_examples=60, deadline=None)
 @given(
     raw=unit_lists,
     rule=st.sampled_from([AggregationRule.TRIMMED_MEAN, AggregationRule.MEDIAN]),
@@ -252,7 +249,6 @@ def test_norm_filter_reasons() -> None:
 # -- exact helpers -------------------------------------------------------------------------------
 
 
-@settings(max_examples=50, deadline=None)
 @given(st.lists(st.tuples(int32s, int32s), min_size=0, max_size=50))
 def test_exact_dot_and_norm_match_python_ints(pairs: list[tuple[int, int]]) -> None:
     a = np.array([p[0] for p in pairs], dtype=np.int32)

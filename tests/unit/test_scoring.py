@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from chain.block import UnitWeight, VersionBody, body_root
@@ -44,7 +44,6 @@ from tests.sim.world import PARAMS as WORLD
 P = DEVNET  # n_score_batches 8, score_tolerance 20_000, slash tolerance 200_000
 
 
-@settings(max_examples=80, deadline=None)
 @given(
     vdf=st.binary(min_size=1, max_size=64),
     n_attesters=st.integers(1, 40),
