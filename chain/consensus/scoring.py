@@ -57,6 +57,47 @@ def total_score(per_batch: Sequence[int]) -> int:
     return sum(per_batch) // len(per_batch)
 
 
+def inputs_round(params: ChainParams, version_round: int) -> int | None:
+    """The round whose final TX and DATA blocks fix the inputs of round `version_round`'s version
+    (its units and test set, PROTOCOL §6.5 timing), or None in the first rounds (an unscored no-op)."""
+    r = version_round - params.version_lag_rounds
+    return r if r >= 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class AnnouncedUnit:
+    """A learning unit as the chain knows it: the round of the TX block that included it and the
+    number of the version it was trained from (resolved from `base_version_id` by the caller)."""
+
+    unit_id: UnitId
+    round: int
+    base_version: int
+
+
+def candidate_units(
+    params: ChainParams,
+    version_round: int,
+    base_version: int,
+    announced: Sequence[AnnouncedUnit],
+    consumed: frozenset[bytes],
+) -> list[tuple[UnitId, int]]:
+    """(unit id, staleness) of the units round `version_round`'s version aggregates, sorted by id:
+    included in a TX block up to the inputs round, not consumed by an earlier version, and trained
+    from a version at most `max_staleness` before `base_version` (the version current when the
+    inputs were fixed, which the new version builds on)."""
+    last = inputs_round(params, version_round)
+    if last is None:
+        return []
+    out = [
+        (u.unit_id, base_version - u.base_version)
+        for u in announced
+        if u.round <= last
+        and bytes(u.unit_id) not in consumed
+        and 0 <= base_version - u.base_version <= params.max_staleness
+    ]
+    return sorted(out, key=lambda c: bytes(c[0]))
+
+
 def assign_score_batches(
     vdf_output: bytes, attesters: Sequence[PubKey], n_batches: int
 ) -> dict[PubKey, tuple[int, ...]]:

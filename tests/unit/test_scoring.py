@@ -14,15 +14,18 @@ from chain.block import UnitWeight, VersionBody, body_root
 from chain.codec import encode
 from chain.consensus.aggregation import Excluded, Exclusion, UnitUpdate, aggregate, next_adapter
 from chain.consensus.scoring import (
+    AnnouncedUnit,
     ExpectedVersion,
     RecomputedScores,
     VersionOutcome,
     assign_score_batches,
     batch_bounds,
+    candidate_units,
     check_version_body,
     data_pool_shares,
     decide_by_scores,
     false_score_rule,
+    inputs_round,
     is_false_score,
     learning_pool_shares,
     noop_before_scoring,
@@ -293,3 +296,20 @@ def test_a_version_built_by_the_rules_passes_its_check_end_to_end() -> None:
     assert check_version_body(P, dataclasses.replace(body, units=bumped), expected) == ErrorCode.BAD_BODY
     paid = learning_pool_shares(P, VersionOutcome.IMPROVED, body.units)
     assert [u for u, _ in paid] == [w.unit_id for w in agg.included]
+
+
+def test_inputs_are_fixed_version_lag_rounds_earlier() -> None:
+    lag = P.version_lag_rounds
+    assert inputs_round(P, lag + 5) == 5
+    assert inputs_round(P, lag - 1) is None
+    u = [UnitId(H(b"c%d" % i)) for i in range(5)]
+    announced = [
+        AnnouncedUnit(u[0], round=5, base_version=3),  # in time, staleness 1
+        AnnouncedUnit(u[1], round=6, base_version=4),  # announced after the inputs round
+        AnnouncedUnit(u[2], round=2, base_version=4),  # consumed by an earlier version
+        AnnouncedUnit(u[3], round=1, base_version=1),  # staleness 3 > max_staleness 2
+        AnnouncedUnit(u[4], round=0, base_version=4),  # fresh
+    ]
+    got = candidate_units(P, lag + 5, 4, announced, frozenset({bytes(u[2])}))
+    assert got == sorted([(u[0], 1), (u[4], 0)], key=lambda c: bytes(c[0]))
+    assert candidate_units(P, lag - 1, 4, announced, frozenset()) == []
