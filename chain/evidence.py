@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Annotated, Any
 
-from chain.codec import ByteLen, encode, variant
+from chain.codec import U32, ByteLen, MaxItems, encode, variant
 from chain.hashing import H
 from chain.header import Attestation, Header
 from chain.types import Hash32
 
 MAX_EVIDENCE_BODY = 2 * 1024 * 1024
+MAX_BRANCH = 32  # Merkle depth: 2^32 leaves
 
 
 class EvidenceKind(IntEnum):
@@ -53,10 +54,15 @@ class SurroundVote:
 
 @dataclass(frozen=True, slots=True)
 class InvalidBlock:
-    """A signed header plus the encoded body whose re-validation fails with a permanent code."""
+    """A signed header plus one body leaf that breaks a stateless rule, with the Merkle branch that
+    ties it to the header's `body_root` and the leaf count (PROTOCOL §5.3). A whole body (up to
+    `max_block_bytes`) does not fit in a tx of `max_tx_bytes`; one leaf and log2(count) hashes do."""
 
     header: Header
-    body: Annotated[bytes, ByteLen(0, MAX_EVIDENCE_BODY)]
+    leaf_index: U32
+    leaf_count: U32
+    leaf: Annotated[bytes, ByteLen(0, MAX_EVIDENCE_BODY)]
+    branch: Annotated[tuple[Hash32, ...], MaxItems(MAX_BRANCH)]
 
 
 @dataclass(frozen=True, slots=True)

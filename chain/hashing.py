@@ -50,3 +50,35 @@ def leading_zero_bits(digest: bytes) -> int:
     """Number of leading zero bits of `digest` (PoW difficulty, PROTOCOL §4.6)."""
     n = int.from_bytes(digest, "big")
     return len(digest) * 8 - n.bit_length()
+
+
+def merkle_branch(leaves: Sequence[bytes], index: int) -> list[Hash32]:
+    """The sibling hashes from leaf `index` up to the top of `merkle_root(leaves)` (an odd node's
+    sibling is itself), for `merkle_root_from_branch`."""
+    if not 0 <= index < len(leaves):
+        raise IndexError("leaf index out of range")
+    level = [H_many(_LEAF, leaf) for leaf in leaves]
+    branch: list[Hash32] = []
+    while len(level) > 1:
+        if len(level) % 2:
+            level.append(level[-1])
+        branch.append(level[index ^ 1])
+        level = [H_many(_NODE, level[i], level[i + 1]) for i in range(0, len(level), 2)]
+        index //= 2
+    return branch
+
+
+def merkle_root_from_branch(leaf: bytes, index: int, count: int, branch: Sequence[bytes]) -> Hash32 | None:
+    """The root that `leaf` at `index` of `count` leaves and its `branch` commit to, or None if the
+    shape is impossible (index out of range, wrong branch length)."""
+    if not 0 <= index < count:
+        return None
+    node, n, depth = H_many(_LEAF, leaf), count, 0
+    for sibling in branch:
+        if n <= 1:
+            return None
+        node = H_many(_NODE, node, sibling) if index % 2 == 0 else H_many(_NODE, sibling, node)
+        index, n, depth = index // 2, (n + 1) // 2, depth + 1
+    if n != 1:
+        return None
+    return H_many(_NODE, node, count.to_bytes(8, "big"))

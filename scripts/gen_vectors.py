@@ -52,7 +52,7 @@ from chain.genesis import (
     genesis_to_json,
     parse_genesis,
 )
-from chain.hashing import H
+from chain.hashing import H, merkle_branch
 from chain.header import Attestation, BlockKind, Header
 from chain.params import DEVNET, PRESETS, AggregationRule, AggregationScheme, ChainParams
 from chain.signed import pow_digest, unsigned_bytes
@@ -248,7 +248,9 @@ def evidence_of(kind: EvidenceKind) -> Evidence:
         outer = attestation(5, h("outer"), "val1", source_height=1)
         return Evidence(kind, SurroundVote(outer, attestation(4, h("inner"), "val1", source_height=2)))
     if kind is EvidenceKind.INVALID_BLOCK:
-        return Evidence(kind, InvalidBlock(b1.header, encode(TxBody(()))))  # body_root mismatch
+        leaves = [b"leaf-0", b"leaf-1", b"leaf-2"]  # the shape only: this leaf is not b1's
+        proof = InvalidBlock(b1.header, 2, 3, leaves[2], tuple(merkle_branch(leaves, 2)))
+        return Evidence(kind, proof)
     return Evidence(kind, FalseScore(b3.header, encode(b3.body)))
 
 
@@ -319,8 +321,8 @@ BEGIN: Final = "<!-- BEGIN GENERATED FIELD TABLES (scripts/gen_vectors.py) -->"
 END: Final = "<!-- END GENERATED FIELD TABLES -->"
 TABLE_TYPES: Final[list[type[Any]]] = [
     Tx, Transfer, Stake, Unstake, SlashEvidence, Evidence, DoubleProposal, DoubleAttest, InvalidBlock,
-    FalseScore, SurroundVote, DataUnit, LearningUnit, Attestation, Header, Block, TxBody, DataBody, QualityReport,
-    VersionBody, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel, ChainParams, VdfProof,
+    FalseScore, SurroundVote, DataUnit, LearningUnit, Attestation, Header, Block, TxBody, DataBody,
+    QualityReport, VersionBody, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel, ChainParams, VdfProof,
 ]  # fmt: skip
 TABLE_ENUMS: Final[list[type[IntEnum]]] = [
     TxKind, EvidenceKind, BlockKind, DataFormat, Encryption, AggregationRule, AggregationScheme,

@@ -14,12 +14,12 @@ their own state-aware module.
 
 from __future__ import annotations
 
-from chain.block import Block, DataBody, QualityReport, TxBody, VersionBody, body_root
-from chain.codec import encode
+from chain.block import Block, DataBody, QualityReport, TxBody, VersionBody, body_leaves, body_root
+from chain.codec import decode, encode
 from chain.errors import ErrorCode
-from chain.header import round_for_height
+from chain.header import BlockKind, Header, round_for_height
 from chain.params import ChainParams
-from chain.tx import TX_VERSION
+from chain.tx import TX_VERSION, Tx
 from chain.types import ZERO_HASH
 
 EMPTY_REPORT = QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
@@ -102,4 +102,49 @@ def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | No
         if len(body.per_batch_scores) > params.n_score_batches:
             return ErrorCode.BAD_BODY
         return None
+    return None
+
+
+def check_leaf_stateless(
+    params: ChainParams, header: Header, index: int, count: int, leaf: bytes
+) -> ErrorCode | None:
+    """The first stateless rule that one committed body leaf (`body_leaves` order) breaks, or None.
+
+    What INVALID_BLOCK evidence can prove with a single leaf and its Merkle branch (§5.3): a TX
+    body with more than `max_txs_per_block` leaves, or a leaf that is not a canonical tx of this
+    chain within `max_tx_bytes` with a valid signature; a DATA body with a unit or a non-empty
+    report, a VERSION body with more than one leaf or one that breaks the VERSION rules (while
+    `learning_bodies_disabled` holds). Faults that need two leaves (a duplicate tx) or the whole
+    body (`max_block_bytes`) are not provable this way.
+    """
+    if header.kind == BlockKind.TX:
+        if count > params.max_txs_per_block:
+            return ErrorCode.TOO_MANY_TXS
+        if len(leaf) > params.max_tx_bytes:
+            return ErrorCode.INVALID_TX_IN_BLOCK
+        tx = decode(Tx, leaf, max_bytes=params.max_tx_bytes)
+        if isinstance(tx, ErrorCode) or tx.version != TX_VERSION or tx.chain_id != params.chain_id:
+            return ErrorCode.INVALID_TX_IN_BLOCK
+        return None if tx.signature_valid() else ErrorCode.INVALID_TX_IN_BLOCK
+    if header.kind == BlockKind.DATA:
+        if index > 0:
+            return ErrorCode.BAD_BODY  # a selected unit id: no unit may be selected yet
+        report = decode(QualityReport, leaf, max_bytes=params.max_block_bytes)
+        return None if report == EMPTY_REPORT else ErrorCode.BAD_BODY
+    if header.kind == BlockKind.VERSION:
+        if count != 1:
+            return ErrorCode.BAD_BODY
+        body = decode(VersionBody, leaf, max_bytes=params.max_block_bytes)
+        if isinstance(body, ErrorCode):
+            return ErrorCode.BAD_BODY
+        return check_fl_body_stateless(params, Block(header, body))
+    return None
+
+
+def faulty_leaf(params: ChainParams, block: Block) -> int | None:
+    """Index of the first body leaf that `check_leaf_stateless` refuses (to build evidence with)."""
+    leaves = body_leaves(block.body)
+    for i, leaf in enumerate(leaves):
+        if check_leaf_stateless(params, block.header, i, len(leaves), leaf) is not None:
+            return i
     return None

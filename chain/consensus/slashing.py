@@ -12,10 +12,11 @@ Per kind:
   target or source (two votes of one validator never prove anything against another validator).
 - SURROUND_VOTE: two validly signed attestations of one validator where the first's span strictly
   contains the second's: a.source_height < b.source_height and b.height < a.height (§4.4).
-- INVALID_BLOCK: a validly signed header plus a body that hashes to its `body_root` and fails a
-  *stateless* rule with a permanent code (`check_body_stateless`, or a header kind that does not
-  match its height). State-dependent faults cannot be proven without the parent state; a caller
-  that has it may pass `revalidate` to extend the check.
+- INVALID_BLOCK: a validly signed header plus one body leaf, its index, the leaf count and the
+  Merkle branch to the header's `body_root` (a whole body does not fit in a tx), where the leaf
+  breaks a *stateless* rule with a permanent code (`body.check_leaf_stateless`), or a header kind
+  that does not match its height. `invalid_block_evidence` builds it from a block. State-dependent
+  faults cannot be proven without the parent state; a caller may pass `revalidate` to extend it.
 - FALSE_SCORE: needs the federated-learning rules (re-scoring within `score_slash_tolerance_micro`,
   PROTOCOL §6.5). Until they exist this returns `BAD_EVIDENCE`; the FL issue supplies
   `check_false_score` (see `FalseScoreCheck`) and sets it as the default here.
@@ -28,9 +29,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chain.block import BODY_TYPES, Block
-from chain.codec import decode
-from chain.consensus.body import check_body_stateless
+from chain.block import Block, body_leaves
+from chain.consensus.body import check_leaf_stateless, faulty_leaf
 from chain.errors import ErrorCode
 from chain.evidence import (
     DoubleAttest,
@@ -41,7 +41,7 @@ from chain.evidence import (
     InvalidBlock,
     SurroundVote,
 )
-from chain.hashing import H_many
+from chain.hashing import H_many, merkle_branch, merkle_root_from_branch
 from chain.header import Header, kind_for_height
 from chain.params import ChainParams
 from chain.state.model import StateReader
@@ -49,8 +49,9 @@ from chain.types import Hash32, PubKey
 
 EVIDENCE_KEY_TAG = b"LC/evidence-key/1"
 
-BlockRevalidator = Callable[[ChainParams, Block], ErrorCode | None]
-"""Re-validate a decoded block whose header is signed; return its first failing rule or None."""
+LeafRevalidator = Callable[[ChainParams, Header, int, int, bytes], ErrorCode | None]
+"""(params, signed header, leaf index, leaf count, leaf) -> the first rule the committed leaf
+breaks, or None: `body.check_leaf_stateless` by default."""
 
 FalseScoreCheck = Callable[[ChainParams, StateReader, Header, bytes], ErrorCode | None]
 """FL rules (§6.5): None if the version block's score is off by more than the slash tolerance
@@ -74,7 +75,7 @@ def verify_evidence(
     reader: StateReader,
     evidence: Evidence,
     *,
-    revalidate: BlockRevalidator | None = None,
+    revalidate: LeafRevalidator | None = None,
     check_false_score: FalseScoreCheck | None = None,
 ) -> tuple[PubKey, Hash32] | ErrorCode:
     """(faulty validator, normalised evidence key) if `evidence` proves a fault, else why not.
@@ -91,7 +92,7 @@ def verify_evidence(
     elif isinstance(proof, SurroundVote):
         found = _surround_vote(params, proof)
     elif isinstance(proof, InvalidBlock):
-        found = _invalid_block(params, proof, revalidate or check_body_stateless)
+        found = _invalid_block(params, proof, revalidate or check_leaf_stateless)
     else:
         found = _false_score(params, reader, proof, check_false_score)
     if isinstance(found, ErrorCode):
@@ -143,7 +144,7 @@ def _surround_vote(params: ChainParams, p: SurroundVote) -> tuple[PubKey, int] |
 
 
 def _invalid_block(
-    params: ChainParams, p: InvalidBlock, revalidate: BlockRevalidator
+    params: ChainParams, p: InvalidBlock, revalidate: LeafRevalidator
 ) -> tuple[PubKey, int] | ErrorCode:
     header = p.header
     if header.chain_id != params.chain_id:
@@ -154,15 +155,27 @@ def _invalid_block(
         return ErrorCode.BAD_SIGNATURE
     if header.kind != kind_for_height(header.height):
         return header.proposer, header.height  # the signed header alone is invalid (§4.1)
-    body = decode(BODY_TYPES[header.kind], p.body)
-    if isinstance(body, ErrorCode):
-        return ErrorCode.EVIDENCE_NOT_A_FAULT  # not tied to the header: anyone can write bad bytes
-    block = Block(header, body)
-    code = revalidate(params, block)
-    if code is None or code.is_transient or code == ErrorCode.BAD_BODY_ROOT:
-        # BAD_BODY_ROOT: the body is not the one the proposer committed to.
+    root = merkle_root_from_branch(p.leaf, p.leaf_index, p.leaf_count, p.branch)
+    if root != header.body_root:
+        # not the body the proposer committed to: anyone can write bad bytes
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    code = revalidate(params, header, p.leaf_index, p.leaf_count, p.leaf)
+    if code is None or code.is_transient:
         return ErrorCode.EVIDENCE_NOT_A_FAULT
     return header.proposer, header.height
+
+
+def invalid_block_evidence(params: ChainParams, block: Block) -> Evidence | None:
+    """INVALID_BLOCK evidence for a signed block with a provable stateless fault, or None: the kind
+    does not match the height, or a body leaf breaks `check_leaf_stateless` (the first such leaf
+    with its Merkle branch)."""
+    leaves = body_leaves(block.body)
+    index = 0 if block.header.kind != kind_for_height(block.header.height) else faulty_leaf(params, block)
+    if index is None or not leaves:
+        return None
+    branch = tuple(merkle_branch(leaves, index))
+    proof = InvalidBlock(block.header, index, len(leaves), leaves[index], branch)
+    return Evidence(EvidenceKind.INVALID_BLOCK, proof)
 
 
 def _false_score(

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from chain.block import Block, Body, TxBody, body_root
-from chain.codec import encode
 from chain.consensus.certificate import check_attestation, meets_threshold
 from chain.consensus.duties import (
     ProposalDuty,
@@ -38,12 +37,12 @@ from chain.consensus.duties import (
 from chain.consensus.election import challenge_for_child
 from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
-from chain.consensus.slashing import verify_evidence
+from chain.consensus.slashing import invalid_block_evidence, verify_evidence
 from chain.consensus.validation import check_state_root, validate_block
 from chain.consensus.validators import source_matches, vote_weights
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
-from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, InvalidBlock, SurroundVote
+from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, SurroundVote
 from chain.genesis import Genesis
 from chain.header import Attestation, BlockKind, Header, kind_for_height
 from chain.params import DEVNET, ChainParams
@@ -171,9 +170,11 @@ class SimNode:
                 self.net.later(self.index, block, 200)  # transient: retry later, never punish
             elif result.is_permanent:
                 self.rejected[h] = result
-                # a signed block whose committed body breaks a stateless rule is provable (§5.3)
-                proof = InvalidBlock(block.header, encode(block.body))
-                self._add_evidence(Evidence(EvidenceKind.INVALID_BLOCK, proof))
+                # a signed block whose committed body breaks a stateless rule is provable (§5.3):
+                # the header, the bad leaf and its Merkle branch
+                evidence = invalid_block_evidence(self.params, block)
+                if evidence is not None:
+                    self._add_evidence(evidence)
             return
         self._accept(block, h, result)
 

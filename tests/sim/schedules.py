@@ -6,11 +6,18 @@ clock skews) and `Schedule.run`. Must not: assert anything but what `SimNetwork`
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
+from chain.params import DEVNET
+from chain.types import Height
 from tests.sim.network import Behaviour, SimNetwork
 from tests.sim.world import VdfImpl
+
+# Devnet with a longer evidence window: evidence that a partition delays must still be includable,
+# so that every provable fault ends with the faulty stake slashed (issue 10 acceptance).
+SIM_PARAMS = dataclasses.replace(DEVNET, unbonding_blocks=Height(60))
 
 BYZANTINE_KINDS = (
     Behaviour(silent=True),
@@ -74,6 +81,7 @@ class Schedule:
             drop=self.drop,
             literal_rule=literal_rule,
             skews_ms=self.skews_ms,
+            params=SIM_PARAMS,
         )
         slot = net.params.slot_ms
         t0 = net.now

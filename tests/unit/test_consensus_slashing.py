@@ -12,9 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
-from chain.block import TxBody
+from chain.block import Block, DataBody, TxBody, body_leaves, body_root
 from chain.codec import encode
-from chain.consensus.slashing import evidence_key, slash_amounts, verify_evidence
+from chain.consensus.body import EMPTY_REPORT
+from chain.consensus.slashing import evidence_key, invalid_block_evidence, slash_amounts, verify_evidence
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.evidence import (
@@ -26,13 +27,13 @@ from chain.evidence import (
     InvalidBlock,
     SurroundVote,
 )
-from chain.hashing import H
+from chain.hashing import H, merkle_branch
 from chain.header import Attestation, BlockKind, Header, kind_for_height
 from chain.state.model import Account
 from chain.state.txrules import apply_tx
 from chain.state.view import MemoryState, StateOverlay
 from chain.tx import SlashEvidence, Transfer, make_tx
-from chain.types import Amount, BlockHash, ChainId, Height, Nonce, TimestampMs
+from chain.types import Amount, BlockHash, ChainId, Height, Nonce, TimestampMs, UnitId
 from tests.sim.world import FAKE_VDF, KEYS, PARAMS, STAKE, child_header, genesis_like, validator_state
 
 P = PARAMS
@@ -187,30 +188,85 @@ def _bad_tx_block(state: MemoryState) -> tuple[Header, TxBody]:
     return header, body
 
 
+def _leaf_proof(header: Header, body: TxBody, index: int = 0) -> Evidence:
+    leaves = body_leaves(body)
+    proof = InvalidBlock(header, index, len(leaves), leaves[index], tuple(merkle_branch(leaves, index)))
+    return Evidence(EvidenceKind.INVALID_BLOCK, proof)
+
+
 def test_invalid_block_stateless_fault(state: MemoryState) -> None:
     header, body = _bad_tx_block(validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]]))
-    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(body)))
+    block = Block(header, body)
+    ev = invalid_block_evidence(P, block)
+    assert ev == _leaf_proof(header, body)
     assert verify_evidence(P, state, ev) == (
         header.proposer,
         evidence_key(EvidenceKind.INVALID_BLOCK, header.proposer, 1),
     )
-    # a body the proposer did not commit to proves nothing
-    other = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
-    assert verify_evidence(P, state, other) == ErrorCode.EVIDENCE_NOT_A_FAULT
-    garbage = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, b"\xc1"))
-    assert verify_evidence(P, state, garbage) == ErrorCode.EVIDENCE_NOT_A_FAULT
+    proof = ev.proof
+    assert isinstance(proof, InvalidBlock)
+    # a leaf the proposer did not commit to, or a wrong branch or count, proves nothing
+    for forged in (
+        dataclasses.replace(proof, leaf=encode(TxBody())),
+        dataclasses.replace(proof, leaf_count=2),
+        dataclasses.replace(proof, branch=(H(b"x"),)),
+        dataclasses.replace(proof, leaf_index=1),
+    ):
+        got = verify_evidence(P, state, Evidence(EvidenceKind.INVALID_BLOCK, forged))
+        assert got == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def test_invalid_block_evidence_stays_small_for_a_large_body(state: MemoryState) -> None:
+    """Finding 6 (issue 10): evidence that held a whole body could not exceed `max_tx_bytes` while
+    blocks may be 2 MiB. A leaf and its branch prove the bad tx among 2,000 (about 1 KB of proof)."""
+    genesis_state = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]])
+    bad_header, bad_body = _bad_tx_block(genesis_state)
+    memo = b"m" * 200
+    good = [
+        make_tx(KEYS[2], P.chain_id, n, 1000, Transfer(account_id(KEYS[3].pubkey), Amount(1), memo))
+        for n in range(2000)
+    ]
+    body = TxBody((*good[:1500], bad_body.txs[0], *good[1500:]))
+    assert len(encode(body)) > P.max_tx_bytes
+    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF, body=body)
+    ev = invalid_block_evidence(P, Block(header, body))
+    assert ev is not None
+    proof = ev.proof
+    assert isinstance(proof, InvalidBlock)
+    assert (proof.leaf_index, proof.leaf_count, len(proof.branch)) == (1500, 2001, 11)
+    tx = make_tx(REPORTER, P.chain_id, 0, P.min_fee, SlashEvidence(ev))
+    assert len(encode(tx)) < 2048 + len(encode(header))
+    assert verify_evidence(P, state, ev) == (
+        header.proposer,
+        evidence_key(EvidenceKind.INVALID_BLOCK, header.proposer, 1),
+    )
+    assert bad_header.body_root != header.body_root
 
 
 def test_invalid_block_valid_body_is_not_a_fault(state: MemoryState) -> None:
     genesis_state = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]])
-    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF)
-    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
-    assert verify_evidence(P, state, ev) == ErrorCode.EVIDENCE_NOT_A_FAULT
+    good = make_tx(KEYS[2], P.chain_id, 0, 1000, Transfer(account_id(KEYS[3].pubkey), Amount(1)))
+    body = TxBody((good,))
+    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF, body=body)
+    assert invalid_block_evidence(P, Block(header, body)) is None
+    assert verify_evidence(P, state, _leaf_proof(header, body)) == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def test_invalid_block_non_empty_data_body_is_provable(state: MemoryState) -> None:
+    """A DATA block selecting a unit breaks `learning_bodies_disabled`: its unit leaf proves it."""
+    header = header_at(2, b"d")
+    body = DataBody((UnitId(H(b"unit")),), EMPTY_REPORT)
+    header = dataclasses.replace(header, body_root=body_root(body)).signed(OFFENDER)
+    ev = invalid_block_evidence(P, Block(header, body))
+    assert ev is not None
+    assert isinstance(ev.proof, InvalidBlock)
+    assert ev.proof.leaf_index == 1
+    assert verify_evidence(P, state, ev) == (OFFENDER.pubkey, evidence_key(ev.kind, OFFENDER.pubkey, 2))
 
 
 def test_invalid_block_wrong_kind_for_height(state: MemoryState) -> None:
     header = header_at(2, b"k", kind=BlockKind.TX)  # height 2 must be DATA
-    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
+    ev = _leaf_proof(header, TxBody((_bad_tx_block(state)[1].txs[0],)))
     assert verify_evidence(P, state, ev) == (
         OFFENDER.pubkey,
         evidence_key(EvidenceKind.INVALID_BLOCK, OFFENDER.pubkey, 2),
@@ -219,13 +275,15 @@ def test_invalid_block_wrong_kind_for_height(state: MemoryState) -> None:
 
 def test_invalid_block_revalidate_hook(state: MemoryState) -> None:
     genesis_state = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]])
-    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF)
-    ev = Evidence(EvidenceKind.INVALID_BLOCK, InvalidBlock(header, encode(TxBody())))
-    assert verify_evidence(P, state, ev, revalidate=lambda p, b: ErrorCode.BAD_BODY) == (
+    good = make_tx(KEYS[2], P.chain_id, 0, 1000, Transfer(account_id(KEYS[3].pubkey), Amount(1)))
+    body = TxBody((good,))
+    header = child_header(P, genesis_like(P, genesis_state), genesis_state, FAKE_VDF, body=body)
+    ev = _leaf_proof(header, body)
+    assert verify_evidence(P, state, ev, revalidate=lambda p, h, i, n, leaf: ErrorCode.BAD_BODY) == (
         header.proposer,
         evidence_key(EvidenceKind.INVALID_BLOCK, header.proposer, 1),
     )
-    assert verify_evidence(P, state, ev, revalidate=lambda p, b: ErrorCode.BLOB_MISSING) == (
+    assert verify_evidence(P, state, ev, revalidate=lambda p, h, i, n, leaf: ErrorCode.BLOB_MISSING) == (
         ErrorCode.EVIDENCE_NOT_A_FAULT  # transient codes never prove a fault
     )
 
@@ -253,7 +311,7 @@ def test_state_effect_burn_pay_jail_reset_once(state: MemoryState, kind: Evidenc
     elif kind is EvidenceKind.DOUBLE_ATTEST:
         ev = Evidence(kind, DoubleAttest(att(5, H(b"x")), att(5, H(b"y"))))
     else:
-        ev = Evidence(kind, InvalidBlock(header_at(2, b"k", kind=BlockKind.TX), encode(TxBody())))
+        ev = _leaf_proof(header_at(2, b"k", kind=BlockKind.TX), TxBody((_bad_tx_block(state)[1].txs[0],)))
     height = Height(6)
     ov = StateOverlay(state)
     tx = make_tx(REPORTER, P.chain_id, 0, P.min_fee, SlashEvidence(ev))
