@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -80,7 +81,8 @@ class _Candidate:
 
 def exact_key(example: Example) -> bytes:
     """What exact duplicates share: H of the kind and the normalised fields."""
-    return H(f"{example.kind}\x00{normalise(example.prompt)}\x00{normalise(example.completion)}".encode())
+    fields = [example.kind, normalise(example.prompt), normalise(example.completion)]
+    return H(json.dumps(fields, ensure_ascii=False).encode("utf-8"))  # unambiguous, unlike joining
 
 
 def jsonl_bytes(examples: Iterable[Example]) -> bytes:

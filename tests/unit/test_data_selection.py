@@ -195,6 +195,12 @@ def test_examples_in_the_active_set_count_as_exact_duplicates() -> None:
     assert report.n_selected == len(SENTENCES) - 1
 
 
+def test_exact_keys_do_not_collide_across_field_boundaries() -> None:
+    assert exact_key(Example("pair", "x\x00y", "z")) != exact_key(Example("pair", "x", "y\x00z"))
+    assert exact_key(Example("pair", "", "abc")) != exact_key(Example("text", "", "abc"))
+    assert exact_key(Example("text", "", "A  b")) == exact_key(Example("text", "", "a b"))
+
+
 def test_a_unit_whose_blob_disagrees_is_refused() -> None:
     unit, blob = _unit([_line({"text": s}) for s in SENTENCES])
     assert unit_problem(DEVNET, unit, blob) is None
