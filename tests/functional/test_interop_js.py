@@ -4,8 +4,9 @@ Owns: installing `tests/functional/interop_js/` (libp2p 2.10, gossipsub 14.1, fr
 package-lock.json) into a cache directory (`$XDG_CACHE_HOME/linguachain-interop-js`), running its
 `peer.mjs` against a real one-node devnet, and checking that the js peer connects over Noise/yamux,
 receives gossiped blocks, publishes a signed transfer that the chain confirms, and is banned and
-disconnected after publishing garbage, which also ends the node's dials to it. Skips with the reason where node or npm is missing or the npm install fails (no registry).
-Must not: run in the default suite (slow: npm install plus block production).
+disconnected after publishing garbage, which also ends the node's dials to it. Skips with the reason
+where node or npm is missing or the npm install fails (no registry). Must not: run in the default
+suite (slow: npm install plus block production).
 """
 
 from __future__ import annotations
