@@ -13,7 +13,7 @@ from typing import Any, Final
 
 from chain.address import HRP_BY_NETWORK, address_of
 from chain.crypto import SecretKey
-from chain.genesis import LC_TINY, Genesis, parse_genesis
+from chain.genesis import LC_TINY
 from chain.types import COIN
 from training.base_model import LC_TINY_WEIGHTS_HASH
 
@@ -72,12 +72,6 @@ def devnet_genesis_doc(
         "base_model": {"name": LC_TINY, "weights_hash": lc_tiny_weights_hash()},
         "extra_data": f"linguachain {network}",
     }
-
-
-def devnet_genesis(
-    n_validators: int = 1, n_accounts: int = 10, *, timestamp_ms: int | None = None
-) -> Genesis:
-    return parse_genesis(devnet_genesis_doc(n_validators, n_accounts, timestamp_ms=timestamp_ms))
 
 
 def dev_accounts(

@@ -216,10 +216,6 @@ class TxPool:
             out.extend(tail)
         return out
 
-    def remove_run(self, sender: AccountId) -> list[Entry]:
-        run = self._runs.get(sender)
-        return self.remove(run[:1]) if run else []
-
     def replace_run(self, sender: AccountId, entries: list[Entry]) -> list[Entry]:
         """Make `entries` (gap-free, nonce order) the sender's run; entries of the old run that are
         kept stay in place. Returns the old entries that are gone. Limits: see `enforce_limits`."""

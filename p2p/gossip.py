@@ -444,9 +444,6 @@ class Gossip:
                 for peer_id in [p for p in book if p not in self.pubsub.peers]:
                     del book[peer_id]
 
-    async def wait_ready(self) -> None:
-        await self._ready.wait()
-
     async def publish(self, kind: GossipKind, raw: bytes) -> bool:
         """Publish `raw` on `kind`'s topic. False (and counted) when it is over the topic's limit;
         libp2p itself would deliver it locally and silently never to peers."""

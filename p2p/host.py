@@ -15,7 +15,7 @@ import logging
 import os
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
@@ -64,7 +64,6 @@ class HostConfig:
     health_check_interval_s: float = 2.0
     ping_timeout_s: float = 2.0
     enable_mdns: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)  # test hooks only, never from config files
 
 
 def load_or_create_key(keys_dir: Path) -> Any:

@@ -97,9 +97,6 @@ class PeerScores:
         if len(self._bans) > self.config.max_tracked:
             self._expire_bans()
 
-    def unban(self, peer: str) -> None:
-        self._bans.pop(peer, None)
-
     def is_banned(self, peer: str) -> bool:
         until = self._bans.get(peer)
         if until is None:
@@ -146,6 +143,3 @@ class RateLimiter:
         while len(self._buckets) > self.max_keys:
             self._buckets.popitem(last=False)
         return ok
-
-    def forget(self, key: str) -> None:
-        self._buckets.pop(key, None)

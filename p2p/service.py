@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -58,7 +58,6 @@ class P2PConfig:
     scores: ScoreConfig = field(default_factory=ScoreConfig)
     sync_batch: int = 64
     request_timeout_s: float = 10.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +157,6 @@ class P2PService:
         finally:
             self._stopped.set()
             log.info("p2p: stopped")
-
-    async def wait_started(self) -> None:
-        await self._started.wait()
 
     # -- scoring -------------------------------------------------------------------------------
 

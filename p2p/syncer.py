@@ -443,6 +443,3 @@ class Syncer:
         if self.chain.tip()[0] >= self._target:
             self._synced_once.set()
             log.info("sync: reached %d", self.chain.tip()[0])
-
-    async def wait_synced(self) -> None:
-        await self._synced_once.wait()

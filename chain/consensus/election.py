@@ -75,10 +75,6 @@ def eligible_validators(reader: StateReader, height: int) -> list[tuple[PubKey, 
     return leader_weights(reader, height)
 
 
-def total_weight(eligible: Sequence[tuple[PubKey, int]]) -> int:
-    return sum(w for _, w in eligible)
-
-
 def _atanh_fixed(z: int) -> int:
     """atanh(z / 2^W) * 2^W (floor per term) for 0 <= z <= 2^W / 3: z + z^3/3 + z^5/5 + ..."""
     z2 = (z * z) >> _WORK_BITS

@@ -25,11 +25,6 @@ def after_miss(params: ChainParams, reputation: int) -> int:
     return clamp(params, reputation - params.reputation_miss_penalty)
 
 
-def after_unit_included(params: ChainParams, reputation: int) -> int:
-    """+`reputation_unit_bonus` when a unit authored by the validator's key is selected or included."""
-    return clamp(params, reputation + params.reputation_unit_bonus)
-
-
 def after_slash(params: ChainParams) -> int:
     """A slashed validator restarts at the minimum."""
     return params.reputation_min

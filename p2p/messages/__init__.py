@@ -39,10 +39,6 @@ def register(msg_id: int, cls: type[T], max_bytes: int) -> type[T]:
     return cls
 
 
-def spec_of(cls: type[Any]) -> MessageSpec:
-    return _BY_CLASS[cls]
-
-
 def encode_message(msg: Any) -> bytes:
     spec = _BY_CLASS[type(msg)]
     body = encode(msg)
