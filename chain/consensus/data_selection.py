@@ -275,6 +275,24 @@ def active_test_set(recent: Sequence[Sequence[Example]], max_test_examples: int)
     return tuple(out)
 
 
+def check_data_body_stateless(params: ChainParams, body: DataBody) -> ErrorCode | None:
+    """What a DATA body shows by itself (for `check_fl_body_stateless`, so provable by
+    INVALID_BLOCK evidence): unit ids strictly increasing, report counts that add up within the
+    input limit, at most `max_test_examples` selected, and no test set without examples."""
+    ids = [bytes(i) for i in body.unit_ids]
+    if any(a >= b for a, b in itertools.pairwise(ids)):
+        return ErrorCode.BAD_BODY
+    r = body.report
+    dropped = r.n_malformed + r.n_exact_duplicates + r.n_near_duplicates + r.n_outliers
+    if r.n_units != len(ids) or dropped + r.n_selected > r.n_examples_in:
+        return ErrorCode.BAD_BODY
+    if r.n_examples_in > input_limits(params)[0] or r.n_selected > params.max_test_examples:
+        return ErrorCode.BAD_BODY
+    if r.n_selected == 0 and bytes(r.test_set_hash) != bytes(H(b"")):
+        return ErrorCode.BAD_BODY
+    return None
+
+
 def check_data_body(
     params: ChainParams,
     body: DataBody,
@@ -283,12 +301,13 @@ def check_data_body(
 ) -> ErrorCode | None:
     """Re-run the selection on the body's units (resolved by the caller, in any order) and compare.
 
-    BAD_BODY when the unit ids are not strictly increasing, differ from `units`, a unit's blob
+    BAD_BODY when the stateless rules fail, the unit ids differ from `units`, a unit's blob
     disagrees with it, or the recomputed report differs from the body's.
     """
+    stateless = check_data_body_stateless(params, body)
+    if stateless is not None:
+        return stateless
     ids = [bytes(i) for i in body.unit_ids]
-    if any(a >= b for a, b in itertools.pairwise(ids)):
-        return ErrorCode.BAD_BODY
     if sorted(bytes(u.id) for u, _ in units) != ids:
         return ErrorCode.BAD_BODY
     try:

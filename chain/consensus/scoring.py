@@ -12,6 +12,7 @@ Scores are losses: lower is better. The rules and their reasons are in docs/lear
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -207,6 +208,25 @@ class ExpectedVersion:
     included: tuple[UnitWeight, ...]  # from chain.consensus.aggregation.aggregate, sorted by id
     new_adapter_hash: BlobHash  # blob hash of current adapter + aggregate
     n_test_examples: int
+
+
+def check_version_body_stateless(params: ChainParams, body: VersionBody) -> ErrorCode | None:
+    """The parts of the VERSION rules a body shows by itself (for `check_fl_body_stateless`, and so
+    provable by INVALID_BLOCK evidence): units strictly increasing by id with positive weights;
+    either unscored (no batches, both totals 0, no units) or `n_score_batches` batch scores with
+    `total_score` their floored mean; units listed only when the total improves on the previous."""
+    ids = [bytes(w.unit_id) for w in body.units]
+    if any(a >= b for a, b in itertools.pairwise(ids)) or any(w.weight <= 0 for w in body.units):
+        return ErrorCode.BAD_BODY
+    if not body.per_batch_scores:
+        unscored = not body.units and body.total_score == 0 and body.previous_score == 0
+        return None if unscored else ErrorCode.BAD_BODY
+    if len(body.per_batch_scores) != params.n_score_batches:
+        return ErrorCode.BAD_BODY
+    if body.total_score != total_score(body.per_batch_scores):
+        return ErrorCode.BAD_BODY
+    improved = decide_by_scores(body.total_score, body.previous_score) == VersionOutcome.IMPROVED
+    return None if improved == bool(body.units) else ErrorCode.BAD_BODY
 
 
 def check_version_body(params: ChainParams, body: VersionBody, expected: ExpectedVersion) -> ErrorCode | None:

@@ -20,6 +20,7 @@ from chain.consensus.data_selection import (
     SelectionError,
     active_test_set,
     check_data_body,
+    check_data_body_stateless,
     choose_units,
     exact_key,
     input_limits,
@@ -244,6 +245,26 @@ def test_data_body_check_reruns_the_selection() -> None:
     assert check_data_body(DEVNET, DataBody(ids[:2], sel.report), units) == ErrorCode.BAD_BODY
     tampered = [(u, b if i else b + b"\n") for i, (u, b) in enumerate(units)]
     assert check_data_body(DEVNET, DataBody(ids, sel.report), tampered) == ErrorCode.BAD_BODY
+
+
+def test_stateless_data_rules() -> None:
+    units = _fixture()
+    sel = select_test_set(DEVNET, units)
+    ids = tuple(sorted(u.id for u, _ in units))
+    assert check_data_body_stateless(DEVNET, DataBody(ids, sel.report)) is None
+    empty = select_test_set(DEVNET, [_unit([b"{"])]).report
+    assert check_data_body_stateless(DEVNET, DataBody((_unit([b"{"])[0].id,), empty)) is None
+    r = sel.report
+    bad = [
+        DataBody(ids[::-1], r),
+        DataBody(ids[:2], r),  # n_units disagrees
+        DataBody(ids, dataclasses.replace(r, n_malformed=r.n_malformed + 1)),  # more out than in
+        DataBody(ids, dataclasses.replace(r, n_examples_in=10_000, n_malformed=9_990)),  # over the limit
+        DataBody(ids, dataclasses.replace(r, n_selected=DEVNET.max_test_examples + 1, n_examples_in=500)),
+        DataBody(ids, dataclasses.replace(r, n_selected=0)),  # no examples but a test-set hash
+    ]
+    for body in bad:
+        assert check_data_body_stateless(DEVNET, body) == ErrorCode.BAD_BODY, body.report
 
 
 @given(st.lists(st.text(min_size=0, max_size=60), min_size=1, max_size=30), st.integers(4, 40))

@@ -22,6 +22,7 @@ from chain.consensus.scoring import (
     batch_bounds,
     candidate_units,
     check_version_body,
+    check_version_body_stateless,
     data_pool_shares,
     decide_by_scores,
     false_score_rule,
@@ -152,7 +153,9 @@ def test_data_pool_is_paid_by_accepted_examples() -> None:
 BASE = Hash32(H(b"version 4"))
 CURRENT = BlobHash(H(b"adapter 4"))
 NEW = BlobHash(H(b"adapter 4 + aggregate"))
-INCLUDED = (UnitWeight(UnitId(H(b"u1")), 1000), UnitWeight(UnitId(H(b"u2")), 500))
+INCLUDED = tuple(
+    sorted((UnitWeight(UnitId(H(b"u1")), 1000), UnitWeight(UnitId(H(b"u2")), 500)), key=lambda w: w.unit_id)
+)  # sorted by unit id, as aggregate() lists them
 EXPECTED = ExpectedVersion(Round(7), BASE, True, CURRENT, INCLUDED, NEW, 64)
 
 
@@ -181,6 +184,27 @@ IMPROVED = _body(per_batch=[2_000_000] * 7 + [2_000_007], total=2_000_000, previ
 
 def test_an_improving_version_body_passes() -> None:
     assert check_version_body(P, IMPROVED, EXPECTED) is None
+    assert check_version_body_stateless(P, IMPROVED) is None
+
+
+def test_stateless_version_rules() -> None:
+    unscored = _body(per_batch=[], total=0, previous=0, units=(), adapter=CURRENT)
+    scored_noop = _body(per_batch=[2_000_000] * 8, total=2_000_000, previous=2_000_000, units=())
+    assert check_version_body_stateless(P, unscored) is None
+    assert check_version_body_stateless(P, scored_noop) is None
+    bad = [
+        dataclasses.replace(IMPROVED, units=INCLUDED[::-1]),  # not sorted by id
+        dataclasses.replace(IMPROVED, units=(INCLUDED[0], INCLUDED[0])),  # repeated
+        dataclasses.replace(IMPROVED, units=(UnitWeight(INCLUDED[0].unit_id, 0),)),  # zero weight
+        dataclasses.replace(unscored, total_score=5),
+        dataclasses.replace(unscored, units=INCLUDED),  # paid without a score
+        dataclasses.replace(IMPROVED, per_batch_scores=IMPROVED.per_batch_scores[:7]),
+        dataclasses.replace(IMPROVED, total_score=IMPROVED.total_score + 1),
+        dataclasses.replace(IMPROVED, previous_score=IMPROVED.total_score),  # units without improving
+        dataclasses.replace(scored_noop, previous_score=2_000_001),  # improved but lists no unit
+    ]
+    for body in bad:
+        assert check_version_body_stateless(P, body) == ErrorCode.BAD_BODY, body
 
 
 @pytest.mark.parametrize(
