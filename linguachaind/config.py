@@ -54,6 +54,7 @@ class NodeConfig:
     rpc_read_timeout_s: float = 30.0
     validator: bool = True
     timelord: bool = False
+    checkpoint: str = ""  # weak subjectivity: "HEIGHT:HASH" of a final block this node must have
     train_data: Path | None = None
     device: str = "cpu"
     log_level: str = "INFO"
@@ -285,12 +286,28 @@ def validate(config: NodeConfig) -> None:
     for addr in config.bootstrap:
         if "/p2p/" not in addr:
             raise ConfigError(f"bootstrap address {addr!r} needs a /p2p/<peer id> part")
+    if config.checkpoint:
+        parse_checkpoint(config.checkpoint)
     if config.train_data is not None and not config.train_data.exists():
         raise ConfigError(f"train_data {config.train_data} does not exist")
     for item in filter(None, (s.strip() for s in config.log_debug.split(","))):
         _, sep, level = item.partition("=")
         if not sep or level.upper() not in LOG_LEVELS:
             raise ConfigError(f"LINGUACHAIN_DEBUG item {item!r} must look like module=LEVEL")
+
+
+def parse_checkpoint(text: str) -> tuple[int, bytes]:
+    """`HEIGHT:HASH` (decimal height, 64 hex digits) of a weak-subjectivity checkpoint: a final block
+    a syncing node must find on its chain (PROTOCOL §5.3), taken from a node or explorer you trust."""
+    height, sep, digest = text.strip().partition(":")
+    try:
+        value = bytes.fromhex(digest)
+        number = int(height)
+    except ValueError:
+        value, number = b"", -1
+    if not sep or number < 1 or len(value) != 32:
+        raise ConfigError(f"checkpoint {text!r} must look like HEIGHT:HASH (a height >= 1, 64 hex digits)")
+    return number, value
 
 
 def config_file_text(values: Mapping[str, Any]) -> str:

@@ -151,6 +151,7 @@ def init(
     "--validator/--no-validator", default=None, help="produce and attest blocks with keys/validator.key"
 )
 @click.option("--mdns/--no-mdns", default=None, help="find peers on the local network by multicast DNS")
+@click.option("--checkpoint", help="HEIGHT:HASH of a final block this node must have (weak subjectivity)")
 @click.option("--train-data", type=click.Path(path_type=Path))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]))
 @click.option("--log-level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
@@ -164,6 +165,7 @@ def start(
     rpc_port: int | None,
     validator: bool | None,
     mdns: bool | None,
+    checkpoint: str | None,
     train_data: Path | None,
     device: str | None,
     log_level: str | None,
@@ -181,6 +183,7 @@ def start(
         "rpc_port": rpc_port,
         "validator": validator,
         "mdns": mdns,
+        "checkpoint": checkpoint,
         "train_data": train_data,
         "device": device,
         "log_level": log_level.upper() if log_level else None,

@@ -30,9 +30,11 @@ if TYPE_CHECKING:
 from chain.codec import encode
 from chain.crypto import SecretKey
 from chain.genesis import Genesis, load_genesis
+from chain.state.model import Checkpoint
 from chain.store.blockstore import BlockStore
+from chain.types import BlockHash, Height
 from linguachaind import __version__
-from linguachaind.config import NodeConfig
+from linguachaind.config import NodeConfig, parse_checkpoint
 from linguachaind.datadir import (
     DatadirLock,
     Layout,
@@ -253,7 +255,11 @@ class Node:
         log.info("%s", event("genesis", chain_id=genesis.params.chain_id, genesis_file_id=genesis.id.hex()))
         store = self._open_chain_store(genesis)
         mempool = self._open_mempool(store)
-        chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool)
+        checkpoint = None
+        if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
+            height, digest = parse_checkpoint(config.checkpoint)
+            checkpoint = Checkpoint(Height(height), BlockHash(digest))
+        chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool, checkpoint=checkpoint)
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
         computes = config.validator or config.timelord
         prover = functools.partial(VdfProver, observe=self.metrics.observe_vdf)  # prove times: /metrics

@@ -27,7 +27,7 @@ from chain.consensus.validators import may_propose, source_matches, vote_weights
 from chain.errors import ErrorCode
 from chain.header import PROTOCOL_VERSION, Header, kind_for_height
 from chain.params import ChainParams
-from chain.state.model import StateReader
+from chain.state.model import Checkpoint, StateReader
 from chain.types import BlockHash, StateRoot
 
 S_co = TypeVar("S_co", bound=StateReader, covariant=True)
@@ -75,11 +75,22 @@ def extends_final(view: ChainView[StateReader], parent: Header) -> bool:
 
 
 def validate_header(
-    params: ChainParams, view: ChainView[StateReader], header: Header, now_ms: int, verify_vdf: VdfVerifier
+    params: ChainParams,
+    view: ChainView[StateReader],
+    header: Header,
+    now_ms: int,
+    verify_vdf: VdfVerifier,
+    checkpoint: Checkpoint | None = None,
 ) -> ErrorCode | None:
-    """None if `header` is valid on top of its (known) parent; else the first failing rule (§4.7)."""
+    """None if `header` is valid on top of its (known) parent; else the first failing rule (§4.7).
+
+    `checkpoint` (weak subjectivity, §5.3): a final block the node was given; a header at its height
+    with another hash is refused (`CONFLICTS_WITH_FINAL`), so no chain without it is ever adopted,
+    whoever signed it (validators that have since exited cannot rewrite history below it)."""
     if view.header(header.hash) is not None:
         return ErrorCode.ALREADY_KNOWN
+    if checkpoint is not None and conflicts_with_checkpoint(header, checkpoint):
+        return ErrorCode.CONFLICTS_WITH_FINAL
     if header.version != PROTOCOL_VERSION:
         return ErrorCode.BAD_VERSION
     if header.chain_id != params.chain_id:
@@ -148,17 +159,27 @@ def _check_parent_certificate(
 
 
 def validate_block(
-    params: ChainParams, view: ChainView[StateReader], block: Block, now_ms: int, verify_vdf: VdfVerifier
+    params: ChainParams,
+    view: ChainView[StateReader],
+    block: Block,
+    now_ms: int,
+    verify_vdf: VdfVerifier,
+    checkpoint: Checkpoint | None = None,
 ) -> ErrorCode | None:
     """Every rule of §4.7 before the state transition: the header, then the body's stateless rules.
 
     The caller then applies the block to its parent state (`chain.state.transition.apply_block`)
     and checks the result with `check_state_root`: the daemon's chain service sequences the four.
     """
-    code = validate_header(params, view, block.header, now_ms, verify_vdf)
+    code = validate_header(params, view, block.header, now_ms, verify_vdf, checkpoint)
     if code is not None:
         return code
     return check_body_stateless(params, block)
+
+
+def conflicts_with_checkpoint(header: Header, checkpoint: Checkpoint) -> bool:
+    """A header at the checkpoint's height that is not the checkpoint block (weak subjectivity)."""
+    return header.height == checkpoint.height and header.hash != checkpoint.block_hash
 
 
 def check_state_root(block: Block, state_root: StateRoot) -> ErrorCode | None:

@@ -36,8 +36,9 @@ from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
 from chain.consensus.validation import check_state_root, validate_block
 from chain.consensus.validators import source_matches, vote_weights
-from chain.errors import ErrorCode, StoreError
+from chain.errors import ConfigError, ErrorCode, StoreError
 from chain.header import Attestation, Header
+from chain.state.model import Checkpoint
 from chain.state.transition import BlockEffects, BlockError, apply_block_detailed
 from chain.state.view import StateOverlay, StateView
 from chain.store.blockstore import BlockStore
@@ -103,12 +104,21 @@ class ChainService:
         *,
         mempool: MempoolLike | None = None,
         verify_vdf: VdfVerifier = vdf.verify,
+        checkpoint: Checkpoint | None = None,
     ) -> None:
         self.store = store
         self.params = store.params
         self.clock = clock
         self.mempool = mempool
         self._verify_vdf = verify_vdf
+        self.checkpoint = checkpoint  # weak subjectivity (PROTOCOL §5.3): a final block we must have
+        if checkpoint is not None:
+            have = store.hash_at(checkpoint.height)
+            if have is not None and have != checkpoint.block_hash:
+                raise ConfigError(
+                    f"the chain in this datadir has block {have.hex()} at height {checkpoint.height}, "
+                    f"not the checkpoint {checkpoint.block_hash.hex()}: resync from an empty datadir"
+                )
         self._headers: dict[BlockHash, Header] = {}  # valid blocks above the final one, main and side
         self._side: dict[BlockHash, Block] = {}
         self._effects: dict[BlockHash, BlockEffects] = {}  # of side blocks, computed at validation
@@ -348,7 +358,8 @@ class ChainService:
 
     def _validate(self, block: Block, effects: BlockEffects | None) -> BlockEffects | ErrorCode:
         """§4.7 in order: header and body rules, the transition on the parent state, the state root."""
-        code = validate_block(self.params, self, block, self.clock.now_ms(), self._verify_vdf)
+        now = self.clock.now_ms()
+        code = validate_block(self.params, self, block, now, self._verify_vdf, self.checkpoint)
         if code is not None:
             return code
         if effects is None:
