@@ -8,7 +8,7 @@ and their reasons are in docs/learning.md.
 
 Integer arithmetic (every validator reproduces the aggregate bit for bit):
 - fedavg: unit weight `w = n_examples * staleness_discount(s)` with `staleness_discount(s) =
-  1000 // (1 + s)` permille. The weights are normalised once to `q_i = floor(w_i * 2^30 / sum w)`
+  max(1, 1000 // (1 + s))` permille. The weights are normalised once to `q_i = floor(w_i * 2^30 / sum w)`
   (Python ints), so `sum q_i <= 2^30` and `|sum_i q_i * x_i| <= 2^30 * 2^31 = 2^61`: the int64
   accumulator cannot overflow for any number of units. The aggregate is `floor(sum_i q_i x_i / 2^30)`
   (an arithmetic shift), which lies within the int32 range of the inputs.
@@ -102,10 +102,10 @@ class Aggregate:
 
 
 def staleness_discount(staleness: int) -> int:
-    """Permille weight of an update `staleness` versions old: 1000, 500, 333, 250, ..."""
+    """Permille weight of an update `staleness` versions old: 1000, 500, 333, 250, ..., at least 1."""
     if staleness < 0:
         raise ValueError("staleness cannot be negative")
-    return 1000 // (1 + staleness)
+    return max(1, 1000 // (1 + staleness))  # never 0, so every eligible unit has a positive weight
 
 
 def fedavg_weight(unit: UnitUpdate) -> int:
@@ -268,7 +268,7 @@ def _per_coordinate(
     included: list[UnitWeight] = []
     dropped: list[Excluded] = []
     for unit, k in zip(units, kept.tolist(), strict=True):
-        if 2 * n * k < total_kept:  # kept in under half as many coordinates as the average unit
+        if k == 0 or 2 * n * k < total_kept:  # kept in under half as many coordinates as the average
             dropped.append(Excluded(unit.unit_id, Exclusion.RARELY_KEPT))
         else:
             included.append(UnitWeight(unit.unit_id, k))

@@ -233,6 +233,9 @@ def check_version_body(params: ChainParams, body: VersionBody, expected: Expecte
     """BAD_BODY unless the body is the version the rules make of `expected`: exact unit weights and
     adapter hash, a consistent total, and the outcome its scores imply. Whether the scores are true
     is the attesters' check (`within_tolerance`) and FALSE_SCORE's (`is_false_score`)."""
+    stateless = check_version_body_stateless(params, body)
+    if stateless is not None:
+        return stateless
     if (body.round, bytes(body.base_version_id)) != (expected.round, bytes(expected.base_version_id)):
         return ErrorCode.BAD_BODY
     if body.aggregation_rule != params.aggregation_rule:

@@ -133,6 +133,7 @@ def test_per_coordinate_rules_match_their_definition(
 
 def test_fedavg_weights_follow_examples_and_staleness() -> None:
     assert [staleness_discount(s) for s in range(4)] == [1000, 500, 333, 250]
+    assert staleness_discount(5_000) == 1  # never zero: a weight sum is never zero
     fresh = _unit(1, [1000] * 14, n=10, staleness=0)
     old = _unit(2, [4000] * 14, n=10, staleness=1)
     agg = aggregate(_params(AggregationRule.FEDAVG), [fresh, old], SHAPES)
