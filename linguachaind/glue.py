@@ -26,8 +26,7 @@ from chain.vdfmsg import VdfProof
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.vdf_service import VdfService
 from mempool.mempool import Mempool
-from p2p.messages.attestations import MAX_ATTESTATION_BYTES
-from p2p.messages.vdf import MAX_VDF_BYTES
+from p2p.messages.gossip import MAX_ATTESTATION_BYTES, MAX_VDF_BYTES
 from p2p.service import P2PService
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ ID_BYTES: Final = 2
 
 @dataclass(frozen=True, slots=True)
 class MessageSpec:
-    msg_id: int
+    type_id: int
     cls: type[Any]
     max_bytes: int  # of the encoded body, id excluded
 
@@ -30,11 +30,11 @@ REGISTRY: dict[int, MessageSpec] = {}
 _BY_CLASS: dict[type[Any], MessageSpec] = {}
 
 
-def register(msg_id: int, cls: type[T], max_bytes: int) -> type[T]:
-    if msg_id in REGISTRY or cls in _BY_CLASS:
-        raise ValueError(f"message id {msg_id} or class {cls.__name__} registered twice")
-    spec = MessageSpec(msg_id, cls, max_bytes)
-    REGISTRY[msg_id] = spec
+def register(type_id: int, cls: type[T], max_bytes: int) -> type[T]:
+    if type_id in REGISTRY or cls in _BY_CLASS:
+        raise ValueError(f"message id {type_id} or class {cls.__name__} registered twice")
+    spec = MessageSpec(type_id, cls, max_bytes)
+    REGISTRY[type_id] = spec
     _BY_CLASS[cls] = spec
     return cls
 
@@ -44,7 +44,7 @@ def encode_message(msg: Any) -> bytes:
     body = encode(msg)
     if len(body) > spec.max_bytes:
         raise ValueError(f"{type(msg).__name__} of {len(body)} bytes is over its limit {spec.max_bytes}")
-    return spec.msg_id.to_bytes(ID_BYTES, "big") + body
+    return spec.type_id.to_bytes(ID_BYTES, "big") + body
 
 
 def decode_message(data: bytes, *expected: type[Any]) -> Any | ErrorCode:

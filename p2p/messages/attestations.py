@@ -1,18 +1,15 @@
 """Attestation gossip (PROTOCOL §7.2 `/lc/<chain_id>/attest/1`): one `chain.header.Attestation`.
 
-Owns: id 62 and its bound. Must not: validate.
+Owns: naming its row of `p2p.messages.gossip.GOSSIP_SPECS` (id 62, bound `MAX_ATTESTATION_BYTES`).
+Must not: validate.
 """
 
 from __future__ import annotations
 
-from chain.params import ChainParams
-from p2p.messages.gossip import GossipKind, GossipSpec, register_gossip
+from typing import Final
 
-MAX_ATTESTATION_BYTES = 512
+from p2p.messages.gossip import GOSSIP_SPECS, MAX_ATTESTATION_BYTES, GossipKind, GossipSpec
 
+__all__ = ["MAX_ATTESTATION_BYTES", "SPEC"]
 
-def _max(params: ChainParams) -> int:
-    return MAX_ATTESTATION_BYTES
-
-
-SPEC = register_gossip(GossipSpec(62, GossipKind.ATTESTATION, "attest", _max))
+SPEC: Final[GossipSpec] = GOSSIP_SPECS[GossipKind.ATTESTATION]

@@ -1,15 +1,19 @@
 """Gossip topics and their payload specs (PROTOCOL §7.2).
 
-Owns: `GossipKind`, the topic name `/lc/<chain_id>/<name>/1` and the size bound of each kind's
-payload. A gossip payload carries no id prefix: the topic names its type. Must not: validate.
+Owns: `GossipKind` and `GOSSIP_SPECS`, the one literal table of topics: each kind's type id, topic
+name `/lc/<chain_id>/<name>/1` and payload bound. A gossip payload carries no id prefix: the topic
+names its type. Must not: validate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
+from types import MappingProxyType
+from typing import Final
 
+from chain.header import VDF_OUTPUT_MAX, VDF_PROOF_MAX
 from chain.params import ChainParams
 
 
@@ -22,7 +26,7 @@ class GossipKind(Enum):
 
 @dataclass(frozen=True, slots=True)
 class GossipSpec:
-    msg_id: int
+    type_id: int  # stable numeric id of the payload type (PROTOCOL §7.2)
     kind: GossipKind
     name: str
     max_bytes: Callable[[ChainParams], int]
@@ -31,22 +35,36 @@ class GossipSpec:
         return f"/lc/{chain_id}/{self.name}/1"
 
 
-GOSSIP_SPECS: dict[GossipKind, GossipSpec] = {}
+def _tx_bytes(params: ChainParams) -> int:
+    return int(params.max_tx_bytes)
 
 
-def register_gossip(spec: GossipSpec) -> GossipSpec:
-    if spec.kind in GOSSIP_SPECS or any(s.msg_id == spec.msg_id for s in GOSSIP_SPECS.values()):
-        raise ValueError(f"gossip spec {spec.name} registered twice")
-    GOSSIP_SPECS[spec.kind] = spec
-    return spec
+def _block_bytes(params: ChainParams) -> int:
+    return int(params.max_block_bytes)
+
+
+MAX_ATTESTATION_BYTES: Final = 512
+MAX_VDF_BYTES: Final = 64 + 32 + 16 + VDF_OUTPUT_MAX + VDF_PROOF_MAX + 32
+
+# The one table of gossip topics: type id (60-79, beside the request-response ids of p2p.messages),
+# kind, topic name and payload bound. The family modules (txs, blocks, attestations, vdf) document
+# each payload and name their row.
+GOSSIP_SPECS: Final[Mapping[GossipKind, GossipSpec]] = MappingProxyType(
+    {
+        GossipKind.TX: GossipSpec(60, GossipKind.TX, "tx", _tx_bytes),
+        GossipKind.BLOCK: GossipSpec(61, GossipKind.BLOCK, "block", _block_bytes),
+        GossipKind.ATTESTATION: GossipSpec(
+            62, GossipKind.ATTESTATION, "attest", lambda _: MAX_ATTESTATION_BYTES
+        ),
+        GossipKind.VDF: GossipSpec(63, GossipKind.VDF, "vdf", lambda _: MAX_VDF_BYTES),
+    }
+)
 
 
 def topic_for(kind: GossipKind, chain_id: str) -> str:
-    return all_specs()[kind].topic(chain_id)
+    return GOSSIP_SPECS[kind].topic(chain_id)
 
 
 def all_specs() -> dict[GossipKind, GossipSpec]:
-    """Every gossip spec, with each family module imported (and so registered)."""
-    from p2p.messages import attestations, blocks, txs, vdf  # noqa: F401
-
+    """Every gossip spec (a copy of `GOSSIP_SPECS`)."""
     return dict(GOSSIP_SPECS)

@@ -47,7 +47,7 @@ def test_ids_are_stable() -> None:
         42: "GetBlobChunk",
         43: "BlobChunk",
     }
-    assert {k: s.msg_id for k, s in all_specs().items()} == {
+    assert {k: s.type_id for k, s in all_specs().items()} == {
         GossipKind.TX: 60,
         GossipKind.BLOCK: 61,
         GossipKind.ATTESTATION: 62,
