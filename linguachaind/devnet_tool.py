@@ -274,8 +274,9 @@ def cmd_foreground(root: Path, n: int, verbose: bool = False) -> None:
         nonlocal stop
         stop = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    # SIGHUP too: a closed terminal must stop the nodes in order, not orphan them (own sessions).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, on_signal)
     try:
         for k in range(n):
             wait_rpc(root / f"node{k}", procs[k])
