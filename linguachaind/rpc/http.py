@@ -265,6 +265,11 @@ class HttpServer:
                 declared = dict(event.headers).get(b"content-length")
                 if declared is not None and int(declared) > self.max_body:
                     return self._too_large()
+                if conn.they_are_waiting_for_100_continue:  # curl, for bodies over 1 KiB
+                    with trio.fail_after(WRITE_TIMEOUT_S):
+                        await stream.send_all(
+                            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+                        )
             elif isinstance(event, h11.Data):
                 size += len(event.data)
                 if size > self.max_body:

@@ -313,3 +313,23 @@ async def test_operator_gets_through_a_flood_of_slow_and_idle_connections(nurser
 def test_non_finite_or_non_positive_timeouts_are_refused(value: float) -> None:
     with pytest.raises(ValueError, match="read_timeout_s"):
         _server(read_timeout_s=value)
+
+
+async def test_expect_100_continue_is_answered(nursery: trio.Nursery) -> None:
+    srv = _server()
+    await nursery.start(srv.run)
+    body = b'{"jsonrpc":"2.0","id":1,"method":"getblock","params":[3]}'
+    head = (
+        f"POST / HTTP/1.1\r\nHost: x\r\nAuthorization: {AUTH}\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    ).encode()
+    with trio.fail_after(5):
+        stream = await trio.open_tcp_stream("127.0.0.1", srv.port)
+        async with stream:
+            await stream.send_all(head)
+            interim = await stream.receive_some(1024)
+            assert interim.startswith(b"HTTP/1.1 100 ")
+            await stream.send_all(body)
+            status, _, reply = await _read_response(stream)
+    assert status == 200
+    assert json.loads(reply)["result"] == {"height": 3}
