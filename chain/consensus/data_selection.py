@@ -38,7 +38,7 @@ from chain.errors import ErrorCode
 from chain.examples import Example, normalise, parse_line, split_lines
 from chain.hashing import H
 from chain.params import ChainParams
-from chain.types import Hash32, UnitId
+from chain.types import ZERO_HASH, Hash32, UnitId
 from chain.units import DataFormat, DataUnit
 
 NUM_PERM: Final = 128
@@ -193,7 +193,7 @@ def select_test_set(
         n_malformed=counts[DropReason.MALFORMED],
         n_outliers=counts[DropReason.OUTLIER],
         n_selected=len(examples),
-        test_set_hash=Hash32(H(jsonl_bytes(examples))),
+        test_set_hash=Hash32(H(jsonl_bytes(examples))) if examples else ZERO_HASH,
     )
     return Selection(examples, report, tuple(per_unit.items()))
 
@@ -278,7 +278,8 @@ def active_test_set(recent: Sequence[Sequence[Example]], max_test_examples: int)
 def check_data_body_stateless(params: ChainParams, body: DataBody) -> ErrorCode | None:
     """What a DATA body shows by itself (for `check_fl_body_stateless`, so provable by
     INVALID_BLOCK evidence): unit ids strictly increasing, report counts that add up within the
-    input limit, at most `max_test_examples` selected, and no test set without examples."""
+    input limit, at most `max_test_examples` selected, and the zero hash for an empty test set
+    (the empty DATA body the producer makes today is the selection of no units)."""
     ids = [bytes(i) for i in body.unit_ids]
     if any(a >= b for a, b in itertools.pairwise(ids)):
         return ErrorCode.BAD_BODY
@@ -288,7 +289,7 @@ def check_data_body_stateless(params: ChainParams, body: DataBody) -> ErrorCode 
         return ErrorCode.BAD_BODY
     if r.n_examples_in > input_limits(params)[0] or r.n_selected > params.max_test_examples:
         return ErrorCode.BAD_BODY
-    if r.n_selected == 0 and bytes(r.test_set_hash) != bytes(H(b"")):
+    if r.n_selected == 0 and bytes(r.test_set_hash) != bytes(ZERO_HASH):
         return ErrorCode.BAD_BODY
     return None
 

@@ -202,8 +202,8 @@ class ExpectedVersion:
     """What the validator computed for this round's VERSION block from final inputs (§6.5)."""
 
     round: Round
-    base_version_id: Hash32
-    base_is_current: bool
+    base_version_id: Hash32  # the current version: every VERSION body names it (the state checks)
+    base_is_current: bool  # the inputs were fixed on that same version (else a stale-base no-op)
     current_adapter_hash: BlobHash  # a no-op keeps it
     included: tuple[UnitWeight, ...]  # from chain.consensus.aggregation.aggregate, sorted by id
     new_adapter_hash: BlobHash  # blob hash of current adapter + aggregate
@@ -213,13 +213,13 @@ class ExpectedVersion:
 def check_version_body_stateless(params: ChainParams, body: VersionBody) -> ErrorCode | None:
     """The parts of the VERSION rules a body shows by itself (for `check_fl_body_stateless`, and so
     provable by INVALID_BLOCK evidence): units strictly increasing by id with positive weights;
-    either unscored (no batches, both totals 0, no units) or `n_score_batches` batch scores with
+    either unscored (no batches, equal totals, no units) or `n_score_batches` batch scores with
     `total_score` their floored mean; units listed only when the total improves on the previous."""
     ids = [bytes(w.unit_id) for w in body.units]
     if any(a >= b for a, b in itertools.pairwise(ids)) or any(w.weight <= 0 for w in body.units):
         return ErrorCode.BAD_BODY
     if not body.per_batch_scores:
-        unscored = not body.units and body.total_score == 0 and body.previous_score == 0
+        unscored = not body.units and body.total_score == body.previous_score
         return None if unscored else ErrorCode.BAD_BODY
     if len(body.per_batch_scores) != params.n_score_batches:
         return ErrorCode.BAD_BODY
@@ -247,7 +247,7 @@ def check_version_body(params: ChainParams, body: VersionBody, expected: Expecte
         n_test_examples=expected.n_test_examples,
     )
     if early is not None:
-        unscored = not body.per_batch_scores and body.total_score == body.previous_score == 0
+        unscored = not body.per_batch_scores and body.total_score == body.previous_score
         keeps = bytes(body.new_adapter_blob_hash) == bytes(expected.current_adapter_hash)
         return None if (not body.units and unscored and keeps) else ErrorCode.BAD_BODY
     scores = body.per_batch_scores

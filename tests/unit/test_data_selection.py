@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chain.block import DataBody
+from chain.block import DataBody, QualityReport
 from chain.consensus.data_selection import (
     NUM_PERM,
     SelectionError,
@@ -33,7 +33,7 @@ from chain.errors import ErrorCode
 from chain.examples import Example, normalise, parse_line, split_lines
 from chain.hashing import H
 from chain.params import DEVNET
-from chain.types import BlobHash, ChainId, PubKey, TimestampMs
+from chain.types import ZERO_HASH, BlobHash, ChainId, PubKey, TimestampMs
 from chain.units import DataFormat, DataUnit
 
 SENTENCES = [
@@ -253,7 +253,12 @@ def test_stateless_data_rules() -> None:
     ids = tuple(sorted(u.id for u, _ in units))
     assert check_data_body_stateless(DEVNET, DataBody(ids, sel.report)) is None
     empty = select_test_set(DEVNET, [_unit([b"{"])]).report
+    assert empty.test_set_hash == ZERO_HASH
     assert check_data_body_stateless(DEVNET, DataBody((_unit([b"{"])[0].id,), empty)) is None
+    # the empty DATA body the producer makes today is the selection of no units
+    nothing = select_test_set(DEVNET, [])
+    assert nothing.report == QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
+    assert check_data_body(DEVNET, DataBody((), nothing.report), []) is None
     r = sel.report
     bad = [
         DataBody(ids[::-1], r),

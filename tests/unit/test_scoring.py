@@ -188,7 +188,7 @@ def test_an_improving_version_body_passes() -> None:
 
 
 def test_stateless_version_rules() -> None:
-    unscored = _body(per_batch=[], total=0, previous=0, units=(), adapter=CURRENT)
+    unscored = _body(per_batch=[], total=2_100_000, previous=2_100_000, units=(), adapter=CURRENT)
     scored_noop = _body(per_batch=[2_000_000] * 8, total=2_000_000, previous=2_000_000, units=())
     assert check_version_body_stateless(P, unscored) is None
     assert check_version_body_stateless(P, scored_noop) is None
@@ -196,7 +196,7 @@ def test_stateless_version_rules() -> None:
         dataclasses.replace(IMPROVED, units=INCLUDED[::-1]),  # not sorted by id
         dataclasses.replace(IMPROVED, units=(INCLUDED[0], INCLUDED[0])),  # repeated
         dataclasses.replace(IMPROVED, units=(UnitWeight(INCLUDED[0].unit_id, 0),)),  # zero weight
-        dataclasses.replace(unscored, total_score=5),
+        dataclasses.replace(unscored, total_score=5),  # unequal totals without scores
         dataclasses.replace(unscored, units=INCLUDED),  # paid without a score
         dataclasses.replace(IMPROVED, per_batch_scores=IMPROVED.per_batch_scores[:7]),
         dataclasses.replace(IMPROVED, total_score=IMPROVED.total_score + 1),
@@ -245,7 +245,7 @@ def test_a_scored_noop_keeps_the_adapter_and_lists_no_units() -> None:
     ids=["stale-base", "no-units", "no-test-set"],
 )
 def test_unscored_noops_where_the_rules_make_them(expected: ExpectedVersion) -> None:
-    noop = _body(per_batch=[], total=0, previous=0, units=(), adapter=CURRENT)
+    noop = _body(per_batch=[], total=2_100_000, previous=2_100_000, units=(), adapter=CURRENT)
     assert check_version_body(P, noop, expected) is None
     assert check_version_body(P, IMPROVED, expected) == ErrorCode.BAD_BODY
     moved = dataclasses.replace(noop, new_adapter_blob_hash=NEW)
@@ -337,3 +337,15 @@ def test_inputs_are_fixed_version_lag_rounds_earlier() -> None:
     got = candidate_units(P, lag + 5, 4, announced, frozenset({bytes(u[2])}))
     assert got == sorted([(u[0], 1), (u[4], 0)], key=lambda c: bytes(c[0]))
     assert candidate_units(P, lag - 1, 4, announced, frozenset()) == []
+
+
+def test_the_producers_empty_version_body_is_an_unscored_noop() -> None:
+    """linguachaind's producer repeats the current version (its score in both totals) until the
+    rounds service builds real versions: that body passes these rules wherever a no-op is due."""
+    current_score = 2_345_678
+    producer_noop = _body(
+        per_batch=[], total=current_score, previous=current_score, units=(), adapter=CURRENT
+    )
+    assert check_version_body_stateless(P, producer_noop) is None
+    early = dataclasses.replace(EXPECTED, included=())
+    assert check_version_body(P, producer_noop, early) is None
