@@ -11,11 +11,12 @@ Fixes (numbers as in LIBP2P-NOTES.md):
    message and reports the forwarder.
 2. `Pubsub.write_msg`: one `trio.Lock` per stream, so `send_recent_messages` /
    `flush_pending_messages` can never interleave a 64 KiB yamux frame into the send loop's RPC.
-3. Larger per-peer outbound queues and subscription channels than the hard-coded 32.
+3. Larger per-peer outbound queues and subscription channels than the hard-coded 32; what the
+   router still drops is counted (`set_drop_counter`).
 4. An outbound filter just before each queued RPC is written: a message the peer has meanwhile
-   sent us (or announced with IDONTWANT) is not sent to it. Under load the per-peer queues are
-   long, and the library only checks at enqueue time, so most of a full mesh's duplicate 100 KB
-   transfers happened after the peer already had the message.
+   sent us (or announced with IDONTWANT, seen through `set_control_hooks`) is not sent to it.
+   Under load the per-peer queues are long, and the library only checks at enqueue time, so most
+   of a full mesh's duplicate 100 KB transfers happened after the peer already had the message.
 5. `GossipSub.send_recent_messages` (the replay of the message cache to a peer that just joined a
    topic) is capped at `REPLAY_MAX_BYTES`, newest first: at 50 msg/s of 100 KB the library sent
    every joining peer about 15 MB, over one stream, while everything else waited. A node that joins
@@ -29,8 +30,9 @@ Fixes (numbers as in LIBP2P-NOTES.md):
    peer are not verified again for `RECORD_MEMO_S`; ours is rebuilt at most once a second.
 8. Our own publish is not signature-checked again right after we signed it. With 6-8: 172 msg/s
    (figures in docs/networking.md).
-Every patch is applied once, at import of `p2p.host`, and only on libp2p 0.8.1: anything else raises
-`Libp2pVersionError` so nobody runs with fixes that do not match the library.
+Each fix is one `_fix_N()`; `install()` applies them once, at import of `p2p.host`, and only on
+libp2p 0.8.1: anything else raises `Libp2pVersionError` so nobody runs with fixes that do not match
+the library. Every patch of the library lives here; other modules set per-instance hooks only.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any, Final, Protocol
 
@@ -127,6 +130,27 @@ def set_outbound_filter(pubsub: Any, trim: OutboundFilter | None) -> None:
     pubsub._lc_outbound_filter = trim
 
 
+class ControlHooks(Protocol):
+    """Gossipsub control messages a router received (fix 4), before the library acts on them."""
+
+    def has(self, peer_id: Any, message_ids: list[bytes]) -> None:
+        """IDONTWANT: `peer_id` has these messages."""
+        ...
+
+    def wants(self, peer_id: Any, message_ids: list[bytes]) -> None:
+        """IWANT: `peer_id` asks for these messages (again)."""
+        ...
+
+
+def set_control_hooks(router: Any, hooks: ControlHooks | None) -> None:
+    router._lc_control = hooks
+
+
+def set_drop_counter(router: Any, on_drop: Callable[[], None] | None) -> None:
+    """`on_drop()` for every outbound RPC the router still drops (oversized or queue full, fix 3)."""
+    router._lc_on_drop = on_drop
+
+
 class _NoValidationCache:
     """Replaces `Pubsub.validation_cache`: a cached reject would hide a transiently invalid message
     (an orphan block) for 5 minutes after its parent arrived; our validators are cheap to rerun."""
@@ -145,23 +169,45 @@ def disable_validation_cache(pubsub: Any) -> None:
     pubsub.validation_cache = _NoValidationCache()
 
 
+@dataclass(frozen=True, slots=True)
+class _Lib:
+    """The libp2p modules the fixes patch."""
+
+    peerstore: Any
+    gossipsub: Any
+    pubsub: Any
+    rpc_queue: Any
+    pubsub_utils: Any
+    rpc_pb2: Any
+    yamux: Any
+
+    @classmethod
+    def load(cls) -> _Lib:
+        from libp2p.peer import peerstore
+        from libp2p.pubsub import gossipsub, pubsub, rpc_queue
+        from libp2p.pubsub import utils as pubsub_utils
+        from libp2p.pubsub.pb import rpc_pb2
+        from libp2p.stream_muxer.yamux import yamux
+
+        return cls(peerstore, gossipsub, pubsub, rpc_queue, pubsub_utils, rpc_pb2, yamux)
+
+
 def install() -> None:
-    """Apply every patch once (idempotent). Raises `Libp2pVersionError` on another libp2p."""
+    """Apply every fix once (idempotent). Raises `Libp2pVersionError` on another libp2p."""
     global _installed
     if _installed:
         return
     check_version()
-    from libp2p.peer import peerstore as peerstore_mod
-    from libp2p.pubsub import gossipsub as gossipsub_mod
-    from libp2p.pubsub import pubsub as pubsub_mod
-    from libp2p.pubsub import rpc_queue as rpc_queue_mod
-    from libp2p.pubsub import utils as pubsub_utils
-    from libp2p.pubsub.pb import rpc_pb2
-    from libp2p.stream_muxer.yamux import yamux as yamux_mod
+    lib = _Lib.load()
+    for fix in (_fix_1, _fix_2, _fix_3, _fix_4, _fix_5, _fix_6, _fix_7, _fix_8):
+        fix(lib)
+    _installed = True
+    log.debug("libp2p %s robustness fixes installed", SUPPORTED_LIBP2P)
 
-    Pubsub = pubsub_mod.Pubsub
 
-    # -- fix 1: a malformed frame must not kill the host ------------------------------------------
+def _fix_1(lib: _Lib) -> None:
+    """A malformed frame or message must not kill the host; the gate runs before any library work."""
+    Pubsub = lib.pubsub.Pubsub
     original_stream_handler: Callable[[Any, Any], Awaitable[None]] = Pubsub.stream_handler
 
     async def stream_handler(self: Any, stream: Any) -> None:
@@ -188,22 +234,18 @@ def install() -> None:
     async def push_msg(self: Any, msg_forwarder: Any, msg: Any) -> None:
         gate: Gate | None = getattr(self, "_lc_gate", None)
         local = msg_forwarder == self.my_id
-        gated = gate is not None and not local
+        gate = None if local else gate
         if local:
-            _local_publishes[id(msg)] = msg  # fix 8, read by signature_validator below
+            _local_publishes[id(msg)] = msg  # fix 8 reads it in signature_validator
         try:
-            if gated:
-                assert gate is not None
-                if not gate.admit(msg_forwarder, msg):
-                    return
+            if gate is not None and not gate.admit(msg_forwarder, msg):
+                return
             try:
-                if gated:
-                    assert gate is not None
+                if gate is not None:
                     await gate.wait_turn(msg)
                 await original_push_msg(self, msg_forwarder, msg)
             finally:
-                if gated:
-                    assert gate is not None
+                if gate is not None:
                     gate.release(msg_forwarder, msg)
         except trio.Cancelled:
             raise
@@ -214,14 +256,13 @@ def install() -> None:
             if local:
                 _local_publishes.pop(id(msg), None)
 
-    original_signature_validator: Callable[[Any], bool] = getattr(pubsub_mod, "signature_validator")  # noqa: B009
+    setattr(Pubsub, "stream_handler", stream_handler)  # noqa: B010 - a patch, on purpose
+    setattr(Pubsub, "push_msg", push_msg)  # noqa: B010
 
-    def signature_validator(msg: Any) -> bool:
-        if _local_publishes.get(id(msg)) is msg:
-            return True  # fix 8: we signed it a moment ago
-        return original_signature_validator(msg)
 
-    # -- fix 2: one writer at a time per stream ----------------------------------------------------
+def _fix_2(lib: _Lib) -> None:
+    """One writer at a time per stream; each RPC passes the outbound filter of fix 4 first."""
+    Pubsub = lib.pubsub.Pubsub
     original_write_msg: Callable[[Any, Any, Any], Awaitable[bool]] = Pubsub.write_msg
 
     async def write_msg(self: Any, stream: Any, rpc_msg: Any) -> bool:
@@ -240,14 +281,58 @@ def install() -> None:
         async with lock:
             return await original_write_msg(self, stream, rpc_msg)
 
-    # -- fix 3: queues that do not silently drop ordinary bursts -----------------------------------
-    class RpcQueue(rpc_queue_mod.RpcQueue):
-        lc_max_message_size: int = rpc_queue_mod.DefaultMaxMessageSize
+    setattr(Pubsub, "write_msg", write_msg)  # noqa: B010
+
+
+def _fix_3(lib: _Lib) -> None:
+    """Queues that do not silently drop ordinary bursts, and a count of what is still dropped."""
+
+    class RpcQueue(lib.rpc_queue.RpcQueue):  # type: ignore[misc, name-defined]
+        lc_max_message_size: int = lib.rpc_queue.DefaultMaxMessageSize
 
         def __init__(self, max_size: int = OUTBOUND_QUEUE_SIZE, max_message_size: int | None = None) -> None:
             super().__init__(max_size, max_message_size or RpcQueue.lc_max_message_size)
 
-    # -- fix 5: a bounded replay to joining peers ---------------------------------------------------
+    GossipSub = lib.gossipsub.GossipSub
+    original_drop: Callable[..., Any] = GossipSub._handle_dropped_rpc
+
+    def handle_dropped_rpc(self: Any, *args: Any, **kwargs: Any) -> Any:
+        on_drop: Callable[[], None] | None = getattr(self, "_lc_on_drop", None)
+        if on_drop is not None:
+            on_drop()
+        return original_drop(self, *args, **kwargs)
+
+    setattr(GossipSub, "_handle_dropped_rpc", handle_dropped_rpc)  # noqa: B010
+    setattr(lib.pubsub, "RpcQueue", RpcQueue)  # noqa: B010
+    setattr(lib.pubsub, "SUBSCRIPTION_CHANNEL_SIZE", SUBSCRIPTION_CHANNEL_SIZE)  # noqa: B010
+
+
+def _fix_4(lib: _Lib) -> None:
+    """What a peer told us it has (IDONTWANT) or wants again (IWANT) reaches the outbound filter."""
+    GossipSub = lib.gossipsub.GossipSub
+    original_idontwant: Callable[[Any, Any, Any], Awaitable[None]] = GossipSub.handle_idontwant
+    original_iwant: Callable[[Any, Any, Any], Awaitable[None]] = GossipSub.handle_iwant
+
+    async def handle_idontwant(self: Any, idontwant: Any, sender: Any) -> None:
+        hooks: ControlHooks | None = getattr(self, "_lc_control", None)
+        if hooks is not None:
+            hooks.has(sender, [bytes(m) for m in idontwant.messageIDs])
+        await original_idontwant(self, idontwant, sender)
+
+    async def handle_iwant(self: Any, iwant: Any, sender: Any) -> None:
+        hooks: ControlHooks | None = getattr(self, "_lc_control", None)
+        if hooks is not None:
+            hooks.wants(sender, [bytes(m) for m in iwant.messageIDs])
+        await original_iwant(self, iwant, sender)
+
+    setattr(GossipSub, "handle_idontwant", handle_idontwant)  # noqa: B010
+    setattr(GossipSub, "handle_iwant", handle_iwant)  # noqa: B010
+
+
+def _fix_5(lib: _Lib) -> None:
+    """A bounded replay of the message cache to a peer that joins a topic (newest first)."""
+    rpc_pb2 = lib.rpc_pb2
+
     async def send_recent_messages(self: Any, peer_id: Any, topic: str) -> None:
         pubsub = self.pubsub
         if pubsub is None or peer_id not in pubsub.peers:
@@ -272,7 +357,12 @@ def install() -> None:
                 log.debug("replay to %s failed", peer_id, exc_info=True)
                 return
 
-    # -- fix 6: yamux window credit at half-window hysteresis, from a larger window ---------------
+    setattr(lib.gossipsub.GossipSub, "send_recent_messages", send_recent_messages)  # noqa: B010
+
+
+def _fix_6(lib: _Lib) -> None:
+    """Yamux: window credit at half-window hysteresis, from a larger receive window."""
+    yamux_mod = lib.yamux
     setattr(yamux_mod, "_yamux_release_on_read", lambda: False)  # noqa: B010
     original_stream_init: Callable[..., None] = yamux_mod.YamuxStream.__init__
 
@@ -282,8 +372,10 @@ def install() -> None:
 
     setattr(yamux_mod.YamuxStream, "__init__", stream_init)  # noqa: B010
 
-    # -- fix 7: signed peer records verified once per peer and record ------------------------------
-    original_consume: Callable[[Any, Any, Any], bool] = pubsub_utils.maybe_consume_signed_record
+
+def _fix_7(lib: _Lib) -> None:
+    """Signed peer records verified once per peer and record bytes; ours rebuilt at most once a second."""
+    original_consume: Callable[[Any, Any, Any], bool] = lib.pubsub_utils.maybe_consume_signed_record
     accepted: OrderedDict[tuple[Any, bytes], float] = OrderedDict()
 
     def maybe_consume_signed_record(rpc: Any, host: Any, peer_id: Any) -> bool:
@@ -302,7 +394,7 @@ def install() -> None:
                 accepted.popitem(last=False)
         return ok
 
-    original_env: Callable[[Any], tuple[bytes, bool]] = peerstore_mod.env_to_send_in_RPC
+    original_env: Callable[[Any], tuple[bytes, bool]] = lib.peerstore.env_to_send_in_RPC
     ours: weakref.WeakKeyDictionary[Any, tuple[float, bytes]] = weakref.WeakKeyDictionary()
 
     def env_to_send_in_RPC(host: Any) -> tuple[bytes, bool]:
@@ -314,18 +406,21 @@ def install() -> None:
         ours[host] = (now, envelope)
         return envelope, fresh
 
-    for module in (pubsub_mod, gossipsub_mod):
+    for module in (lib.pubsub, lib.gossipsub):
         setattr(module, "maybe_consume_signed_record", maybe_consume_signed_record)  # noqa: B010
         setattr(module, "env_to_send_in_RPC", env_to_send_in_RPC)  # noqa: B010
-    setattr(pubsub_mod, "signature_validator", signature_validator)  # noqa: B010
-    setattr(gossipsub_mod.GossipSub, "send_recent_messages", send_recent_messages)  # noqa: B010
-    setattr(Pubsub, "stream_handler", stream_handler)  # noqa: B010 - a patch, on purpose
-    setattr(Pubsub, "push_msg", push_msg)  # noqa: B010
-    setattr(Pubsub, "write_msg", write_msg)  # noqa: B010
-    setattr(pubsub_mod, "RpcQueue", RpcQueue)  # noqa: B010
-    setattr(pubsub_mod, "SUBSCRIPTION_CHANNEL_SIZE", SUBSCRIPTION_CHANNEL_SIZE)  # noqa: B010
-    _installed = True
-    log.debug("libp2p %s robustness fixes installed", SUPPORTED_LIBP2P)
+
+
+def _fix_8(lib: _Lib) -> None:
+    """Our own publish is not signature-checked again right after we signed it (fix 1 marks it)."""
+    original_signature_validator: Callable[[Any], bool] = getattr(lib.pubsub, "signature_validator")  # noqa: B009
+
+    def signature_validator(msg: Any) -> bool:
+        if _local_publishes.get(id(msg)) is msg:
+            return True
+        return original_signature_validator(msg)
+
+    setattr(lib.pubsub, "signature_validator", signature_validator)  # noqa: B010
 
 
 def set_max_rpc_size(nbytes: int) -> None:

@@ -220,10 +220,7 @@ class Gossip:
         self._has: dict[Any, OrderedDict[bytes, None]] = {}  # publish keys each peer sent us
         self._dont: dict[Any, OrderedDict[bytes, None]] = {}  # message ids each peer said it has
         self._announced: OrderedDict[bytes, None] = OrderedDict()
-        self._original_handle_idontwant = self.router.handle_idontwant
-        self.router.handle_idontwant = self._handle_idontwant  # type: ignore[method-assign,assignment]
-        self._original_handle_iwant = self.router.handle_iwant
-        self.router.handle_iwant = self._handle_iwant  # type: ignore[method-assign,assignment]
+        compat.set_control_hooks(self.router, self)
         compat.set_outbound_filter(self.pubsub, self._trim_outbound)
         checks: dict[GossipKind, Callable[[bytes, str], Awaitable[ErrorCode | None]]] = {
             GossipKind.TX: validator.validate_tx,
@@ -255,13 +252,10 @@ class Gossip:
             0,
         )
         self._ready = trio.Event()
-        original_drop = self.router._handle_dropped_rpc
+        compat.set_drop_counter(self.router, self._count_dropped)
 
-        def count_drop(*args: Any, **kwargs: Any) -> Any:
-            self._n["outbound_dropped"] += 1
-            return original_drop(*args, **kwargs)
-
-        self.router._handle_dropped_rpc = count_drop  # type: ignore[method-assign]
+    def _count_dropped(self) -> None:
+        self._n["outbound_dropped"] += 1
 
     # -- duplicate suppression (compat fix 4) -----------------------------------------------------
 
@@ -308,20 +302,19 @@ class Gossip:
             self.router.send_rpc(peer_id, rpc, priority=True)
             self._n["idontwant_sent"] += 1
 
-    async def _handle_idontwant(self, idontwant: Any, sender: Any) -> None:
-        for msg_id in idontwant.messageIDs[:HAVE_PER_PEER]:
-            self._peer_has(sender, bytes(msg_id), self._dont)
-        await self._original_handle_idontwant(idontwant, sender)
+    def has(self, peer_id: Any, message_ids: list[bytes]) -> None:
+        """compat.ControlHooks: an IDONTWANT; the outbound filter skips these for that peer."""
+        for msg_id in message_ids[:HAVE_PER_PEER]:
+            self._peer_has(peer_id, msg_id, self._dont)
 
-    async def _handle_iwant(self, iwant: Any, sender: Any) -> None:
-        """An IWANT overrides an earlier IDONTWANT for those ids: a peer that announced a message
-        early and then failed to validate it (a timeout under load) asks for it again this way, and
-        our outbound filter must not drop the answer."""
-        dont = self._dont.get(sender)
+    def wants(self, peer_id: Any, message_ids: list[bytes]) -> None:
+        """compat.ControlHooks: an IWANT overrides an earlier IDONTWANT for those ids: a peer that
+        announced a message early and then failed to validate it (a timeout under load) asks for it
+        again this way, and our outbound filter must not drop the answer."""
+        dont = self._dont.get(peer_id)
         if dont:
-            for msg_id in iwant.messageIDs[:HAVE_PER_PEER]:
-                dont.pop(bytes(msg_id), None)
-        await self._original_handle_iwant(iwant, sender)
+            for msg_id in message_ids[:HAVE_PER_PEER]:
+                dont.pop(msg_id, None)
 
     def _trim_outbound(self, peer_id: Any, rpc: Any) -> Any:
         if not rpc.publish:

@@ -91,7 +91,7 @@ async def test_a_peer_that_announced_a_message_is_not_sent_it(net: TestNetwork) 
     msg = rpc_pb2.Message(data=data, topicIDs=[gossip.topics[GossipKind.BLOCK]], from_id=b"x", seqno=b"1")
     rpc = rpc_pb2.RPC(publish=[msg])
     assert gossip._trim_outbound(peer, rpc) is rpc  # nothing known yet: sent as is
-    await gossip._handle_idontwant(rpc_pb2.ControlIDontWant(messageIDs=[message_id(msg)]), peer)
+    await gossip.router.handle_idontwant(rpc_pb2.ControlIDontWant(messageIDs=[message_id(msg)]), peer)
     skipped = gossip.statistics().duplicates_skipped
     assert gossip._trim_outbound(peer, rpc) is None
     assert gossip.statistics().duplicates_skipped == skipped + 1
@@ -101,7 +101,7 @@ async def test_a_peer_that_announced_a_message_is_not_sent_it(net: TestNetwork) 
     assert trimmed is not None
     assert [m.data for m in trimmed.publish] == [other.data]
     # asking for it with IWANT (after its validation failed, say) overrides the IDONTWANT
-    await gossip._handle_iwant(rpc_pb2.ControlIWant(messageIDs=[message_id(msg)]), peer)
+    await gossip.router.handle_iwant(rpc_pb2.ControlIWant(messageIDs=[message_id(msg)]), peer)
     assert gossip._trim_outbound(peer, rpc) is rpc
 
 

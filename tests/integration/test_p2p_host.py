@@ -38,21 +38,21 @@ def test_patches_are_installed() -> None:
     from libp2p.pubsub import pubsub
 
     compat.install()
-    assert pubsub.Pubsub.write_msg.__qualname__.startswith("install.")
-    assert pubsub.Pubsub.stream_handler.__qualname__.startswith("install.")
-    assert pubsub.Pubsub.push_msg.__qualname__.startswith("install.")
+    assert pubsub.Pubsub.write_msg.__qualname__.startswith("_fix_")
+    assert pubsub.Pubsub.stream_handler.__qualname__.startswith("_fix_")
+    assert pubsub.Pubsub.push_msg.__qualname__.startswith("_fix_")
     assert pubsub.SUBSCRIPTION_CHANNEL_SIZE == compat.SUBSCRIPTION_CHANNEL_SIZE
     from libp2p.pubsub import gossipsub
 
-    assert gossipsub.GossipSub.send_recent_messages.__qualname__.startswith("install.")
+    assert gossipsub.GossipSub.send_recent_messages.__qualname__.startswith("_fix_")
     from libp2p.stream_muxer.yamux import yamux
 
     assert yamux._yamux_release_on_read() is False
-    assert yamux.YamuxStream.__init__.__qualname__.startswith("install.")
+    assert yamux.YamuxStream.__init__.__qualname__.startswith("_fix_")
     for module in (pubsub, gossipsub):
-        assert module.maybe_consume_signed_record.__qualname__.startswith("install.")
-        assert module.env_to_send_in_RPC.__qualname__.startswith("install.")
-    assert pubsub.signature_validator.__qualname__.startswith("install.")  # type: ignore[attr-defined]
+        assert module.maybe_consume_signed_record.__qualname__.startswith("_fix_")
+        assert module.env_to_send_in_RPC.__qualname__.startswith("_fix_")
+    assert pubsub.signature_validator.__qualname__.startswith("_fix_")  # type: ignore[attr-defined]
 
 
 def test_only_noise_and_yamux_are_offered(tmp_path: Path) -> None:
