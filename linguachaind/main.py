@@ -196,30 +196,42 @@ def start(
                 _fail(
                     f"{root} is not initialised: run `linguachaind init --network {net} --genesis FILE` first"
                 )
-            init_datadir(
-                network="devnet", datadir=root, genesis_file=genesis_file, validators=1,
-                dev_validator=None, settings={}, force=False,
-            )  # fmt: skip
-            click.echo(f"initialised a single-node devnet in {root}", err=True)
-            if genesis_file is None:
-                _write_dev_accounts(root / "accounts.json", n_accounts=10, n_validators=1)
-                click.echo(f"funded dev accounts (public test keys): {root / 'accounts.json'}", err=True)
+            _init_single_node_devnet(root, genesis_file)
         config = build_config(flags)
-        from linguachaind.datadir import Layout
-
-        # A daemon on this datadir holds these ports: its lock error is the one to show.
-        clash = port_clash(config) if daemon_pid(Layout(config.datadir)) is None else None
+        warning = preflight(config)
     except (LinguaChainError, OSError) as exc:
         _fail(str(exc))
+    sys.exit(run_node(config, warning=warning))
+
+
+def _init_single_node_devnet(root: Path, genesis_file: Path | None) -> None:
+    """`start` on an empty datadir: a one-validator devnet, with its funded dev accounts listed."""
+    init_datadir(
+        network="devnet", datadir=root, genesis_file=genesis_file, validators=1,
+        dev_validator=None, settings={}, force=False,
+    )  # fmt: skip
+    click.echo(f"initialised a single-node devnet in {root}", err=True)
+    if genesis_file is None:
+        _write_dev_accounts(root / "accounts.json", n_accounts=10, n_validators=1)
+        click.echo(f"funded dev accounts (public test keys): {root / 'accounts.json'}", err=True)
+
+
+def preflight(config: Any) -> str | None:
+    """Checks before the node starts: a taken port fails here with one line; a staked validator key
+    on a node with validator = false gives the warning returned (also printed when stderr is quiet)."""
+    from linguachaind.datadir import Layout
+
+    # A daemon on this datadir holds these ports: its lock error (from the node) is the one to show.
+    clash = port_clash(config) if daemon_pid(Layout(config.datadir)) is None else None
     if clash is not None:
         _fail(clash)
     try:
         idle = idle_validator_warning(config)
     except (LinguaChainError, OSError):
-        idle = None  # the node reports a bad genesis or key itself, with its context
-    if idle is not None and not config.log_stderr:  # else the log line below reaches stderr anyway
+        return None  # the node reports a bad genesis or key itself, with its context
+    if idle is not None and not config.log_stderr:  # else the node's log line reaches stderr anyway
         click.echo(f"WARNING: {idle}", err=True)
-    sys.exit(run_node(config, warning=idle))
+    return idle
 
 
 def _write_dev_accounts(path: Path, *, n_accounts: int, n_validators: int, network: str = "devnet") -> None:
