@@ -1,11 +1,12 @@
 """One JSONL example line, parsed the same way everywhere (PROTOCOL §3.3).
 
 Owns: `Example`, `parse_line` (one line -> an example or the reason it is malformed), the canonical
-line of an example and its normalised text. Shared by the DATA block's selection
-(`chain.consensus.data_selection`, which counts malformed lines) and the training worker's file check
-(`training/datafile.py`, which rejects a file at its first malformed line), so that a line is valid
-for one exactly when it is valid for the other. Must not: read files, raise on bad input, or depend
-on anything that could differ between machines (locale, dict order, float parsing).
+line of an example and its normalised text. Used by the DATA block's selection
+(`chain.consensus.data_selection`, which counts malformed lines) and meant for the training worker's
+file check too (`training/datafile.py`, which rejects a file at its first malformed line, has its own
+copy of the same rules today, without the repeated-key and lone-surrogate checks), so that a line is
+valid for one exactly when it is valid for the other. Must not: read files, raise on bad input, or
+depend on anything that could differ between machines (locale, dict order, float parsing).
 
 Rules: a line is UTF-8 JSON holding one object with exactly the key `text` or exactly the keys
 `prompt` and `completion`, all strings; `text` and `completion` are not empty; no key repeats; no
