@@ -335,7 +335,8 @@ class BlockSummary:
     def feed(self, node: int, line: str) -> str | None:
         if " EVENT " not in line:
             level = line.split(" ", 2)[1] if line.count(" ") >= 2 else ""
-            return f"node{node} | {line}" if level in ("WARNING", "ERROR", "CRITICAL") else None
+            syncing = ": sync: from " in line or ": sync: reached " in line  # a late node catching up
+            return f"node{node} | {line}" if syncing or level in ("WARNING", "ERROR", "CRITICAL") else None
         name, _, rest = line.partition(" EVENT ")[2].partition(" ")
         fields = dict(_FIELD.findall(rest))
         if name == "block_connected":

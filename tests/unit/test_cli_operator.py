@@ -146,6 +146,9 @@ def test_quiet_devnet_prints_one_line_per_block_and_every_warning() -> None:
         f"{ts} WARNING vdf.prover: VDF worker died during a request (pid 5 killed by SIGKILL; 1 in a row)\n"
     )
     assert summary.feed(2, warning) == f"node2 | {warning}"
+    sync = f"{ts} INFO  p2p.syncer: sync: from 3 to 40 with 2 peers\n"
+    assert summary.feed(2, sync) == f"node2 | {sync}"
+    assert summary.feed(2, f"{ts} INFO  p2p.gossip: published block\n") is None
 
 
 def test_status_says_when_a_non_validating_node_holds_a_validator_key(tmp_path: Path) -> None:
