@@ -325,121 +325,131 @@ class Syncer:
         self._target = max(ahead.values())
         self._peers = len(ahead)
         log.info("sync: from %d to %d with %d peers", tip, self._target, len(ahead))
-        todo: deque[tuple[int, int]] = deque()
-        for start in range(tip + 1, self._target + 1, self.batch):
-            todo.append((start, min(self.batch, self._target + 1 - start)))
-        results: dict[int, tuple[tuple[bytes, ...], Any]] = {}
-        next_height = tip + 1
-        changed = trio.Event()
-        dropped: set[Any] = set()
-        stop = False
-
-        def poke() -> None:
-            nonlocal changed
-            changed.set()
-            changed = trio.Event()
-
-        async def fetcher(peer: Any, height: int) -> None:
-            failures = 0
-            while not stop and peer not in dropped:
-                job = next((j for j in todo if j[0] <= height), None)
-                if job is None:
-                    return
-                if job[0] >= next_height + self.batch * max(self.window_batches, alive + 1):
-                    await changed.wait()
-                    continue
-                todo.remove(job)
-                start, count = job
-                reply = await framing.request(
-                    self.host,
-                    peer,
-                    self.protocol,
-                    syncmsg.GetBlocks(Height(start), count),
-                    syncmsg.Blocks,
-                    timeout_s=self.timeout_s,
-                )
-                if isinstance(reply, syncmsg.Blocks) and reply.start == start and reply.blocks:
-                    blocks = reply.blocks[:count]
-                    results[start] = (blocks, peer)
-                    if len(blocks) < count:
-                        todo.appendleft((start + len(blocks), count - len(blocks)))
-                else:
-                    failures += 1
-                    todo.appendleft(job)
-                    if reply is ErrorCode.TIMEOUT:
-                        self.penalise(str(peer), Offence.TIMEOUT)
-                    elif isinstance(reply, ErrorCode) and reply.is_permanent:
-                        self.penalise(str(peer), Offence.MALFORMED)
-                    if failures >= 3:
-                        dropped.add(peer)
-                poke()
-
-        async def importer() -> None:
-            nonlocal next_height, stop
-            while next_height <= self._target:
-                if next_height not in results:
-                    if not fetchers_alive():
-                        return
-                    await changed.wait()
-                    continue
-                blocks, peer = results.pop(next_height)
-                for raw in blocks:
-                    code = await self.sink.import_block(raw)
-                    if code is None or code is ErrorCode.ALREADY_KNOWN:
-                        self._imported += 1
-                        next_height += 1
-                        continue
-                    log.info("sync: block %d from %s rejected: %s", next_height, peer, code.name)
-                    if code.is_permanent:
-                        self.penalise(str(peer), Offence.INVALID)
-                    stop = True
-                    poke()
-                    return
-                poke()
-
-        alive = sum(self.streams_per_peer for _ in ahead)
-        started = set(ahead)
-        finished = trio.Event()
-
-        def fetchers_alive() -> bool:
-            return alive > 0
-
-        async def counted(peer: Any, height: int) -> None:
-            nonlocal alive
-            try:
-                await fetcher(peer, height)
-            finally:
-                alive -= 1
-                poke()
-
-        async def run_importer() -> None:
-            try:
-                await importer()
-            finally:
-                finished.set()
-
-        async def recruit(nursery: trio.Nursery) -> None:
-            """Peers that connect (or report a new height) during the round join it."""
-            nonlocal alive
-            while not finished.is_set():
-                with trio.move_on_after(0.25):
-                    await finished.wait()
-                for peer, height in self.peer_heights().items():
-                    if peer in self._diverged:  # on another branch: the fork path serves it
-                        continue
-                    if peer not in started and height >= next_height and todo and not stop:
-                        started.add(peer)
-                        self._peers = len(started)
-                        alive += self.streams_per_peer
-                        for _ in range(self.streams_per_peer):
-                            nursery.start_soon(counted, peer, height)
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(run_importer)
-            nursery.start_soon(recruit, nursery)
-            for peer, height in ahead.items():
-                for _ in range(self.streams_per_peer):
-                    nursery.start_soon(counted, peer, height)
+        await _SyncRound(self, tip, self._target).run(ahead)
         if self.chain.tip()[0] >= self._target:
             self._synced_once.set()
             log.info("sync: reached %d", self.chain.tip()[0])
+
+
+class _SyncRound:
+    """One sync round: `streams_per_peer` fetchers per peer take batches from `todo` (at most a
+    window ahead of the import), put what they got in `results`, and one importer imports them in
+    height order. Peers that connect or report a new height during the round join it."""
+
+    def __init__(self, syncer: Syncer, tip: int, target: int) -> None:
+        self.syncer = syncer
+        self.target = target
+        self.todo: deque[tuple[int, int]] = deque(
+            (start, min(syncer.batch, target + 1 - start))
+            for start in range(tip + 1, target + 1, syncer.batch)
+        )
+        self.results: dict[int, tuple[tuple[bytes, ...], Any]] = {}
+        self.next_height = tip + 1
+        self.changed = trio.Event()
+        self.dropped: set[Any] = set()  # peers that failed 3 requests
+        self.stop = False  # a block was refused: the round ends
+        self.alive = 0  # fetchers running
+        self.started: set[Any] = set()
+        self.finished = trio.Event()
+
+    async def run(self, ahead: dict[Any, int]) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._run_importer)
+            nursery.start_soon(self._recruit, nursery)
+            for peer, height in ahead.items():
+                self._start_fetchers(nursery, peer, height)
+
+    def _poke(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def _start_fetchers(self, nursery: trio.Nursery, peer: Any, height: int) -> None:
+        self.started.add(peer)
+        self.alive += self.syncer.streams_per_peer
+        for _ in range(self.syncer.streams_per_peer):
+            nursery.start_soon(self._counted, peer, height)
+
+    async def _counted(self, peer: Any, height: int) -> None:
+        try:
+            await self._fetcher(peer, height)
+        finally:
+            self.alive -= 1
+            self._poke()
+
+    async def _fetcher(self, peer: Any, height: int) -> None:
+        syncer = self.syncer
+        failures = 0
+        while not self.stop and peer not in self.dropped:
+            job = next((j for j in self.todo if j[0] <= height), None)
+            if job is None:
+                return
+            if job[0] >= self.next_height + syncer.batch * max(syncer.window_batches, self.alive + 1):
+                await self.changed.wait()
+                continue
+            self.todo.remove(job)
+            start, count = job
+            reply = await framing.request(
+                syncer.host,
+                peer,
+                syncer.protocol,
+                syncmsg.GetBlocks(Height(start), count),
+                syncmsg.Blocks,
+                timeout_s=syncer.timeout_s,
+            )
+            if isinstance(reply, syncmsg.Blocks) and reply.start == start and reply.blocks:
+                blocks = reply.blocks[:count]
+                self.results[start] = (blocks, peer)
+                if len(blocks) < count:
+                    self.todo.appendleft((start + len(blocks), count - len(blocks)))
+            else:
+                failures += 1
+                self.todo.appendleft(job)
+                if reply is ErrorCode.TIMEOUT:
+                    syncer.penalise(str(peer), Offence.TIMEOUT)
+                elif isinstance(reply, ErrorCode) and reply.is_permanent:
+                    syncer.penalise(str(peer), Offence.MALFORMED)
+                if failures >= 3:
+                    self.dropped.add(peer)
+            self._poke()
+
+    async def _run_importer(self) -> None:
+        try:
+            await self._importer()
+        finally:
+            self.finished.set()
+
+    async def _importer(self) -> None:
+        syncer = self.syncer
+        while self.next_height <= self.target:
+            if self.next_height not in self.results:
+                if self.alive <= 0:
+                    return
+                await self.changed.wait()
+                continue
+            blocks, peer = self.results.pop(self.next_height)
+            for raw in blocks:
+                code = await syncer.sink.import_block(raw)
+                if code is None or code is ErrorCode.ALREADY_KNOWN:
+                    syncer._imported += 1
+                    self.next_height += 1
+                    continue
+                log.info("sync: block %d from %s rejected: %s", self.next_height, peer, code.name)
+                if code.is_permanent:
+                    syncer.penalise(str(peer), Offence.INVALID)
+                self.stop = True
+                self._poke()
+                return
+            self._poke()
+
+    async def _recruit(self, nursery: trio.Nursery) -> None:
+        """Peers that connect (or report a new height) during the round join it."""
+        syncer = self.syncer
+        while not self.finished.is_set():
+            with trio.move_on_after(0.25):
+                await self.finished.wait()
+            for peer, height in syncer.peer_heights().items():
+                if peer in syncer._diverged:  # on another branch: the fork path serves it
+                    continue
+                if peer not in self.started and height >= self.next_height and self.todo and not self.stop:
+                    self._start_fetchers(nursery, peer, height)
+                    syncer._peers = len(self.started)
