@@ -5,7 +5,6 @@ Each worker start imports torch (several seconds on 2 cores), so this file start
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -31,8 +30,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base_model_dir(tmp_path_factory.mktemp("base"))
 
 
-def config(model_dir: Path, **changes: object) -> WorkerConfig:
-    return dataclasses.replace(WorkerConfig(model_dir, GENESIS, LORA, device="cpu", threads=1), **changes)
+def config(model_dir: Path, *, weights_hash: bytes | None = None, quantize: str = "none") -> WorkerConfig:
+    return WorkerConfig(
+        model_dir, GENESIS, LORA, weights_hash=weights_hash, device="cpu", quantize=quantize, threads=1
+    )
 
 
 def exported_a(directory: Path) -> dict[str, np.ndarray]:
@@ -40,6 +41,7 @@ def exported_a(directory: Path) -> dict[str, np.ndarray]:
     return {k: v for k, v in tensors.items() if ".lora_A." in k}
 
 
+@pytest.mark.slow  # two worker starts and a kill: about 50 s on two busy cores
 async def test_sigkill_mid_job_fails_the_job_and_restarts_an_identical_worker(
     model_dir: Path, tmp_path: Path
 ) -> None:

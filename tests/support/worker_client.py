@@ -46,7 +46,7 @@ class WorkerClient:
             if frame is not None:
                 assert isinstance(frame, p.Frame), frame
                 return frame
-            chunk = self.proc.stdout.read1(65536)
+            chunk = self.proc.stdout.read1(65536)  # type: ignore[attr-defined]
             if not chunk:
                 return None
             self._buffer.feed(chunk)
@@ -69,8 +69,11 @@ class WorkerClient:
                 self.progress.append(frame.message)
                 continue
             assert frame.job_id == job_id, (frame, job_id)
-            assert not isinstance(frame.message, p.Ready)
-            return frame.message
+            reply = frame.message
+            assert isinstance(
+                reply, p.TrainResult | p.EvaluateResult | p.GenerateResult | p.ExportResult | p.JobError
+            )
+            return reply
 
     def job(self, message: p.Message) -> p.Reply:
         self.progress = []

@@ -13,7 +13,7 @@ from dp_accounting import GaussianDpEvent
 from dp_accounting.rdp import RdpAccountant
 
 from chain.lora import Update, check_update_blob, from_fixed, lora_layout, update_blob
-from chain.params import DEVNET
+from chain.params import DEVNET, AggregationScheme
 from training.worker.update import dp_epsilon, finish_update, l2_norm
 
 MODULES = [(f"model.layers.{i}.self_attn.{m}", 256, 256) for i in range(4) for m in ("q_proj", "v_proj")]
@@ -82,6 +82,6 @@ def test_wrong_tensor_names_are_a_bug_not_a_blob() -> None:
     raw.pop(next(iter(raw)))
     with pytest.raises(ValueError, match="differ"):
         finish_update(raw, LAYOUT, clip_norm=1.0)
-    lora_ab = lora_layout(MODULES, dataclasses.replace(DEVNET, aggregation_scheme=2))
+    lora_ab = lora_layout(MODULES, dataclasses.replace(DEVNET, aggregation_scheme=AggregationScheme.LORA_AB))
     with pytest.raises(ValueError, match="differ"):
         finish_update(delta(0.1), lora_ab, clip_norm=1.0)
