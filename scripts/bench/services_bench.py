@@ -12,9 +12,10 @@ block's txs.
   producer before it applied each candidate; a single bad tx then emptied the block);
 - "new body": `Producer.tx_template` (each candidate `apply_tx`'d on the block overlay) then
   `apply_block_detailed(verify_signatures=False)` (the mempool checked them);
-- "own block import": the chain service validating the producer's own full block before it is
-  published, as it did before issue 11 (the transition run again, every signature verified again)
-  and now (header and body rules; the producer's effects handed over, the transition not re-run);
+- "block import": the chain service validating a full TX block as it did before issue 11 (body
+  rules verifying every signature, then the transition verifying them all again), a received block
+  now (the transition told the body rules checked them) and the producer's own block now (its
+  effects handed over: the transition is not run again);
 - "tx submission": what a submitted tx cost before issue 11 (the RPC decoded it and checked its
   signature, then the mempool did both again) and now (`submit_tx`: the mempool's `add_raw` only).
 
@@ -34,9 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+import vdf
 from chain.block import Block, TxBody
 from chain.codec import decode, encode
 from chain.consensus.duties import proposal_duty
+from chain.consensus.validation import check_state_root, validate_block
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.genesis import Allocation
@@ -119,7 +122,7 @@ def main() -> None:
             assert isinstance(out, BlockEffects)
 
         t_old, t_new = timed(old), timed(new)
-        t_import_before, t_import_now = own_block_import(chain, producer, key)
+        t_import_before, t_import_received, t_import_own = block_import(chain, producer, key)
         t_submit_before, t_submit_now = tx_submission(Path(tmp), store, [encode(t) for t in txs], clock)
 
         reporter = EvidenceReporter(chain, key, pool, TxSubmitter(pool, clock, NullNetwork()))
@@ -160,17 +163,18 @@ def main() -> None:
     )
     print(f"  reporter: one vote seen                 {t_vote * 1e6:8.1f} us  {t_vote / per_sig:5.2f} {one}")
     for label, t in (
-        ("own block import, before (re-apply)", t_import_before),
-        ("own block import, now (effects given)", t_import_now),
+        ("block import, before issue 11", t_import_before),
+        ("block import now, a received block", t_import_received),
+        ("block import now, our own block", t_import_own),
         (f"{n_txs} txs submitted, before (RPC checks)", t_submit_before),
         (f"{n_txs} txs submitted, now (submit_tx)", t_submit_now),
     ):
         print(f"  {label:<39} {t * 1000:8.1f} ms  {t / baseline:5.2f} x")
 
 
-def own_block_import(chain: ChainService, producer: Producer, key: SecretKey) -> tuple[float, float]:
-    """The chain service validating the producer's own block: re-applying it (before) or with the
-    effects the producer computed (now). Validation only: nothing is connected."""
+def block_import(chain: ChainService, producer: Producer, key: SecretKey) -> tuple[float, float, float]:
+    """Validating a full block before issue 11 (validate_block, then apply_block verifying every
+    signature again), a received block now, our own block now. Validation only: nothing is connected."""
     parent = chain.tip_header()
     output, proof = vdf_for(parent)
     duty = proposal_duty(DEVNET, parent, chain.reader(), output, key.pubkey)
@@ -179,9 +183,20 @@ def own_block_import(chain: ChainService, producer: Producer, key: SecretKey) ->
     assert built is not None
     assert built[1] is not None
     block, effects = built
+    parent_state = chain.state(parent.hash)
+    assert parent_state is not None
+
+    def before() -> None:
+        assert validate_block(DEVNET, chain, block, chain.clock.now_ms(), vdf.verify) is None
+        applied = apply_block(DEVNET, parent_state, block)
+        assert isinstance(applied, BlockEffects)
+        assert check_state_root(block, applied.state_root) is None
+
+    before()
     assert isinstance(chain._validate(block, None), BlockEffects)
     assert isinstance(chain._validate(block, effects), BlockEffects)
-    return timed(lambda: chain._validate(block, None)), timed(lambda: chain._validate(block, effects))
+    received = timed(lambda: chain._validate(block, None))
+    return timed(before), received, timed(lambda: chain._validate(block, effects))
 
 
 def tx_submission(tmp: Path, store: BlockStore, raws: list[bytes], clock: FakeClock) -> tuple[float, float]:
