@@ -228,7 +228,7 @@ async def test_slowloris_is_dropped_at_the_whole_request_deadline(nursery: trio.
                     break
         elapsed = trio.current_time() - start
     assert closed, "the server kept a slow request past its deadline"
-    assert elapsed < 2.5
+    assert elapsed < 4.0  # the deadline is 1 s; sending all of it at this pace would take 20 s
     assert srv.statistics().timeouts >= 1
     await _assert_alive(srv.port)
 
