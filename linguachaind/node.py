@@ -267,7 +267,7 @@ class Node:
             store.params, compute=computes, headers=chain, prover_factory=prover
         )
         p2p = await self._start_p2p(nursery, NodeApi(store, chain, mempool, vdf, self.clock.now_ms))
-        outbound = self.parts.outbound = Outbound(p2p)
+        outbound = Outbound(p2p)  # what the services publish: encode, then p2p
         txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
         await self.start_service(nursery, "tx-submit", txs.run)
         await self.start_service(nursery, "vote-reannounce", functools.partial(reannounce_votes, p2p, chain))
@@ -346,7 +346,6 @@ class Node:
             host=HostConfig(listen_addrs=config.listen, enable_mdns=config.mdns),
             bootstrap=config.bootstrap,
         )
-        self.parts.api = api
         p2p = self.parts.p2p = P2PService(
             p2p_config, api.chain.params, api, api, api, FileBlobStore(self.layout.blobs)
         )

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from chain.store.blockstore import BlockStore
-    from linguachaind.glue import NodeApi, Outbound
     from linguachaind.services.attester import Attester
     from linguachaind.services.chain_service import ChainService
     from linguachaind.services.evidence import EvidenceReporter
@@ -25,15 +24,14 @@ if TYPE_CHECKING:
 @dataclass
 class Parts:
     """In start order. `chain` is the chain service (the store's one writer); `store` the block store
-    it writes; `p2p` the network layer; `outbound` what the services publish through it."""
+    it writes; `p2p` the network layer (the services publish through `glue.Outbound` over it, which
+    the node keeps to itself); `txs` the one way a tx is submitted."""
 
     store: BlockStore | None = None
     mempool: Mempool | None = None
     chain: ChainService | None = None
     vdf: VdfService | None = None
-    api: NodeApi | None = None
     p2p: P2PService | None = None
-    outbound: Outbound | None = None
     txs: TxSubmitter | None = None
     attester: Attester | None = None
     producer: Producer | None = None
