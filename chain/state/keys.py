@@ -19,6 +19,8 @@ records of `chain.state.model`.
                                                chain.state.epochs)
     b"xj"                                   -> Checkpoint: the highest block the chain proves
                                                justified (absent: the genesis)
+    b"lh" / b"lv" / b"ld"                   -> version history, version index, DATA test sets
+                                               (chain.state.learning)
 """
 
 from __future__ import annotations

@@ -33,10 +33,11 @@ from chain.consensus.rewards import split_floor, split_to_largest
 from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.hashing import H
-from chain.header import kind_for_height
+from chain.header import kind_for_height, round_for_height
 from chain.params import ChainParams
-from chain.state import keys
+from chain.state import keys, learning
 from chain.state.epochs import advance_sets
+from chain.state.learning import TestSetEntry, VersionEntry
 from chain.state.model import ModelVersion, RewardReason, RewardRecord, UnitKind
 from chain.state.txrules import apply_tx, credit, release_unbonding
 from chain.state.view import StateOverlay, StateView
@@ -219,6 +220,10 @@ def _data_block(params: ChainParams, ov: StateOverlay, block: Block, body: DataB
     for unit_id, rec in units:
         ov.set_unit(unit_id, dataclasses.replace(rec, used_height=height))
         _unit_bonus(params, ov, rec.author)
+    if body.report.n_selected > 0:
+        report = body.report
+        rnd = Round(round_for_height(height))
+        learning.record_test_set(ov, TestSetEntry(height, rnd, report.test_set_hash, report.n_selected))
     return None
 
 
@@ -245,8 +250,11 @@ def _version_block(
         RewardReason.VERSION_PROPOSER,
         block.hash,
     )
-    if code is not None or body.is_noop:
+    if code is not None:
         return code
+    if body.is_noop:
+        learning.record_version(ov, _history_entry(current, height, body))
+        return None
     if body.total_score < body.previous_score:
         shares, _ = split_floor(
             params.reward_learning_pool, [(i, uw.weight) for i, (uw, _) in enumerate(units)]
@@ -263,14 +271,30 @@ def _version_block(
     for uw, rec in units:
         ov.set_unit(uw.unit_id, dataclasses.replace(rec, used_height=height))
         _unit_bonus(params, ov, rec.author)
-    ov.set_model(
-        ModelVersion(
-            version=current.version + 1,
-            version_id=H(encode(body)),
-            adapter_blob_hash=BlobHash(body.new_adapter_blob_hash),
-            score=body.total_score,
-            round=Round(body.round),
-            height=height,
-        )
+    new = ModelVersion(
+        version=current.version + 1,
+        version_id=H(encode(body)),
+        adapter_blob_hash=BlobHash(body.new_adapter_blob_hash),
+        score=body.total_score,
+        round=Round(body.round),
+        height=height,
     )
+    ov.set_model(new)
+    learning.record_version(ov, _history_entry(new, height, body))
     return None
+
+
+def _history_entry(model: ModelVersion, height: Height, body: VersionBody) -> VersionEntry:
+    """The version history entry of a VERSION block (chain.state.learning): `model` is the
+    version current after it (the same one for a no-op)."""
+    return VersionEntry(
+        version=model.version,
+        version_id=model.version_id,
+        height=height,
+        round=Round(body.round),
+        adapter_hash=model.adapter_blob_hash,
+        n_units=len(body.units),
+        score=body.total_score,
+        previous_score=body.previous_score,
+        noop=body.is_noop,
+    )
