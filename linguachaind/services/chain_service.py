@@ -52,11 +52,11 @@ if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
 log = logging.getLogger(__name__)
 
 MAX_ORPHANS: Final = 256
+MAX_STATE_DEPTH: Final = 1024  # below the final block: deepest main-chain state rebuilt on request
 MAX_FUTURE: Final = 64  # blocks from slightly ahead of our clock, retried when their time comes
 MAX_FUTURE_WAIT_MS: Final = 60_000  # blocks further ahead than this are dropped, not kept
 MAX_PENDING_ATTESTATIONS: Final = 4096
 MAX_REANNOUNCED_VOTES: Final = 1024  # votes re-sent to a new peer (about 4 KB of gossip per 20)
-MAX_STATE_DEPTH: Final = 1024  # deepest main-chain ancestor whose state is rebuilt from undo records
 
 
 class StateAt(StateOverlay):
@@ -175,16 +175,34 @@ class ChainService:
         elif self.store.hash_at(header.height) == block_hash:
             state = self._main_state(header.height, tip_height)
         else:
-            parent_state = self.state(BlockHash(header.prev_hash))
-            effects = self._side_effects(block_hash, parent_state)
-            state = (
-                None
-                if parent_state is None or effects is None
-                else StateAt(parent_state, effects.writes, header.height)
-            )
+            state = self._side_state(block_hash, header)
         if state is not None:
             self._states[block_hash] = state
         return state
+
+    def _side_state(self, block_hash: BlockHash, header: Header) -> StateView | None:
+        """A side block's state: the nearest known state below it (its fork point's, rebuilt from
+        undo records) with the branch's effects merged in order into one overlay. Iterative and
+        flat, so a branch of any length works (issue 10 finding 8: recursion over a 1,000-block
+        branch overflowed the stack)."""
+        path: list[tuple[BlockHash, Header]] = []
+        node, hd = block_hash, header
+        while (base := self._states.get(node)) is None and self.store.hash_at(hd.height) != node:
+            path.append((node, hd))
+            parent = self.header(BlockHash(hd.prev_hash))
+            if parent is None:
+                return None
+            node, hd = BlockHash(hd.prev_hash), parent
+        base = base if base is not None else self.state(node)  # on the main chain: no recursion
+        for side_hash, side_header in reversed(path):
+            effects = self._side_effects(side_hash, base)
+            if base is None or effects is None:
+                return None
+            root, merged = (base.base, dict(base.writes)) if isinstance(base, StateAt) else (base, {})
+            merged.update(effects.writes)
+            base = StateAt(root, merged, side_header.height)
+            self._states[side_hash] = base
+        return base
 
     def final_header(self) -> Header:
         header = self.header(self.final_hash)
@@ -364,7 +382,7 @@ class ChainService:
             return code
         if effects is None:
             parent_state = self.state(BlockHash(block.header.prev_hash))
-            if parent_state is None:  # a parent too deep to rebuild (MAX_STATE_DEPTH)
+            if parent_state is None:  # a parent too deep below the final block (MAX_STATE_DEPTH)
                 return ErrorCode.ORPHAN
             applied = self._apply(parent_state, block)
             if isinstance(applied, ErrorCode):
@@ -422,7 +440,11 @@ class ChainService:
         )
 
     def _main_state(self, height: int, tip_height: int) -> StateView | None:
-        if tip_height - height > MAX_STATE_DEPTH:
+        """The state after main-chain block `height`: the tip's, rolled back through the undo records
+        of every block above it. Any height from the final block up works, however deep (issue 10
+        finding 8: a fixed 1,024-block limit left a longer branch forking deeper unadoptable); below
+        the final block (no valid branch forks there) only within `MAX_STATE_DEPTH` of the tip."""
+        if height < self.store.final_height and tip_height - height > MAX_STATE_DEPTH:
             return None
         writes: dict[bytes, bytes | None] = {}
         for h in range(tip_height, height, -1):  # lower blocks' undo values win: applied last
