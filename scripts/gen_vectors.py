@@ -322,7 +322,8 @@ END: Final = "<!-- END GENERATED FIELD TABLES -->"
 TABLE_TYPES: Final[list[type[Any]]] = [
     Tx, Transfer, Stake, Unstake, SlashEvidence, Evidence, DoubleProposal, DoubleAttest, InvalidBlock,
     FalseScore, SurroundVote, DataUnit, LearningUnit, Attestation, Header, Block, TxBody, DataBody,
-    QualityReport, VersionBody, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel, ChainParams, VdfProof,
+    QualityReport, VersionBody, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel, ChainParams,
+    VdfProof,
 ]  # fmt: skip
 TABLE_ENUMS: Final[list[type[IntEnum]]] = [
     TxKind, EvidenceKind, BlockKind, DataFormat, Encryption, AggregationRule, AggregationScheme,
