@@ -4,10 +4,10 @@ target over raw HTTP bytes and JSON-RPC bodies.
 Owns: against one real `linguachaind` process: `HEAD /` and `HEAD /metrics` (curl -I) answer headers
 only and the node lives; JSON nested 1,500 deep and a 4,400-digit integer answer PARSE_ERROR; "²" and
 4,000-digit strings as `block`/`target` answer INVALID_PARAMS from the real methods, and so does
-`setmocktime` past 2100 (2^63 used to stop the producer); 200 idle and 64
-slow connections do not keep an authenticated call or the CLI out; then hypothesis sends random bytes
-and random JSON-RPC requests (authenticated; every method but `stop`, `setmocktime` and `addpeer`)
-for a fixed budget (60 + 60 examples; 3,000 + 3,000 with `LC_SLOW=1`). Throughout, the process stays
+`setmocktime` past 2100 (2^63 used to stop the producer); 200 idle and 64 slow connections do not
+keep an authenticated call or the CLI out; then hypothesis sends random bytes and random JSON-RPC
+requests (authenticated; every method but `stop`, `setmocktime` and `addpeer`) for a fixed budget
+(60 + 60 examples; 2,000 + 2,000 with `LC_SLOW=1`, about 15 minutes). Throughout, the process stays
 up and its RSS grows by less than 100 MiB. Must not: depend on block production.
 """
 
@@ -30,7 +30,7 @@ from tests.functional.framework import LinguaChainTestFramework, TestNode, wait_
 pytestmark = pytest.mark.functional
 
 SLOW = os.environ.get("LC_SLOW") == "1"
-EXAMPLES = 3_000 if SLOW else 60
+EXAMPLES = 2_000 if SLOW else 60
 SKIP_METHODS = {"stop", "setmocktime", "addpeer"}  # they stop, re-time or dial: not the property tested
 
 
@@ -182,5 +182,6 @@ class RpcAbuseTest(LinguaChainTestFramework):
         self.assert_alive(node)
 
 
+@pytest.mark.timeout(2400 if SLOW else 600)
 def test_rpc_abuse(tmp_path: Path) -> None:
     RpcAbuseTest().main(tmp_path)
