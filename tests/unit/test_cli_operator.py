@@ -2,7 +2,8 @@
 
 Owns: full values in human tables (never cut to 80 columns), `--json` after the command, raw RPC
 params, the sync progress figure, LC amounts in `stake status`, the INSUFFICIENT_BALANCE figures,
-wallet backup advice, the one-line port clash, and the datadir-lock check behind `linguachaind stop`.
+wallet backup advice, the one-line port clash, the datadir-lock check behind `linguachaind stop`,
+the quiet devnet's block lines, and debug.log rotation.
 Must not: start a daemon (tests/functional covers the same commands against real ones).
 """
 
@@ -160,3 +161,30 @@ def test_status_says_when_a_non_validating_node_holds_a_validator_key(tmp_path: 
     (tmp_path / "keys").mkdir()
     (tmp_path / "keys" / "validator.key").write_text("00" * 32)
     assert "start with --validator" in _not_validating(app)
+
+
+def test_debug_log_rotates_by_size(tmp_path: Path) -> None:
+    import logging
+
+    from linguachaind.logsetup import LOG_BACKUPS, LOG_MAX_BYTES, configure_logging
+
+    assert LOG_MAX_BYTES == 50 * 2**20
+    assert LOG_BACKUPS == 5
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    log_file = tmp_path / "debug.log"
+    try:
+        configure_logging(debug_log=log_file, stderr=False, max_bytes=4_000, backups=2)
+        for i in range(200):
+            logging.getLogger("linguachaind.test").info("line %d %s", i, "x" * 60)
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["debug.log", "debug.log.1", "debug.log.2"]  # the oldest were dropped
+    assert all((tmp_path / n).stat().st_size <= 4_000 for n in names)
+    assert "line 199 " in log_file.read_text()
