@@ -54,11 +54,17 @@ class NodeApi:
         self.mempool = mempool
         self.vdf = vdf
         self._now_ms = now_ms
+        # A gossiped unit's blob fetch (linguachaind.services.datablocks.DataBlocks.fetch_unit_blob):
+        # the mempool admits a unit only once its blob is held (PROTOCOL §3.3, §3.4).
+        self.fetch_unit_blob: Callable[[bytes, str], Awaitable[None]] | None = None
 
     # -- gossip (p2p.interfaces.GossipValidator) -------------------------------------------------
 
     async def validate_tx(self, raw: bytes, peer: str) -> ErrorCode | None:
         result = self.mempool.add_raw(raw, self._now_ms())
+        if result is ErrorCode.BLOB_MISSING and self.fetch_unit_blob is not None:
+            await self.fetch_unit_blob(raw, peer)  # from the sender, within the gossip deadline
+            result = self.mempool.add_raw(raw, self._now_ms())
         return result if isinstance(result, ErrorCode) else None
 
     async def validate_block(self, raw: bytes, peer: str) -> ErrorCode | None:

@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 
 from chain.codec import encode
 from chain.crypto import SecretKey
+from chain.errors import ErrorCode
 from chain.genesis import Genesis, load_genesis
 from chain.state.model import Checkpoint
 from chain.store.blockstore import BlockStore
-from chain.types import BlockHash, Height
+from chain.types import BlobHash, BlockHash, Height
 from linguachaind import __version__
 from linguachaind.config import NodeConfig, parse_checkpoint
 from linguachaind.datadir import (
@@ -52,6 +53,7 @@ from linguachaind.rpc.methods import RpcContext, build_methods
 from linguachaind.rpc.server import Credentials, RpcDispatcher
 from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import ChainService
+from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import WallClock
 from linguachaind.services.producer import Producer
@@ -260,13 +262,17 @@ class Node:
             height, digest = parse_checkpoint(config.checkpoint)
             checkpoint = Checkpoint(Height(height), BlockHash(digest))
         chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool, checkpoint=checkpoint)
+        data = self._open_blobs(store, chain, mempool)
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
         computes = config.validator or config.timelord
         prover = functools.partial(VdfProver, observe=self.metrics.observe_vdf)  # prove times: /metrics
         vdf = self.parts.vdf = VdfService(
             store.params, compute=computes, headers=chain, prover_factory=prover
         )
-        p2p = await self._start_p2p(nursery, NodeApi(store, chain, mempool, vdf, self.clock.now_ms))
+        api = NodeApi(store, chain, mempool, vdf, self.clock.now_ms)
+        api.fetch_unit_blob = data.fetch_unit_blob
+        p2p = await self._start_p2p(nursery, api, data.blobs)
+        await self._start_blob_fetch(nursery, data, p2p)
         outbound = Outbound(p2p)  # what the services publish: encode, then p2p
         txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
         await self.start_service(nursery, "tx-submit", txs.run)
@@ -313,6 +319,24 @@ class Node:
         self.metrics.gauge("mempool_size", "txs in the mempool", lambda: float(len(pool)))
         return pool
 
+    def _open_blobs(self, store: BlockStore, chain: ChainService, mempool: Mempool) -> DataBlocks:
+        """The blob store and the DATA-block work over it: the chain service's import check of DATA
+        bodies and the mempool's unit admission (a unit's blob must be held, PROTOCOL §3.3)."""
+        blobs = self.parts.blobs = FileBlobStore(self.layout.blobs)
+        data = self.parts.data = DataBlocks(store.params, store, blobs)
+        chain.learning_check = data.check
+        mempool.unit_check = data.unit_blob_problem
+        return data
+
+    async def _start_blob_fetch(self, nursery: trio.Nursery, data: DataBlocks, p2p: P2PService) -> None:
+        """Blobs a check found missing (units of a DATA block, test sets) are fetched from peers."""
+
+        async def fetch_blob(blob_hash: BlobHash, peers: Sequence[str] | None) -> ErrorCode | None:
+            return (await p2p.fetch_blob(blob_hash, peers)).error
+
+        data.fetch = fetch_blob
+        await self.start_service(nursery, "blob-fetch", data.run)
+
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         assert self.ctx is not None
         creds = [Credentials("__cookie__", write_cookie(self.layout))]
@@ -337,7 +361,7 @@ class Node:
         self.layout.rpc_port_file.write_text(f"{self.rpc_port}\n")
         self.metrics.gauge("up", "1 while the node runs", lambda: 1.0)
 
-    async def _start_p2p(self, nursery: trio.Nursery, api: NodeApi) -> P2PService:
+    async def _start_p2p(self, nursery: trio.Nursery, api: NodeApi, blobs: FileBlobStore) -> P2PService:
         """The libp2p host, gossip, sync and blob protocols; `api` handles what arrives."""
         adopt_library_logger("libp2p")
         config = self.config
@@ -346,9 +370,7 @@ class Node:
             host=HostConfig(listen_addrs=config.listen, enable_mdns=config.mdns),
             bootstrap=config.bootstrap,
         )
-        p2p = self.parts.p2p = P2PService(
-            p2p_config, api.chain.params, api, api, api, FileBlobStore(self.layout.blobs)
-        )
+        p2p = self.parts.p2p = P2PService(p2p_config, api.chain.params, api, api, api, blobs)
         await self.start_service(nursery, "p2p", p2p.run)
         self.metrics.gauge("peers", "connected peers", lambda: float(len(p2p.peers())))
         return p2p
@@ -374,7 +396,15 @@ class Node:
 
         attester = parts.attester = Attester(chain, key, protection, outbound)
         producer = parts.producer = Producer(
-            chain, vdf, key, protection, self.clock, outbound, mempool=mempool, synced=synced
+            chain,
+            vdf,
+            key,
+            protection,
+            self.clock,
+            outbound,
+            mempool=mempool,
+            synced=synced,
+            data_blocks=parts.data,
         )
         reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs)
         await self.start_service(nursery, "attester", attester.run)

@@ -13,11 +13,13 @@ if TYPE_CHECKING:
     from chain.store.blockstore import BlockStore
     from linguachaind.services.attester import Attester
     from linguachaind.services.chain_service import ChainService
+    from linguachaind.services.datablocks import DataBlocks
     from linguachaind.services.evidence import EvidenceReporter
     from linguachaind.services.producer import Producer
     from linguachaind.services.submit import TxSubmitter
     from linguachaind.services.vdf_service import VdfService
     from mempool.mempool import Mempool
+    from p2p.blobstore import FileBlobStore
     from p2p.service import P2PService
 
 
@@ -30,6 +32,8 @@ class Parts:
     store: BlockStore | None = None
     mempool: Mempool | None = None
     chain: ChainService | None = None
+    blobs: FileBlobStore | None = None
+    data: DataBlocks | None = None
     vdf: VdfService | None = None
     p2p: P2PService | None = None
     txs: TxSubmitter | None = None

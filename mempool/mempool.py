@@ -23,6 +23,7 @@ from chain.state.model import StateReader
 from chain.state.view import StateView
 from chain.tx import Tx, TxKind
 from chain.types import AccountId, TxId, UnitId
+from chain.units import DataUnit, LearningUnit
 from mempool import policy
 from mempool.caches import CheckedCache, FutureQueue, Held, RecentRejects
 from mempool.config import MempoolConfig, MempoolStats, PoolKind, PoolStats
@@ -49,6 +50,9 @@ class Mempool:
         self._now_ms = 0
         self._batch: tuple[list[tuple[TxId, int, bytes]], list[TxId]] | None = None  # see add_many
         self._accepted = self._rejected = self._evicted = self._expired = 0
+        # Unit admission (PROTOCOL §3.3, §3.4): the node's check that a unit's blob is held and is
+        # the unit's (linguachaind.services.datablocks); None admits units on their tx rules alone.
+        self.unit_check: Callable[[DataUnit | LearningUnit], ErrorCode | None] | None = None
 
     @classmethod
     def open(
@@ -89,6 +93,10 @@ class Mempool:
             if tx in policy.STATELESS_CODES:
                 self._rejects.add(tx_id)
             return self._reject(tx)
+        if self.unit_check is not None and isinstance(tx.payload, DataUnit | LearningUnit):
+            code = self.unit_check(tx.payload)  # BLOB_MISSING (transient) until the blob is here
+            if code is not None:
+                return self._reject(code)
         result = self._admit(tx, tx_id, raw, now_ms)
         if isinstance(result, ErrorCode):
             self._checked.put(tx_id, tx)  # refused against state: a resend skips decode and signature

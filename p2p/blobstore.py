@@ -64,6 +64,24 @@ class FileBlobStore:
         except OSError:
             return None
 
+    def read(self, blob_hash: BlobHash) -> bytes | None:
+        """The whole verified blob, or None (small blobs only: data units, test sets, adapters; a
+        synchronous read for the chain service's import checks)."""
+        try:
+            return self.path(blob_hash).read_bytes() if len(blob_hash) == 32 else None
+        except OSError:
+            return None
+
+    def put_bytes_sync(self, data: bytes) -> BlobHash:
+        """`put_bytes` on the calling thread (a producer or an import check storing a small test set)."""
+        blob_hash = BlobHash(hashlib.blake2b(data, digest_size=32).digest())
+        if not self.has(blob_hash):
+            tmp = self.partial_dir / f"{blob_hash.hex()}.local"
+            _write_file(tmp, data)
+            err = self._put_verified_sync(blob_hash, tmp)
+            assert err is None, err
+        return blob_hash
+
     def partial_path(self, blob_hash: BlobHash) -> Path:
         return self.partial_dir / f"{blob_hash.hex()}.part"
 

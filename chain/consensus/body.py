@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from chain.block import Block, DataBody, QualityReport, TxBody, VersionBody, body_leaves, body_root
 from chain.codec import decode, encode
+from chain.consensus.data_selection import check_data_body_stateless
 from chain.errors import ErrorCode
 from chain.header import BlockKind, Header, round_for_height
 from chain.params import ChainParams
 from chain.tx import TX_VERSION, Tx
-from chain.types import ZERO_HASH
+from chain.types import ZERO_HASH, UnitId
 
 EMPTY_REPORT = QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
 
@@ -56,18 +57,15 @@ def _check_txs(params: ChainParams, body: TxBody) -> ErrorCode | None:
 
 
 def learning_bodies_disabled(block: Block) -> ErrorCode | None:
-    """Until the learning rules land (PROTOCOL §6.4-§6.5), a DATA body selects no unit and a VERSION
-    body includes none (a no-op version): BAD_BODY otherwise.
+    """Until the rounds service checks VERSION bodies on import (PROTOCOL §6.5), a VERSION body
+    includes no unit (a no-op version): BAD_BODY otherwise. DATA bodies have their real rules
+    (`check_data_body_stateless` here, `check_data_body` on import with the blobs).
 
-    Issue 10, finding 4: unchecked bodies let one DATA block of 100 self-authored units raise its
-    proposer's reputation 1005 -> 1500 and take the whole data pool, and a fabricated VERSION body
-    pay the learning pool and replace the global adapter, for 0.001 LC in fees. THE FEDERATED-LEARNING
-    ISSUE REPLACES THIS ONE CHECK with the selection and aggregation rules. Being stateless, a block
-    that breaks it is provable by INVALID_BLOCK evidence.
+    Issue 10, finding 4: an unchecked body let a fabricated VERSION pay the learning pool and
+    replace the global adapter for 0.001 LC in fees. Being stateless, a block that breaks this is
+    provable by INVALID_BLOCK evidence.
     """
     body = block.body
-    if isinstance(body, DataBody) and (body.unit_ids or body.report != EMPTY_REPORT):
-        return ErrorCode.BAD_BODY
     if isinstance(body, VersionBody) and not body.is_noop:
         return ErrorCode.BAD_BODY  # a no-op keeps the model whatever else it says (transition)
     return None
@@ -86,11 +84,7 @@ def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | No
         return code
     body = block.body
     if isinstance(body, DataBody):
-        if len(set(body.unit_ids)) != len(body.unit_ids):
-            return ErrorCode.BAD_BODY
-        if body.report.n_selected > params.max_test_examples:
-            return ErrorCode.BAD_BODY
-        return None
+        return check_data_body_stateless(params, body)
     if isinstance(body, VersionBody):
         if body.round != round_for_height(block.header.height):
             return ErrorCode.BAD_BODY
@@ -128,9 +122,11 @@ def check_leaf_stateless(
         return None if tx.signature_valid() else ErrorCode.INVALID_TX_IN_BLOCK
     if header.kind == BlockKind.DATA:
         if index > 0:
-            return ErrorCode.BAD_BODY  # a selected unit id: no unit may be selected yet
+            return None if len(leaf) == 32 else ErrorCode.BAD_BODY  # a selected unit id
         report = decode(QualityReport, leaf, max_bytes=params.max_block_bytes)
-        return None if report == EMPTY_REPORT else ErrorCode.BAD_BODY
+        if isinstance(report, ErrorCode) or report.n_units != count - 1:
+            return ErrorCode.BAD_BODY
+        return _report_rules(params, report)
     if header.kind == BlockKind.VERSION:
         if count != 1:
             return ErrorCode.BAD_BODY
@@ -139,6 +135,13 @@ def check_leaf_stateless(
             return ErrorCode.BAD_BODY
         return check_fl_body_stateless(params, Block(header, body))
     return None
+
+
+def _report_rules(params: ChainParams, report: QualityReport) -> ErrorCode | None:
+    """The DATA report's own rules (`check_data_body_stateless` without the unit-id order, which
+    one leaf cannot show)."""
+    ids = tuple(UnitId(i.to_bytes(32, "big")) for i in range(report.n_units))
+    return check_data_body_stateless(params, DataBody(ids, report))
 
 
 def faulty_leaf(params: ChainParams, block: Block) -> int | None:

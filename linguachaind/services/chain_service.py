@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 import trio
 
 import vdf
-from chain.block import Block
+from chain.block import Block, TxBody
 from chain.consensus.certificate import check_attestation
 from chain.consensus.election import VdfVerifier
 from chain.consensus.finality import finalized_by, vote_source
@@ -133,6 +133,9 @@ class ChainService:
         self._changed = trio.Event()
         self._imported = self._rejected = self._reorgs = 0
         self._watchers: list[ChainWatcher] = []
+        # The federated-learning import check of DATA and VERSION bodies with blobs and background
+        # results (linguachaind.services.datablocks): None in tests that run without blobs.
+        self.learning_check: Callable[[Block, StateView], ErrorCode | None] | None = None
         self._load_main_headers()
 
     def add_watcher(self, watcher: ChainWatcher) -> None:
@@ -384,6 +387,10 @@ class ChainService:
             parent_state = self.state(BlockHash(block.header.prev_hash))
             if parent_state is None:  # a parent too deep below the final block (MAX_STATE_DEPTH)
                 return ErrorCode.ORPHAN
+            if self.learning_check is not None and not isinstance(block.body, TxBody):
+                code = self.learning_check(block, parent_state)  # BLOB_MISSING is transient
+                if code is not None:
+                    return code
             applied = self._apply(parent_state, block)
             if isinstance(applied, ErrorCode):
                 return applied

@@ -74,17 +74,21 @@ def test_data_and_version_structure() -> None:
     assert check_body_stateless(P, block(other_rule, height=3)) == ErrorCode.BAD_BODY
 
 
-def test_non_empty_data_and_version_bodies_are_invalid_until_the_learning_rules() -> None:
-    """Finding 4 (issue 10): one DATA block of 100 self-authored units raised its proposer's
-    reputation 1005 -> 1500 and took the data pool; a fabricated VERSION body paid the learning pool
-    and replaced the adapter. `learning_bodies_disabled` refuses both (stateless: provable)."""
-    u = UnitId(H(b"u"))
-    report = QualityReport(2, 10, 0, 0, 0, 0, 10, ZERO_HASH)
-    data = block(DataBody((u, UnitId(H(b"v"))), report), height=2)
-    assert learning_bodies_disabled(data) == ErrorCode.BAD_BODY
-    assert check_body_stateless(P, data) == ErrorCode.BAD_BODY
+def test_data_bodies_follow_the_stateless_selection_rules_and_versions_stay_no_ops() -> None:
+    """Finding 4 (issue 10): a fabricated VERSION body paid the learning pool and replaced the
+    adapter; `learning_bodies_disabled` refuses it until VERSION bodies are checked on import. A
+    DATA body now passes on `check_data_body_stateless` (the selection is re-run on import with the
+    blobs): its ids sorted and counted, its counts adding up, the zero hash for no selection."""
+    u, v = sorted([UnitId(H(b"u")), UnitId(H(b"v"))])
+    report = QualityReport(2, 10, 0, 0, 0, 0, 10, H(b"test set"))
+    data = block(DataBody((u, v), report), height=2)
+    assert learning_bodies_disabled(data) is None
+    assert check_body_stateless(P, data) is None
+    assert check_body_stateless(P, block(DataBody((v, u), report), height=2)) == ErrorCode.BAD_BODY
     fake_report = block(DataBody((), report), height=2)
     assert check_body_stateless(P, fake_report) == ErrorCode.BAD_BODY
+    no_hash = QualityReport(2, 10, 0, 0, 0, 0, 0, H(b"test set"))
+    assert check_body_stateless(P, block(DataBody((u, v), no_hash), height=2)) == ErrorCode.BAD_BODY
     version = VersionBody(
         round=Round(0),
         base_version_id=ZERO_HASH,

@@ -253,14 +253,15 @@ def test_invalid_block_valid_body_is_not_a_fault(state: MemoryState) -> None:
 
 
 def test_invalid_block_non_empty_data_body_is_provable(state: MemoryState) -> None:
-    """A DATA block selecting a unit breaks `learning_bodies_disabled`: its unit leaf proves it."""
+    """A DATA report that does not count the block's units breaks `check_data_body_stateless`: the
+    report leaf and the leaf count prove it."""
     header = header_at(2, b"d")
     body = DataBody((UnitId(H(b"unit")),), EMPTY_REPORT)
     header = dataclasses.replace(header, body_root=body_root(body)).signed(OFFENDER)
     ev = invalid_block_evidence(P, Block(header, body))
     assert ev is not None
     assert isinstance(ev.proof, InvalidBlock)
-    assert ev.proof.leaf_index == 1
+    assert ev.proof.leaf_index == 0
     assert verify_evidence(P, state, ev) == (OFFENDER.pubkey, evidence_key(ev.kind, OFFENDER.pubkey, 2))
 
 

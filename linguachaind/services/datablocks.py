@@ -1,0 +1,260 @@
+"""DATA blocks on the node (PROTOCOL §3.3, §6.4, ARCHITECTURE §4): unit blobs, the DATA proposer's
+body, the import check that re-runs the selection, and the active test set.
+
+Owns: resolving a registered data unit (its `DATA_UNIT` tx in the block that registered it) and its
+blob; `unit_blob_problem`, the mempool's admission check of a unit's blob (held, `byte_size`, parses);
+`body`, the DATA proposer's selection (`choose_units` + `select_test_set` over the registered, unused
+data units whose blobs this node holds); `check`, the chain service's import check
+(`check_data_body` with the blobs; a missing blob is BLOB_MISSING, transient, and is queued for a
+fetch); `active_examples`, the active test set of a state (chain.state.learning's test-set records
+and their blobs); `store_data_unit`, the seam for RPC and the CLI (store a blob, build the unit).
+Must not: decide the selection rules (chain.consensus.data_selection does), write the chain, or
+talk to the network except through the fetch function it is given.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Final
+
+import trio
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+from chain.block import Block, DataBody, QualityReport, TxBody
+from chain.codec import decode
+from chain.consensus.data_selection import (
+    SelectionError,
+    check_data_body,
+    choose_units,
+    exact_key,
+    jsonl_bytes,
+    select_test_set,
+    unit_problem,
+)
+from chain.consensus.data_selection import active_test_set as window
+from chain.crypto import SecretKey
+from chain.errors import ErrorCode
+from chain.examples import Example, parse_line, split_lines
+from chain.lora import LoraLayout, check_update_blob
+from chain.params import ChainParams
+from chain.state import keys, learning
+from chain.state.model import UnitKind, UnitRecord
+from chain.state.view import StateView, load
+from chain.store.blockstore import BlockStore
+from chain.tx import Tx
+from chain.types import ZERO_HASH, BlobHash, ChainId, TimestampMs, UnitId
+from chain.units import DataFormat, DataUnit, LearningUnit
+from p2p.blobstore import FileBlobStore
+
+log = logging.getLogger(__name__)
+
+FETCH_QUEUE: Final = 256  # blob hashes waiting for a fetch; more are dropped (asked again later)
+
+UNIT_BLOB_FETCH_S: Final = 1.5  # a gossiped unit's blob, from the peer that sent it (gossip deadline 2 s)
+
+# p2p.service.P2PService.fetch_blob's shape: (blob hash, peers or None for all) -> error or None
+Fetch = Callable[[BlobHash, Sequence[str] | None], Awaitable[ErrorCode | None]]
+
+__all__ = ["DataBlocks", "Fetch", "store_data_unit"]
+
+
+class DataBlocks:
+    """The node's DATA-block work over its block store and blob store."""
+
+    def __init__(
+        self, params: ChainParams, store: BlockStore, blobs: FileBlobStore, layout: LoraLayout | None = None
+    ) -> None:
+        self.params = params
+        self.store = store
+        self.blobs = blobs
+        self.layout = layout
+        self._want_send, self._want_recv = trio.open_memory_channel[BlobHash](FETCH_QUEUE)
+        self._wanted: set[bytes] = set()
+        self.fetch: Fetch | None = None  # set once p2p runs
+        self.selected = self.checked = self.missing = 0
+
+    # -- units and blobs ----------------------------------------------------------------------------
+
+    def unit_blob_problem(self, unit: DataUnit | LearningUnit) -> ErrorCode | None:
+        """Admission of a unit tx (mempool): BLOB_MISSING until the blob is held, else whether the
+        blob is the unit's (size == byte_size, and it parses as the unit's kind)."""
+        blob_hash = unit.blob_hash if isinstance(unit, DataUnit) else unit.adapter_blob_hash
+        blob = self.blobs.read(blob_hash)
+        if blob is None:
+            self.want(blob_hash)
+            return ErrorCode.BLOB_MISSING
+        if isinstance(unit, DataUnit):
+            return None if unit_problem(self.params, unit, blob) is None else ErrorCode.BAD_UNIT
+        if len(blob) != unit.byte_size:
+            return ErrorCode.BAD_UNIT
+        if self.layout is None:  # the layout comes from the base model (the worker); size only
+            return None
+        return None if not isinstance(check_update_blob(blob, self.layout), ErrorCode) else ErrorCode.BAD_UNIT
+
+    def data_unit(self, reader: StateView, unit_id: UnitId) -> DataUnit | None:
+        """The registered data unit `unit_id`, from the main-chain block that registered it."""
+        rec = reader.unit(unit_id)
+        if rec is None or rec.kind != UnitKind.DATA:
+            return None
+        block = self.store.get_block_at(rec.height)
+        if block is None or not isinstance(block.body, TxBody):
+            return None
+        for tx in block.body.txs:
+            if isinstance(tx.payload, DataUnit) and bytes(tx.payload.id) == bytes(unit_id):
+                return tx.payload
+        return None
+
+    def want(self, blob_hash: BlobHash) -> None:
+        """Queue a fetch of `blob_hash` (once until it is fetched or fails)."""
+        if bytes(blob_hash) in self._wanted:
+            return
+        try:
+            self._want_send.send_nowait(blob_hash)
+            self._wanted.add(bytes(blob_hash))
+        except trio.WouldBlock:
+            pass
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Fetch the wanted blobs one after the other from every peer (`self.fetch`, p2p)."""
+        task_status.started()
+        async for blob_hash in self._want_recv:
+            if not self.blobs.has(blob_hash) and self.fetch is not None:
+                error = await self.fetch(blob_hash, None)
+                if error is not None:
+                    log.info("blob %s not fetched: %s", blob_hash.hex()[:16], error.name)
+            self._wanted.discard(bytes(blob_hash))
+
+    async def fetch_unit_blob(self, raw_tx: bytes, peer: str) -> None:
+        """Before a gossiped unit tx is admitted: fetch its blob from the peer that sent it (the
+        announcing peer holds it), within the gossip deadline. Nothing to do for other txs."""
+        tx = decode(Tx, raw_tx, max_bytes=self.params.max_tx_bytes)
+        if isinstance(tx, ErrorCode) or not isinstance(tx.payload, DataUnit | LearningUnit):
+            return
+        unit = tx.payload
+        blob_hash = unit.blob_hash if isinstance(unit, DataUnit) else unit.adapter_blob_hash
+        if self.fetch is None or self.blobs.has(blob_hash):
+            return
+        with trio.move_on_after(UNIT_BLOB_FETCH_S):
+            error = await self.fetch(blob_hash, [peer])
+            if error is not None:
+                log.info("unit blob %s not fetched from %s: %s", blob_hash.hex()[:16], peer, error.name)
+
+    # -- the active test set --------------------------------------------------------------------------
+
+    def active_examples(self, reader: StateView, up_to_height: int) -> tuple[Example, ...] | None:
+        """The active test set of `reader` as of the DATA blocks up to `up_to_height` (newest
+        selection first, cut at `max_test_examples`); None while a test-set blob is missing."""
+        recent = []
+        for entry in learning.recent_test_sets(reader, up_to_height, self.params.max_test_examples):
+            blob = self.blobs.read(BlobHash(entry.test_set_hash))
+            if blob is None:
+                self.want(BlobHash(entry.test_set_hash))
+                return None
+            recent.append(_parse_test_set(blob))
+        return window(recent, self.params.max_test_examples)
+
+    # -- the proposer and the import check ---------------------------------------------------------
+
+    def offered(self, reader: StateView) -> list[tuple[DataUnit, bytes]]:
+        """Registered, unused data units whose blobs this node holds, oldest registration first."""
+        out: list[tuple[int, bytes, DataUnit, bytes]] = []
+        for key, raw in reader.items(keys.UNIT):
+            rec = load(UnitRecord, raw)
+            if rec.kind != UnitKind.DATA or rec.used_height != 0:
+                continue
+            unit = self.data_unit(reader, UnitId(key[len(keys.UNIT) :]))
+            if unit is None:
+                continue
+            blob = self.blobs.read(rec.blob_hash)
+            if blob is None:
+                self.want(rec.blob_hash)
+                continue
+            out.append((int(rec.height), key, unit, blob))
+        return [(u, b) for _, _, u, b in sorted(out, key=lambda x: (x[0], x[1]))]
+
+    def body(self, reader: StateView) -> DataBody:
+        """The DATA body for a block on `reader`: the chosen units' selection, its test-set blob
+        stored (every node keeps the active test set's examples)."""
+        active = self.active_examples(reader, reader.height)
+        chosen = choose_units(self.params, self.offered(reader)) if active is not None else []
+        if not chosen:
+            return DataBody((), QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH))
+        selection = select_test_set(self.params, chosen, frozenset(exact_key(e) for e in active or ()))
+        if selection.examples:
+            self.blobs.put_bytes_sync(jsonl_bytes(selection.examples))
+        self.selected += 1
+        ids = tuple(sorted((u.id for u, _ in chosen), key=bytes))
+        return DataBody(ids, selection.report)
+
+    def check(self, block: Block, parent: StateView) -> ErrorCode | None:
+        """Import check of a DATA block on its parent state: re-run the selection with the blobs
+        (BLOB_MISSING, transient, while one is missing) and keep its test-set blob."""
+        body = block.body
+        if not isinstance(body, DataBody) or not body.unit_ids:
+            return None
+        units: list[tuple[DataUnit, bytes]] = []
+        for unit_id in body.unit_ids:
+            unit = self.data_unit(parent, unit_id)
+            if unit is None:
+                return ErrorCode.BAD_BODY if parent.unit(unit_id) is None else ErrorCode.BLOB_MISSING
+            blob = self.blobs.read(unit.blob_hash)
+            if blob is None:
+                self.want(unit.blob_hash)
+                self.missing += 1
+                return ErrorCode.BLOB_MISSING
+            units.append((unit, blob))
+        active = self.active_examples(parent, parent.height)
+        if active is None:
+            self.missing += 1
+            return ErrorCode.BLOB_MISSING
+        keys_ = frozenset(exact_key(e) for e in active)
+        code = check_data_body(self.params, body, units, keys_)
+        if code is None and body.report.n_selected:
+            self.blobs.put_bytes_sync(jsonl_bytes(select_test_set(self.params, units, keys_).examples))
+        self.checked += 1
+        return code
+
+    def statistics(self) -> dict[str, int]:
+        return {"selected": self.selected, "checked": self.checked, "missing": self.missing}
+
+
+def _parse_test_set(blob: bytes) -> list[Example]:
+    out = []
+    for line in split_lines(blob):
+        example = parse_line(line)
+        if isinstance(example, str):
+            raise SelectionError(f"a stored test set has a malformed line: {example}")
+        out.append(example)
+    return out
+
+
+async def store_data_unit(
+    params: ChainParams,
+    blobs: FileBlobStore,
+    author: SecretKey,
+    data: bytes,
+    fmt: DataFormat,
+    now_ms: int,
+    task: int = 0,
+) -> DataUnit:
+    """The seam for `submitdataunit` and the CLI: check `data` (JSONL), store it as a blob and
+    return the mined, unsigned data unit of `author` (the caller signs and submits its tx)."""
+    blob_hash = await blobs.put_bytes(data)
+    unit = DataUnit(
+        chain_id=ChainId(params.chain_id),
+        author=author.pubkey,
+        blob_hash=blob_hash,
+        n_examples=len(split_lines(data)),
+        byte_size=len(data),
+        format=fmt,
+        task=task,
+        created_ms=TimestampMs(now_ms),
+        pow_nonce=0,
+    )
+    problem = unit_problem(params, unit, data)
+    if problem is not None:
+        raise ValueError(problem)
+    return await trio.to_thread.run_sync(unit.mined, params)
