@@ -376,6 +376,49 @@ def encode_fields(obj: Any, n: int) -> bytes:
     return pack(to_plain(obj)[:n])
 
 
+# msgpack type byte -> (size of the length field, kind) for headers that declare a length
+_SIZED: Final = {
+    0xC4: (1, "bin"), 0xC5: (2, "bin"), 0xC6: (4, "bin"),
+    0xD9: (1, "str"), 0xDA: (2, "str"), 0xDB: (4, "str"),
+    0xDC: (2, "array"), 0xDD: (4, "array"),
+}  # fmt: skip
+_FIXED: Final = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8,
+                 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}  # fmt: skip
+SCAN_BYTES: Final = 64 * 1024
+
+
+def _first_header_error(data: bytes, max_array: int, max_bin: int, max_str: int) -> ErrorCode:
+    """The error of the first header (in stream order) that breaks a limit, for input that ran out.
+
+    What `msgpack.unpackb` would report (TOO_LARGE for a declared length over its limit, WRONG_TYPE for
+    a map or ext), found by reading headers only: nothing is allocated. MALFORMED when the first
+    `SCAN_BYTES` hold no such header (the input is merely truncated).
+    """
+    limits = {"array": max_array, "bin": max_bin, "str": max_str}
+    pos, end = 0, min(len(data), SCAN_BYTES)
+    while pos < end:
+        t = data[pos]
+        pos += 1
+        if t <= 0x7F or t >= 0xE0 or 0x90 <= t <= 0x9F:  # fixint, negative fixint, fixarray (<= 15)
+            continue
+        if 0xA0 <= t <= 0xBF:
+            pos += t & 0x1F
+        elif t in _FIXED:
+            pos += _FIXED[t]
+        elif t in _SIZED:
+            width, kind = _SIZED[t]
+            n = int.from_bytes(data[pos : pos + width], "big")
+            pos += width
+            if n > limits[kind]:
+                return ErrorCode.TOO_LARGE
+            pos += 0 if kind == "array" else n
+        elif 0x80 <= t <= 0x8F or t in (0xDE, 0xDF) or 0xC7 <= t <= 0xC9 or 0xD4 <= t <= 0xD8:
+            return ErrorCode.WRONG_TYPE  # maps and ext are never allowed
+        else:
+            return ErrorCode.MALFORMED  # 0xC1
+    return ErrorCode.MALFORMED
+
+
 def unpack(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any | ErrorCode:
     """Parse msgpack with the limits of PROTOCOL §1.1; an `ErrorCode` for anything malformed."""
     if len(data) > max_bytes:
@@ -396,8 +439,9 @@ def unpack(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Any | ErrorCod
         scan.feed(data)
         scan.skip()
         return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, **limits)
-    except msgpack.OutOfData:
-        return ErrorCode.MALFORMED
+    except msgpack.OutOfData:  # the skip pass does not check limits: say which one was broken
+        return _first_header_error(data, min(MAX_ARRAY_LEN, max_bytes), min(MAX_BIN_LEN, max_bytes),
+                                   min(MAX_STR_LEN, max_bytes))  # fmt: skip
     except msgpack.ExtraData:
         return ErrorCode.TRAILING_BYTES
     except UnicodeDecodeError:
