@@ -250,6 +250,7 @@ class Node:
             parts=self.parts,
             now_ms=self.clock.now_ms,
             validator_pubkey=key.pubkey if key is not None else None,
+            unit_key=key,
             set_mock_time=(lambda ts: _set_mock_time(self.clock, ts)) if config.allow_test_rpcs else None,
         )
         # genesis_file_id: the genesis *document*; chain_opened's genesis_hash is the genesis *block*

@@ -20,14 +20,18 @@ from typing import Any, Final
 
 from chain.address import AddressError, decode_address, encode_address
 from chain.block import Block, TxBody
-from chain.crypto import account_id
+from chain.codec import encode
+from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
+from chain.examples import parse_line, split_lines
 from chain.genesis import Genesis
 from chain.header import round_for_height
+from chain.state import learning
 from chain.state.model import StateReader
 from chain.store.blockstore import BlockStore
-from chain.tx import Tx
-from chain.types import AccountId, Height, PubKey, TxId
+from chain.tx import Tx, make_tx
+from chain.types import AccountId, Height, PubKey, TxId, UnitId
+from chain.units import DataFormat
 from linguachaind import __version__
 from linguachaind.config import NodeConfig
 from linguachaind.parts import Parts
@@ -41,7 +45,9 @@ from linguachaind.rpc.views import (
     producer_json,
     to_json,
     tx_json,
+    version_entry_json,
 )
+from linguachaind.services.datablocks import store_data_unit
 from linguachaind.services.submit import TxSubmitter
 from mempool.mempool import Mempool
 from p2p.service import P2PService
@@ -59,6 +65,7 @@ class RpcContext:
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000)
     validator_pubkey: PubKey | None = None
     set_mock_time: Callable[[int], None] | None = None
+    unit_key: SecretKey | None = None  # signs `submitdataunit`'s tx (the validator key, if any)
     started_at: float = field(default_factory=time.time)
     warming_up: bool = True  # the node is still starting services; set False once all run
 
@@ -334,12 +341,21 @@ async def getaccount(ctx: RpcContext, address: str) -> dict[str, Any]:
 
 
 async def explainrewards(ctx: RpcContext, target: str | int) -> dict[str, Any]:
-    """Every coin minted, moved or burned by rule (PROTOCOL §5, §8) for an address or a height."""
+    """Every coin minted, moved or burned by rule (PROTOCOL §5, §8) for an address, a height or a
+    unit id (64 hex: what its author was paid when a DATA or VERSION block used it)."""
     store = _store(ctx, "explainrewards")
     if isinstance(target, int) or target.isdigit():
         height = _block_at(store, int(target)).height
         records = store.rewards_at(height)
         head: dict[str, Any] = {"height": height}
+    elif len(target) == 64 and all(c in "0123456789abcdef" for c in target.lower()):
+        unit_id = UnitId(bytes.fromhex(target))
+        unit = store.reader().unit(unit_id)
+        if unit is None:
+            raise RpcError(RpcErrorCode.NOT_FOUND, f"no registered unit {target}")
+        used = store.rewards_at(unit.used_height) if unit.used_height else []
+        records = [r for r in used if bytes(r.ref) == bytes(unit_id)]
+        head = {"unit_id": target.lower(), "kind": unit.kind.name.lower(), "used_height": unit.used_height}
     else:
         account = _parse_address(ctx, target)
         records = store.rewards_for(account)
@@ -483,7 +499,9 @@ async def getmodelinfo(ctx: RpcContext) -> dict[str, Any]:
 
 
 async def getversionhistory(ctx: RpcContext) -> list[Any]:
-    raise not_available("getversionhistory", "version history index (federated-learning issue)")
+    """Every VERSION block, oldest first (chain.state.learning): the CLI's `model history` contract."""
+    reader = _store(ctx, "getversionhistory").reader()
+    return [version_entry_json(e) for e in learning.version_history(reader)]
 
 
 async def gettraininginfo(ctx: RpcContext) -> dict[str, Any]:
@@ -491,7 +509,53 @@ async def gettraininginfo(ctx: RpcContext) -> dict[str, Any]:
 
 
 async def submitdataunit(ctx: RpcContext, path: str) -> dict[str, Any]:
-    raise not_available("submitdataunit", "blob store and data units")
+    """Register the JSONL test data at `path` (on the node's machine) as a data unit (PROTOCOL §3.3):
+    checked line by line, stored as a blob, mined and sent as a `DATA_UNIT` tx signed and paid
+    (`min_fee`) by this node's validator key."""
+    data_blocks = ctx.parts.data
+    if data_blocks is None:
+        raise _missing(ctx, "submitdataunit", "blob store")
+    if ctx.unit_key is None:
+        raise not_available("submitdataunit", "a key to sign with (validator nodes only)")
+    params = ctx.genesis.params
+    data, fmt = _read_data_file(path, params.max_data_unit_bytes)
+    unit = await store_data_unit(params, data_blocks.blobs, ctx.unit_key, data, fmt, ctx.now_ms())
+    sender = account_id(ctx.unit_key.pubkey)
+    pool = ctx.parts.mempool
+    nonce = int(_store(ctx, "submitdataunit").reader().account(sender).nonce)
+    nonce = max(nonce, pool.next_nonce(sender)) if pool is not None else nonce
+    tx = make_tx(ctx.unit_key, params.chain_id, nonce, params.min_fee, unit)
+    result = _txs(ctx, "submitdataunit").submit_tx(encode(tx))
+    if isinstance(result, ErrorCode):
+        raise rejected(result, "data unit tx refused")
+    return {
+        "unit_id": unit.id.hex(),
+        "tx_id": result.hex(),
+        "blob_hash": unit.blob_hash.hex(),
+        "n_examples": unit.n_examples,
+        "byte_size": unit.byte_size,
+        "format": unit.format.name.lower(),
+    }
+
+
+def _read_data_file(path: str, limit: int) -> tuple[bytes, DataFormat]:
+    """The file's bytes and format; INVALID_PARAMS naming the line of the first fault."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, f"cannot read {path}: {e.strerror}") from None
+    if len(data) > limit:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, f"{path} is larger than max_data_unit_bytes ({limit})")
+    kinds = set()
+    for number, line in enumerate(split_lines(data), start=1):
+        example = parse_line(line)
+        if isinstance(example, str):
+            raise RpcError(RpcErrorCode.INVALID_PARAMS, f"{path} line {number}: {example}")
+        kinds.add(example.kind)
+    if len(kinds) != 1:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, f"{path}: no examples, or text and pairs mixed")
+    return data, DataFormat.JSONL_TEXT if kinds == {"text"} else DataFormat.JSONL_PROMPT_COMPLETION
 
 
 async def getblob(ctx: RpcContext, blob_hash: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from chain.address import encode_address
 from chain.block import Block
 from chain.codec import encode
 from chain.header import Header, round_for_height
+from chain.state.learning import VersionEntry
 from chain.tx import Tx
 from chain.types import AccountId
 from linguachaind.services.attester import Attester
@@ -128,4 +129,18 @@ def producer_json(
         "reorgs": chain.reorgs,
         "side_blocks": chain.side_blocks,
         "orphans": chain.orphans,
+    }
+
+
+def version_entry_json(entry: VersionEntry) -> dict[str, Any]:
+    """One VERSION block of the version history (`getversionhistory`, the CLI's `model history`)."""
+    return {
+        "version": entry.version,
+        "height": entry.height,
+        "round": entry.round,
+        "adapter_hash": bytes(entry.adapter_hash).hex(),
+        "units": entry.n_units,
+        "score_micro": entry.score,
+        "previous_score_micro": entry.previous_score,
+        "noop": entry.noop,
     }
