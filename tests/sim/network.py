@@ -51,8 +51,8 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.state.view import MemoryState, StateView
 from chain.tx import SlashEvidence, Transfer, make_tx
 from chain.types import ZERO_HASH, AccountId, Amount, BlockHash, ChainId, Hash32, Height, PubKey, StateRoot
-from tests.sim.world import MemoryView, VdfImpl
-from tests.support.chainbuilders import dev_genesis, empty_body
+from tests.sim.world import MemoryView, VdfImpl, idle_body
+from tests.support.chainbuilders import dev_genesis
 
 MAX_ANNOUNCED_VOTES = 256  # like the daemon's MAX_REANNOUNCED_VOTES: re-sent votes are bounded
 
@@ -417,7 +417,7 @@ class SimNode:
 
     def _body(self, height: int, pstate: StateView) -> Body:
         if kind_for_height(height) != BlockKind.TX:
-            return empty_body(height, pstate.model_version().version_id)
+            return idle_body(height, pstate)
         txs = []
         nonce = int(pstate.account(self.net.account_of(self.pubkey)).nonce)
         for ev in self.evidence.values():
