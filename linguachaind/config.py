@@ -55,7 +55,15 @@ class NodeConfig:
     validator: bool = True
     timelord: bool = False
     checkpoint: str = ""  # weak subjectivity: "HEIGHT:HASH" of a final block this node must have
-    train_data: Path | None = None
+    # [training] (docs/learning.md "Training on a node"): with train_data, the node trains on each
+    # new final global version and announces a learning unit; the rest tune the worker's job.
+    train_data: Path | None = None  # a JSONL file of this node's training examples
+    train_steps: int = 30  # optimizer steps per update
+    train_batch_size: int = 8
+    train_lr: float = 2e-2
+    train_threads: int = 0  # torch threads of the worker (0: cores - 1, at least 1)
+    train_dp_epsilon: float = 0.0  # > 0: (epsilon, 1e-5)-DP noise on each update; 0: none
+    train_adversary: str = ""  # devnet experiments only: sign-flip, scale or noise
     device: str = "cpu"
     log_level: str = "INFO"
     log_debug: str = ""  # per-module levels, e.g. "p2p=DEBUG,chain=INFO" (STYLE.md §10)
@@ -98,6 +106,11 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     kind = {
         "genesis_file": "path",
         "train_data": "path",
+        "train_steps": "int",
+        "train_batch_size": "int",
+        "train_threads": "int",
+        "train_lr": "float",
+        "train_dp_epsilon": "float",
         "listen": "list",
         "bootstrap": "list",
         "rpc_port": "int",
@@ -163,7 +176,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     _refuse_readable_secrets(path, doc)
     out: dict[str, Any] = {}
-    for key, value in doc.items():
+    for key, value in _flatten_training(path, doc).items():
         if key == "network":
             if not isinstance(value, str):
                 raise ConfigError(f"{path}: network must be a string")
@@ -172,6 +185,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if key not in _SETTABLE:
             raise ConfigError(f"{path}: unknown setting {key!r} (known: {', '.join(_SETTABLE)})")
         out[key] = _coerce(key, value, f"{path}: {key}")
+    return out
+
+
+def _flatten_training(path: Path, doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A `[training]` table's keys become the flat settings: `data` -> `train_data`, `device` stays."""
+    out = {k: v for k, v in doc.items() if k != "training"}
+    table = doc.get("training")
+    if table is None:
+        return out
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [training] must be a table")
+    for key, value in table.items():
+        name = key if key == "device" else f"train_{key}"
+        if name in out:
+            raise ConfigError(f"{path}: {name} is set both in [training] and at the top level")
+        out[name] = value
     return out
 
 
@@ -288,12 +317,36 @@ def validate(config: NodeConfig) -> None:
             raise ConfigError(f"bootstrap address {addr!r} needs a /p2p/<peer id> part")
     if config.checkpoint:
         parse_checkpoint(config.checkpoint)
-    if config.train_data is not None and not config.train_data.exists():
-        raise ConfigError(f"train_data {config.train_data} does not exist")
+    _validate_training(config)
     for item in filter(None, (s.strip() for s in config.log_debug.split(","))):
         _, sep, level = item.partition("=")
         if not sep or level.upper() not in LOG_LEVELS:
             raise ConfigError(f"LINGUACHAIN_DEBUG item {item!r} must look like module=LEVEL")
+
+
+ADVERSARIES: Final = ("sign-flip", "scale", "noise")
+
+
+def _validate_training(config: NodeConfig) -> None:
+    if config.train_data is not None and not config.train_data.is_file():
+        raise ConfigError(f"train_data {config.train_data} is not a file (a JSONL file of examples)")
+    if not 1 <= config.train_steps <= 100_000:
+        raise ConfigError(f"train_steps must be in 1..100000, got {config.train_steps}")
+    if not 1 <= config.train_batch_size <= 4096:
+        raise ConfigError(f"train_batch_size must be in 1..4096, got {config.train_batch_size}")
+    if not (math.isfinite(config.train_lr) and 0 < config.train_lr <= 1):
+        raise ConfigError(f"train_lr must be a learning rate in (0, 1], got {config.train_lr!r}")
+    if not 0 <= config.train_threads <= 1024:
+        raise ConfigError(f"train_threads must be in 0..1024 (0: cores - 1), got {config.train_threads}")
+    if not (math.isfinite(config.train_dp_epsilon) and 0 <= config.train_dp_epsilon <= 1000):
+        raise ConfigError(f"train_dp_epsilon must be in [0, 1000] (0: no DP), got {config.train_dp_epsilon}")
+    if config.train_adversary:
+        if config.train_adversary not in ADVERSARIES:
+            raise ConfigError(f"train_adversary must be one of {', '.join(ADVERSARIES)}")
+        if config.network != "devnet":
+            raise ConfigError("train_adversary (a dishonest trainer, for experiments) is devnet only")
+        if config.train_data is None:
+            raise ConfigError("train_adversary needs train_data (the adversary distorts its own update)")
 
 
 def parse_checkpoint(text: str) -> tuple[int, bytes]:
