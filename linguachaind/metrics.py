@@ -97,6 +97,7 @@ class PartsCollector(Collector):
         yield from self._chain()
         yield from self._p2p()
         yield from self._mempool()
+        yield from self._trainer()
 
     def _chain(self) -> Iterator[Metric]:
         store = getattr(self._parts, "store", None)
@@ -141,6 +142,22 @@ class PartsCollector(Collector):
         yield _gauge("linguachain_mempool_senders", "distinct senders in the mempool", stats.senders)
         for name in ("accepted_total", "rejected_total", "evicted_total", "expired_total"):
             counter = CounterMetricFamily(f"linguachain_mempool_{name[:-6]}", f"mempool items {name[:-6]}")
+            counter.add_metric([], float(getattr(stats, name)))
+            yield counter
+
+    def _trainer(self) -> Iterator[Metric]:
+        trainer = getattr(self._parts, "trainer", None)
+        if trainer is None:
+            return
+        stats = trainer.statistics()
+        yield _gauge("linguachain_training_enabled", "1 while the trainer may train", float(stats.enabled))
+        yield _gauge("linguachain_training_step", "step of the training job in flight", stats.step)
+        yield _gauge("linguachain_training_total_steps", "steps of that job", stats.total_steps)
+        yield _gauge("linguachain_training_loss", "training loss of the last step", stats.loss_micro / 1e6)
+        yield _gauge("linguachain_training_tokens_per_second", "training tokens/s", stats.tokens_per_s)
+        yield _gauge("linguachain_training_version", "base of the last update (-1)", stats.trained_version)
+        for name in ("units_submitted", "units_refused", "jobs_failed"):
+            counter = CounterMetricFamily(f"linguachain_training_{name}", f"trainer {name.replace('_', ' ')}")
             counter.add_metric([], float(getattr(stats, name)))
             yield counter
 

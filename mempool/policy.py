@@ -100,10 +100,11 @@ def check_intrinsic(params: ChainParams, tx: Tx) -> ErrorCode | None:
             return ErrorCode.BAD_UNIT
         if payload.byte_size > params.max_data_unit_bytes:
             return ErrorCode.BLOB_TOO_LARGE
-    elif isinstance(payload, LearningUnit) and (
-        payload.author != tx.sender or payload.n_examples == 0 or payload.byte_size == 0
-    ):
-        return ErrorCode.BAD_UNIT
+    elif isinstance(payload, LearningUnit):
+        if payload.author != tx.sender or payload.n_examples == 0 or payload.byte_size == 0:
+            return ErrorCode.BAD_UNIT
+        if payload.byte_size > params.max_learning_unit_bytes:  # bounds the blob a peer fetches
+            return ErrorCode.BLOB_TOO_LARGE
     if tx_cost(tx) > MAX_AMOUNT:
         return ErrorCode.OVERFLOW
     return None

@@ -27,7 +27,7 @@ from chain.examples import parse_line, split_lines
 from chain.genesis import Genesis
 from chain.header import round_for_height
 from chain.state import learning
-from chain.state.model import StateReader
+from chain.state.model import ModelVersion, StateReader
 from chain.store.blockstore import BlockStore
 from chain.tx import Tx, make_tx
 from chain.types import AccountId, Height, PubKey, TxId, UnitId
@@ -49,8 +49,11 @@ from linguachaind.rpc.views import (
 )
 from linguachaind.services.datablocks import store_data_unit
 from linguachaind.services.submit import TxSubmitter
+from linguachaind.services.trainer import Trainer
 from mempool.mempool import Mempool
 from p2p.service import P2PService
+from training import protocol as wp
+from training.supervisor import JobFailed, TrainingSupervisor
 
 
 @dataclass
@@ -505,7 +508,90 @@ async def getversionhistory(ctx: RpcContext) -> list[Any]:
 
 
 async def gettraininginfo(ctx: RpcContext) -> dict[str, Any]:
-    raise not_available("gettraininginfo", "training supervisor")
+    """This node's trainer (None without `train_data`) and the shared training worker (None
+    until a job first needed it): state, device, model id, last job, tokens/s, last unit."""
+    worker = ctx.parts.worker
+    stats = worker.statistics() if worker is not None else None
+    trainer = ctx.parts.trainer
+    return {
+        "base_model_available": worker is not None,
+        "trainer": to_json(trainer.statistics(), ctx.hrp) if trainer is not None else None,
+        "worker": to_json(stats, ctx.hrp) if stats is not None else None,
+    }
+
+
+def _trainer(ctx: RpcContext, method: str) -> Trainer:
+    if ctx.parts.trainer is None:
+        if ctx.warming_up:
+            raise _missing(ctx, method, "trainer")
+        raise not_available(method, "a trainer (set train_data in the [training] settings)")
+    return ctx.parts.trainer
+
+
+async def starttraining(ctx: RpcContext) -> dict[str, Any]:
+    """Let the trainer train again (on the current final version if it has not yet)."""
+    trainer = _trainer(ctx, "starttraining")
+    trainer.start()
+    return {"enabled": trainer.enabled}
+
+
+async def stoptraining(ctx: RpcContext) -> dict[str, Any]:
+    """Stop training: the job in flight is cancelled; the node keeps validating and scoring."""
+    trainer = _trainer(ctx, "stoptraining")
+    trainer.stop()
+    return {"enabled": trainer.enabled}
+
+
+async def _current_adapter(ctx: RpcContext, method: str) -> tuple[TrainingSupervisor, ModelVersion, str]:
+    """The worker, the current global version and its adapter file ("" for version 0)."""
+    if ctx.parts.worker is None or ctx.parts.data is None:
+        raise _missing(ctx, method, "training worker (the base model)")
+    version = _store(ctx, method).reader().model_version()
+    try:
+        supervisor, _ = await ctx.parts.worker.get()
+    except JobFailed as e:
+        raise RpcError(RpcErrorCode.NOT_AVAILABLE_YET, f"{method}: the training worker: {e}") from None
+    if version.version == 0:
+        return supervisor, version, ""
+    blobs = ctx.parts.data.blobs
+    if not blobs.has(version.adapter_blob_hash):
+        ctx.parts.data.want(version.adapter_blob_hash)
+        raise RpcError(
+            RpcErrorCode.NOT_FOUND, f"{method}: fetching the adapter of version {version.version}, retry"
+        )
+    return supervisor, version, str(blobs.path(version.adapter_blob_hash))
+
+
+async def exportmodel(ctx: RpcContext, out_dir: str, merged: bool = False) -> dict[str, Any]:
+    """The worker's `export` of the current global version into `out_dir` (on the node's machine):
+    a PEFT adapter directory, and with `merged` a full model in `out_dir/merged`."""
+    if not out_dir.startswith("/"):
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, "out_dir must be an absolute path")
+    supervisor, version, adapter = await _current_adapter(ctx, "exportmodel")
+    try:
+        result = await supervisor.export(wp.Export(adapter, out_dir, merged))
+    except JobFailed as e:
+        raise RpcError(RpcErrorCode.REJECTED, f"exportmodel: {e}", {"reason": e.code.name}) from None
+    return {
+        "version": version.version,
+        "adapter_hash": bytes(version.adapter_blob_hash).hex(),
+        "adapter_dir": result.adapter_dir,
+        "merged_dir": result.merged_dir,
+    }
+
+
+async def generatetext(ctx: RpcContext, prompt: str, max_new_tokens: int = 64) -> dict[str, Any]:
+    """Greedy text after `prompt` from the base model plus the current global adapter."""
+    if not 1 <= max_new_tokens <= 1024:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, "max_new_tokens must be in 1..1024")
+    if len(prompt.encode()) > 16 * 1024:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, "prompt is longer than 16 KiB")
+    supervisor, version, adapter = await _current_adapter(ctx, "generatetext")
+    try:
+        result = await supervisor.generate(wp.Generate(prompt, adapter, max_new_tokens, 0, 0))
+    except JobFailed as e:
+        raise RpcError(RpcErrorCode.REJECTED, f"generatetext: {e}", {"reason": e.code.name}) from None
+    return {"version": version.version, "prompt": prompt, "text": result.text, "n_tokens": result.n_tokens}
 
 
 async def submitdataunit(ctx: RpcContext, path: str) -> dict[str, Any]:
@@ -604,6 +690,20 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("getmodelinfo", getmodelinfo, (), "current global model version"),
     Route("getversionhistory", getversionhistory, (), "model version history"),
     Route("gettraininginfo", gettraininginfo, (), "local training status"),
+    Route("starttraining", starttraining, (), "let this node's trainer train"),
+    Route("stoptraining", stoptraining, (), "stop this node's trainer (cancels the job)"),
+    Route(
+        "exportmodel",
+        exportmodel,
+        (Param("out_dir", (str,)), Param("merged", (bool,), False)),
+        "export the current global adapter (PEFT dir, optionally merged)",
+    ),
+    Route(
+        "generatetext",
+        generatetext,
+        (Param("prompt", (str,)), Param("max_new_tokens", (int,), 64)),
+        "text from the current global model",
+    ),
     Route("submitdataunit", submitdataunit, (Param("path", (str,)),), "submit test data"),
     Route("getblob", getblob, (Param("blob_hash", (str,)),), "a blob by hash"),
     Route("explainrewards", explainrewards, (Param("target", (str, int)),), "rewards of address/height"),

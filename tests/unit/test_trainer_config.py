@@ -73,3 +73,38 @@ def test_adversary_transforms_the_update() -> None:
         assert np.array_equal(scaled[name], t * 10)
         assert not np.array_equal(noised[name], t)
         assert abs(float(np.corrcoef(noised[name].ravel(), t.ravel())[0, 1])) < 0.5
+
+
+def test_learning_unit_over_the_size_bound_is_refused_before_any_fetch() -> None:
+    """mempool.policy: a learning unit declaring a blob above `max_learning_unit_bytes` is
+    BLOB_TOO_LARGE at the stateless stage (a peer never fetches it); at the bound it passes."""
+    import dataclasses
+
+    from chain.codec import encode
+    from chain.crypto import SecretKey
+    from chain.tx import make_tx
+    from chain.types import BlobHash, ChainId, Hash32, Micro, TimestampMs
+    from chain.units import Encryption, LearningUnit
+    from mempool.policy import check_raw
+
+    params = DEVNET
+    key = SecretKey.from_label("trainer-test")
+    unit = LearningUnit(
+        ChainId(params.chain_id),
+        key.pubkey,
+        Hash32(bytes(32)),
+        BlobHash(bytes(range(32))),
+        10,
+        Micro(1_000_000),
+        0,
+        Encryption.PLAINTEXT,
+        params.max_learning_unit_bytes,
+        TimestampMs(1),
+        0,
+    )
+    ok = unit.mined(params)
+    big = dataclasses.replace(unit, byte_size=params.max_learning_unit_bytes + 1).mined(params)
+    accepted = check_raw(params, encode(make_tx(key, params.chain_id, 0, params.min_fee, ok)))
+    assert not isinstance(accepted, ErrorCode)
+    refused = check_raw(params, encode(make_tx(key, params.chain_id, 0, params.min_fee, big)))
+    assert refused is ErrorCode.BLOB_TOO_LARGE
