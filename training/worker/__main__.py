@@ -20,27 +20,35 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from chain.errors import ErrorCode
 from chain.lora import LoraConfig
 from chain.params import AggregationScheme
 from chain.types import Hash32
 from training import protocol as p
-from training.worker.evaluate import run_evaluate
-from training.worker.export import run_export
-from training.worker.generate import run_generate
-from training.worker.model import ModelOptions, WorkerError, WorkerModel
-from training.worker.train import run_train
+from training.worker.checks import preflight
+
+if TYPE_CHECKING:  # torch loads only after the preflight checks (a refusal costs no torch import)
+    from training.worker.model import ModelOptions, WorkerModel
 
 log = logging.getLogger("training.worker")
+
+
+def _hex32(text: str) -> str:
+    try:
+        if text == "" or len(bytes.fromhex(text)) == 32:
+            return text
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not 64 hex characters")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m training.worker", description=__doc__)
     ap.add_argument("--model", required=True, type=Path, help="local Hugging Face causal LM directory")
-    ap.add_argument("--weights-hash", default="", help="pinned weights hash (hex); refuse any other base")
-    ap.add_argument("--genesis-hash", required=True, help="genesis hash (hex): seeds the FFA-LoRA A matrices")
+    ap.add_argument("--weights-hash", default="", type=_hex32, help="pinned weights hash: refuse other bases")
+    ap.add_argument("--genesis-hash", required=True, type=_hex32, help="genesis hash: seeds the A matrices")
     ap.add_argument("--lora-rank", type=int, default=4)
     ap.add_argument("--lora-alpha", type=int, default=8)
     ap.add_argument("--lora-targets", default="q_proj,v_proj")
@@ -53,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def options_from(args: argparse.Namespace) -> ModelOptions:
+    from training.worker.model import ModelOptions
+
     scheme = AggregationScheme.FFA_LORA if args.scheme == "ffa-lora" else AggregationScheme.LORA_AB
     lora = LoraConfig(
         args.lora_rank,
@@ -134,6 +144,12 @@ def _threads() -> int:
 
 def handle(model: WorkerModel, channel: Channel, frame: p.Frame) -> p.Reply:
     """The reply to one job; every failure becomes a `JobError`."""
+    from training.worker.evaluate import run_evaluate
+    from training.worker.export import run_export
+    from training.worker.generate import run_generate
+    from training.worker.model import WorkerError
+    from training.worker.train import run_train
+
     job, msg = frame.job_id, frame.message
     try:
         if isinstance(msg, p.Train):
@@ -188,6 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     pipe = _claim_stdout()
     channel = Channel(sys.stdin.buffer, pipe)
+    pinned = bytes.fromhex(args.weights_hash) if args.weights_hash else None
+    refusal = preflight(args.model, pinned, args.device, args.quantize)
+    if refusal is not None:
+        channel.send(0, refusal)
+        return 2
+    from training.worker.model import WorkerError, WorkerModel
+
     try:
         model = WorkerModel(options_from(args))
     except WorkerError as exc:

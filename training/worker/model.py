@@ -40,6 +40,7 @@ from chain.params import AggregationScheme
 from training.base_model import BaseModelError, weights_hash
 from training.datafile import Example
 from training.protocol import JobErrorCode
+from training.worker.checks import FOUR_BIT_NEEDS_CUDA, mismatch_message
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +81,7 @@ def pick_device(device: str, quantize: str) -> tuple[torch.device, torch.dtype]:
         raise WorkerError(JobErrorCode.UNSUPPORTED, "device = cuda, but torch sees no CUDA GPU")
     use_cuda = cuda and device != "cpu"
     if quantize == "4bit" and not use_cuda:
-        raise WorkerError(
-            JobErrorCode.UNSUPPORTED,
-            'quantize = "4bit" needs a CUDA GPU (bitsandbytes); this worker runs on the CPU: '
-            'set quantize = "none" or run on a GPU',
-        )
+        raise WorkerError(JobErrorCode.UNSUPPORTED, FOUR_BIT_NEEDS_CUDA)
     if use_cuda:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.device("cuda", 0), dtype
@@ -103,11 +100,8 @@ class WorkerModel:
         except BaseModelError as exc:
             raise WorkerError(JobErrorCode.UNSUPPORTED, str(exc)) from None
         if options.expected_hash is not None and self.model_id != options.expected_hash:
-            raise WorkerError(
-                JobErrorCode.MODEL_MISMATCH,
-                f"the base model in {options.model_dir} has weights hash {self.model_id.hex()}, "
-                f"but {options.expected_hash.hex()} is pinned",
-            )
+            message = mismatch_message(options.model_dir, self.model_id, options.expected_hash)
+            raise WorkerError(JobErrorCode.MODEL_MISMATCH, message)
         self.tokenizer = _load_tokenizer(options.model_dir)
         base = _load_base(options.model_dir, self.device, self.dtype, options.quantize)
         self.max_len = int(getattr(base.config, "max_position_embeddings", 0) or 1024)
