@@ -10,14 +10,13 @@ ends it), or let one failed job end the process: each becomes a `JobError` reply
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import logging
 import os
 import queue
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
@@ -180,11 +179,20 @@ def serve(model: WorkerModel, channel: Channel) -> None:
 
 
 def _die_with_parent() -> None:
-    """Linux: have the kernel SIGKILL us when the parent dies, even mid-step."""
-    if sys.platform.startswith("linux"):
-        # without a libc of that name, EOF on stdin still ends us between jobs
-        with contextlib.suppress(OSError):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    """Exit as soon as the parent daemon is gone, even mid-step (torch releases the GIL meanwhile).
+
+    Not `prctl(PR_SET_PDEATHSIG)` (vdf/worker.py found it first): that signal follows the parent
+    *thread* that forked us, and trio forks from a cached worker thread that exits after 10 s idle,
+    which SIGKILLed workers still loading the base model on a busy machine (exit code -9 before
+    ready). A watchdog thread polls the parent pid instead; EOF on stdin also ends us between jobs."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def _claim_stdout() -> BinaryIO:
