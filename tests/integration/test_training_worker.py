@@ -184,3 +184,23 @@ def test_export_loads_with_plain_transformers_and_peft_in_a_fresh_process(
     assert report["max_logit_diff"] < 1e-3
     assert report["peft_text"] == greedy.text
     assert report["merged_text"] == greedy.text
+
+
+@pytest.mark.slow  # its own worker process
+def test_lora_ab_trains_and_exchanges_both_matrices(base: Path, data: Path, tmp_path: Path) -> None:
+    client = WorkerClient(
+        ["--model", str(base), "--genesis-hash", GENESIS.hex(), "--device", "cpu", "--scheme", "lora-ab"]
+    )
+    try:
+        lay = layout_of(client.ready)
+        assert lay.scheme == AggregationScheme.LORA_AB
+        assert len(lay.exchanged()) == 2 * len(lay.modules)
+        out = tmp_path / "ab.safetensors"
+        result = client.job(train(data, out, steps=3))
+        assert isinstance(result, p.TrainResult), result
+        update = check_update_blob(out.read_bytes(), lay)
+        assert isinstance(update, Update)
+        moved = {name.rsplit(".", 2)[-2] for name, value in update.tensors if np.any(value != 0)}
+        assert moved == {"lora_A", "lora_B"}
+    finally:
+        client.close()
