@@ -4,11 +4,18 @@ Commands (scripts and tests outside this repository rely on them):
   devnet [run --verbose]                   3 nodes in the foreground, one line per block (every log
                                            line with --verbose); Ctrl-C stops all in order
   devnet up --nodes N --dir DIR            N nodes in the background; returns once every node answers RPC
+     [--start M]                           start only nodes 0..M-1 (start the others later: start-node)
+     [--train-data DIR] [--test-data FILE] the devnet learns by default: node K trains on
+     [--no-training]                       DIR/nodeK.jsonl (default data/sample/, made by
+     [--adversary KIND --adversary-node K] scripts/make_sample_data.py) and FILE (default
+                                           data/sample/test.jsonl) is submitted as a data unit; an
+                                           adversary (sign-flip, scale, noise) distorts node K's updates
   devnet start-node --dir DIR --node K     (re)start node K with its original settings
   devnet down --dir DIR                    stop every node (SIGTERM, ordered shutdown)
   devnet status --dir DIR                  height and peers of each node
 Layout: DIR/genesis.json (shared), DIR/accounts.json (`[{"name", "address", "secret_key_hex"}]`),
-DIR/devnet.json (ports), DIR/nodeK/ (a datadir with `linguachaind.pid` while it runs).
+DIR/devnet.json (ports, the training settings), DIR/nodeK/ (a datadir with `linguachaind.pid` while it
+runs), DIR/data/ (the training shards and test file the nodes use).
 
 Owns: creating the devnet directory (dev validator K on node K, fixed free ports, bootstrap to
 node 0), starting/stopping daemons as detached processes. Must not: hold node logic; every node is a
@@ -18,6 +25,7 @@ plain `linguachaind start --datadir DIR/nodeK`, its flags in its `linguachain.to
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -28,12 +36,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from linguachain_cli.rpc import RpcCallError, RpcClient, RpcConnectionError
 
 DEFAULT_DIR: Final = Path.home() / ".linguachain" / "devnet-local"
+REPO: Final = Path(__file__).resolve().parent.parent
+SAMPLE_DATA: Final = REPO / "data" / "sample"
+ADVERSARIES: Final = ("sign-flip", "scale", "noise")
+# Sized for 2 shared cores (docs/learning.md "The devnet learns"): one torch thread per node, and a
+# job of 30 steps of 8 examples takes a few seconds on lc-tiny, well inside version_lag_rounds.
+TRAIN_SETTINGS: Final = {"train_steps": 30, "train_batch_size": 8, "train_lr": 0.02, "train_threads": 1}
 START_TIMEOUT_S: Final = 90.0
 STOP_TIMEOUT_S: Final = 30.0
 
@@ -49,8 +64,49 @@ def _say(text: str) -> None:
     print(text, flush=True)
 
 
-def create(root: Path, n_nodes: int, n_accounts: int = 10) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Learning:
+    """What the devnet learns from: per-node shards (None: --no-training), the test file, an adversary."""
+
+    train_dir: Path | None = SAMPLE_DATA
+    test_file: Path | None = SAMPLE_DATA / "test.jsonl"
+    adversary: str = ""
+    adversary_node: int = -1  # -1: the last node
+
+
+def _training_settings(root: Path, k: int, n_nodes: int, learning: Learning) -> dict[str, Any]:
+    """Node K's `[training]` settings: its shard copied into DIR/data/ (the devnet stays whole if
+    the source moves), the sized defaults, and the adversary on its node."""
+    if learning.train_dir is None:
+        return {}
+    source = learning.train_dir / f"node{k}.jsonl"
+    if not source.is_file():
+        raise SystemExit(f"error: {source} is missing (--train-data needs one nodeK.jsonl per node)")
+    target = root / "data" / f"node{k}.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    settings: dict[str, Any] = {"train_data": str(target), **TRAIN_SETTINGS}
+    bad = learning.adversary_node if learning.adversary_node >= 0 else n_nodes - 1
+    if learning.adversary and k == bad:
+        settings["train_adversary"] = learning.adversary
+    return settings
+
+
+def _sample_data(root: Path, n_nodes: int) -> Path:
+    """The bundled shards when they cover `n_nodes`, else shards made for `n_nodes` in DIR/sample."""
+    if all((SAMPLE_DATA / f"node{k}.jsonl").is_file() for k in range(n_nodes)):
+        return SAMPLE_DATA
+    out = root / "sample"
+    script = REPO / "scripts" / "make_sample_data.py"
+    subprocess.run([sys.executable, str(script), "--out", str(out), "--nodes", str(n_nodes)], check=True)
+    return out
+
+
+def create(
+    root: Path, n_nodes: int, n_accounts: int = 10, learning: Learning | None = None
+) -> dict[str, Any]:
     """Write genesis, accounts and N initialised datadirs (idempotent: an existing devnet is reused)."""
+    learning = Learning() if learning is None else learning
     from chain.genesis import genesis_to_json, parse_genesis
     from linguachaind.devgenesis import dev_accounts, devnet_genesis_doc
     from linguachaind.main import init_datadir
@@ -65,6 +121,8 @@ def create(root: Path, n_nodes: int, n_accounts: int = 10) -> dict[str, Any]:
             )
         return meta
     root.mkdir(parents=True, exist_ok=True)
+    if learning.train_dir == SAMPLE_DATA:
+        learning = dataclasses.replace(learning, train_dir=_sample_data(root, n_nodes))
     # The genesis lies a few seconds ahead so that no node proposes before the others are up and
     # connected to node 0 (nodes that start on separate chains are a harder case than a local demo).
     start_ms = int(time.time() * 1000) + min(20_000, 5_000 + 500 * n_nodes)
@@ -86,6 +144,7 @@ def create(root: Path, n_nodes: int, n_accounts: int = 10) -> dict[str, Any]:
                 "rpc_port": rpc_port,
                 "listen": [f"/ip4/127.0.0.1/tcp/{p2p_port}"],
                 "bootstrap": bootstrap[:],
+                **_training_settings(root, k, n_nodes, learning),
             },
             force=False,
         )
@@ -101,7 +160,19 @@ def create(root: Path, n_nodes: int, n_accounts: int = 10) -> dict[str, Any]:
                 "peer_id": peer_id,
             }
         )
-    meta = {"nodes": n_nodes, "created_ms": int(time.time() * 1000), "node_info": nodes}
+    test = learning.test_file
+    if test is not None and learning.train_dir is not None:
+        if not test.is_file():
+            raise SystemExit(f"error: the test data {test} is missing")
+        shutil.copyfile(test, root / "data" / "test.jsonl")
+    meta = {
+        "nodes": n_nodes,
+        "created_ms": int(time.time() * 1000),
+        "node_info": nodes,
+        "training": learning.train_dir is not None,
+        "test_data": str(root / "data" / "test.jsonl") if test is not None and learning.train_dir else None,
+        "test_unit": None,
+    }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
@@ -228,15 +299,32 @@ def hints(root: Path, meta: dict[str, Any]) -> None:
         _say(f"(`source {Path(sys.executable).parent}/activate` puts both commands on PATH)")
 
 
-def cmd_up(root: Path, n: int) -> None:
-    meta = create(root, n)
+def submit_test_data(root: Path, meta: dict[str, Any]) -> None:
+    """Once: node 0 submits the held-out test file as a data unit (recorded in devnet.json)."""
+    if not meta.get("test_data") or meta.get("test_unit"):
+        return
+    try:
+        unit = RpcClient.from_datadir(root / "node0", timeout=60).call("submitdataunit", [meta["test_data"]])
+    except (RpcConnectionError, RpcCallError) as exc:
+        _say(f"warning: the test data was not submitted ({exc}); retry with scripts/devnet up")
+        return
+    meta["test_unit"] = unit["unit_id"]
+    (root / "devnet.json").write_text(json.dumps(meta, indent=2) + "\n")
+    _say(f"test data: {unit['n_examples']} examples submitted as data unit {unit['unit_id'][:16]}")
+
+
+def cmd_up(root: Path, n: int, learning: Learning | None = None, start: int | None = None) -> None:
+    meta = create(root, n, learning=learning)
     procs = {}
-    for k in range(n):
+    started = range(n if start is None else start)
+    for k in started:
         datadir = root / f"node{k}"
         if _pid(datadir) is None:
             procs[k] = spawn(datadir)
-    for k in range(n):
+    for k in started:
         wait_rpc(root / f"node{k}", procs.get(k))
+    if 0 in started:
+        submit_test_data(root, meta)
     hints(root, meta)
 
 
@@ -263,10 +351,10 @@ def cmd_status(root: Path) -> None:
             _say(f"node{k}: running, RPC: {exc}")
 
 
-def cmd_foreground(root: Path, n: int, verbose: bool = False) -> None:
+def cmd_foreground(root: Path, n: int, verbose: bool = False, learning: Learning | None = None) -> None:
     """Start N nodes, show one summary line per block (every log line with `verbose`), stop them all
     in order on Ctrl-C or SIGTERM."""
-    meta = create(root, n)
+    meta = create(root, n, learning=learning)
     procs = {k: spawn(root / f"node{k}", foreground_logs=True) for k in range(n)}
     stop = False
 
@@ -282,6 +370,7 @@ def cmd_foreground(root: Path, n: int, verbose: bool = False) -> None:
             wait_rpc(root / f"node{k}", procs[k])
             if stop:
                 return
+        submit_test_data(root, meta)
         hints(root, meta)
         what = "every node's log" if verbose else f"one line per block (full logs: {root}/nodeK/debug.log)"
         _say(f"{what} follows; Ctrl-C stops every node\n")
@@ -352,9 +441,29 @@ class BlockSummary:
                 f"height {fields.get('height', '?'):>4}  {kind:<7} {fields.get('hash')}  by node{node}"
                 f" (rank {fields.get('rank')})  final {final}" + (f"  txs {txs}" if kind == "TX" else "")
             )
-        elif name in ("reorg", "stopping", "stopped"):
+        elif name in ("reorg", "stopping", "stopped", "learning_unit"):
             return f"node{node} | {line}"
         return None
+
+
+def _learning_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--train-data", type=Path, help="a directory with nodeK.jsonl per node (default: bundled)")
+    p.add_argument("--test-data", type=Path, help="a JSONL file submitted as test data (default: bundled)")
+    p.add_argument("--no-training", action="store_true", help="no trainers, no test data")
+    p.add_argument("--adversary", choices=ADVERSARIES, help="one node distorts its updates (experiments)")
+    p.add_argument("--adversary-node", type=int, default=-1, help="the adversary's node (default: the last)")
+
+
+def _learning(args: argparse.Namespace, nodes: int) -> Learning:
+    if args.no_training:
+        if args.train_data or args.test_data or args.adversary:
+            raise SystemExit("error: --no-training excludes --train-data, --test-data and --adversary")
+        return Learning(None, None)
+    if not -1 <= args.adversary_node < nodes:
+        raise SystemExit("error: --adversary-node must name one of the nodes")
+    train = args.train_data.absolute() if args.train_data else SAMPLE_DATA
+    test = args.test_data.absolute() if args.test_data else SAMPLE_DATA / "test.jsonl"
+    return Learning(train, test, args.adversary or "", args.adversary_node)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -364,8 +473,11 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name, help="start N nodes" + (" in the background" if name == "up" else ""))
         p.add_argument("--nodes", type=int, default=3)
         p.add_argument("--dir", type=Path, default=DEFAULT_DIR)
+        _learning_flags(p)
         if name == "run":
             p.add_argument("--verbose", action="store_true", help="every log line instead of block summaries")
+        else:
+            p.add_argument("--start", type=int, default=None, help="start only nodes 0..M-1 (default: all)")
     p = sub.add_parser("start-node", help="(re)start one node with its original settings")
     p.add_argument("--dir", type=Path, required=True)
     p.add_argument("--node", type=int, required=True)
@@ -378,13 +490,17 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.cmd in (None, "run"):
         root = getattr(args, "dir", DEFAULT_DIR).absolute()
-        cmd_foreground(root, getattr(args, "nodes", 3), getattr(args, "verbose", False))
+        nodes = getattr(args, "nodes", 3)
+        learning = _learning(args, nodes) if args.cmd == "run" else Learning()
+        cmd_foreground(root, nodes, getattr(args, "verbose", False), learning)
         return
     root = args.dir.absolute()
     if args.cmd == "up":
         if not 1 <= args.nodes <= 64:
             raise SystemExit("error: --nodes must be in 1..64")
-        cmd_up(root, args.nodes)
+        if args.start is not None and not 1 <= args.start <= args.nodes:
+            raise SystemExit("error: --start must be in 1..--nodes")
+        cmd_up(root, args.nodes, _learning(args, args.nodes), args.start)
     elif args.cmd == "start-node":
         start_node(root, args.node)
     elif args.cmd == "stop-node":
