@@ -95,7 +95,7 @@ def cli(
 
 
 # Sub-command groups live in their own modules; importing them registers the commands.
-from linguachain_cli import cmd_chain, cmd_node, cmd_stake, cmd_wallet  # noqa: E402
+from linguachain_cli import cmd_chain, cmd_data, cmd_model, cmd_node, cmd_stake, cmd_train, cmd_wallet  # noqa: E402
 
 cli.add_command(cmd_chain.status)
 cli.add_command(cmd_chain.peers)
@@ -110,6 +110,9 @@ cli.add_command(cmd_node.stop)
 cli.add_command(cmd_node.addpeer)
 cli.add_command(cmd_node.disconnectpeer)
 cli.add_command(cmd_node.waitforheight)
+cli.add_command(cmd_data.data)
+cli.add_command(cmd_model.model)
+cli.add_command(cmd_train.train)
 
 
 def _json_after_command(ctx: click.Context, param: click.Parameter, value: bool) -> None:
