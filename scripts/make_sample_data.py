@@ -29,6 +29,7 @@ def _word(rng: random.Random) -> str:
     """A pronounceable made-up word of 2 or 3 syllables (thousands of distinct ones)."""
     return "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(rng.randint(2, 3)))
 
+
 Task = Callable[[random.Random], tuple[str, str]]
 
 

@@ -36,7 +36,7 @@ from chain.lora import INT32_MAX, INT32_MIN, Int32Array, LoraLayout, check_updat
 from chain.params import ChainParams
 from chain.state.model import ModelVersion
 from chain.tx import make_tx
-from chain.types import BlobHash, ChainId, Micro, TimestampMs, TxId
+from chain.types import AccountId, BlobHash, ChainId, Micro, TimestampMs, TxId
 from chain.units import Encryption, LearningUnit
 from linguachaind.logsetup import event
 from linguachaind.services.chain_service import ChainService
@@ -390,7 +390,7 @@ class Trainer:
         )
 
 
-def sender_nonce(chain: ChainService, next_pending: Callable[[bytes], int], key: SecretKey) -> int:
+def sender_nonce(chain: ChainService, next_pending: Callable[[AccountId], int], key: SecretKey) -> int:
     """The nonce of this key's next tx: the tip state's nonce or past the pending ones."""
     sender = account_id(key.pubkey)
     return max(int(chain.reader().account(sender).nonce), next_pending(sender))
@@ -420,8 +420,14 @@ def distort(blob: bytes, layout: LoraLayout, adversary: Adversary) -> bytes:
 
 def noise_for_epsilon(epsilon: float, delta: float) -> float:
     """The smallest noise multiplier (to 1 %) whose one release is (epsilon, delta)-DP, by bisection
-    over the worker's accountant (`training.worker.update.dp_epsilon`, dp-accounting's RDP)."""
-    from training.worker.update import dp_epsilon  # dp-accounting: only nodes that ask for DP
+    over the accountant the worker declares epsilon with (dp-accounting's RDP accountant for one
+    Gaussian mechanism, as `training.worker.update.dp_epsilon`, which this process may not import)."""
+    import dp_accounting  # only nodes that ask for DP pay for the import
+
+    def dp_epsilon(sigma: float, delta: float) -> float:
+        accountant = dp_accounting.rdp.RdpAccountant()
+        accountant.compose(dp_accounting.GaussianDpEvent(sigma), 1)
+        return float(accountant.get_epsilon(delta))
 
     low, high = 0.05, 1.0
     while dp_epsilon(high, delta) > epsilon:
