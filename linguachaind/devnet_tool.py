@@ -304,7 +304,7 @@ def submit_test_data(root: Path, meta: dict[str, Any]) -> None:
     if not meta.get("test_data") or meta.get("test_unit"):
         return
     try:
-        unit = RpcClient.from_datadir(root / "node0", timeout=60).call("submitdataunit", [meta["test_data"]])
+        unit = RpcClient.from_datadir(root / "node0", timeout=60).call("submitdataunit", meta["test_data"])
     except (RpcConnectionError, RpcCallError) as exc:
         _say(f"warning: the test data was not submitted ({exc}); retry with scripts/devnet up")
         return

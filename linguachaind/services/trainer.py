@@ -91,7 +91,8 @@ class LastUnit:
 @dataclass(frozen=True, slots=True)
 class TrainerStatistics:
     enabled: bool
-    state: str  # disabled | waiting_for_sync | waiting_for_adapter | training | submitting | idle
+    state: str  # disabled | waiting_for_sync | starting_worker | waiting_for_adapter | training |
+    # submitting | idle
     data: str
     trained_version: int  # the version of the last update, -1 before the first
     step: int
@@ -238,6 +239,8 @@ class Trainer:
 
     async def _attempt(self, version: ModelVersion) -> None:
         """Train on `version` once; a missing adapter waits (fetch queued), a failed job retries later."""
+        if self.worker.layout is None:
+            self._state = "starting_worker"
         try:
             adapter = self._adapter_path(version, await self._layout())
         except _NotYet as e:
