@@ -1,5 +1,6 @@
-"""Federated training (PROTOCOL §6): worker protocol and supervisor arrive with the federated-learning issue.
+"""Federated training on one node (PROTOCOL §6): data files, the worker protocol and its supervisor.
 
-Holds nothing yet on purpose: no module here is imported by the daemon. `training/worker/` will be the
-only place that imports torch, transformers and peft (ARCHITECTURE.md §3).
+Holds no code itself. Outside `training/worker/` nothing here imports torch, transformers or peft
+(ARCHITECTURE.md §3): the daemon imports `training.supervisor`, which starts `python -m
+training.worker` as a separate process. See docs/training.md.
 """
