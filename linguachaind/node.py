@@ -31,6 +31,7 @@ from chain.codec import encode
 from chain.crypto import SecretKey
 from chain.errors import ErrorCode
 from chain.genesis import Genesis, load_genesis
+from chain.lora import LoraConfig
 from chain.state.model import Checkpoint
 from chain.store.blockstore import BlockStore
 from chain.types import BlobHash, BlockHash, Height
@@ -57,8 +58,10 @@ from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import WallClock
 from linguachaind.services.producer import Producer
+from linguachaind.services.rounds import RoundsService
 from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.vdf_service import VdfService
+from linguachaind.services.worker import LazyWorker
 from linguachaind.slashing_protection import SlashingProtection
 from mempool.config import MempoolConfig
 from mempool.mempool import Mempool
@@ -66,6 +69,8 @@ from p2p.blobstore import FileBlobStore
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
 from p2p.service import P2PConfig, P2PService
+from training.base_model import BaseModelError, resolve_base_model
+from training.supervisor import TrainingSupervisor, WorkerConfig
 from vdf.prover import VdfProver
 
 log = logging.getLogger(__name__)
@@ -321,11 +326,16 @@ class Node:
         return pool
 
     def _open_blobs(self, store: BlockStore, chain: ChainService, mempool: Mempool) -> DataBlocks:
-        """The blob store and the DATA-block work over it: the chain service's import check of DATA
-        bodies and the mempool's unit admission (a unit's blob must be held, PROTOCOL §3.3)."""
+        """The blob store, the DATA-block work over it and the rounds service (VERSION results): the
+        chain service's import check of DATA and VERSION bodies and the mempool's unit admission (a
+        unit's blob must be held, PROTOCOL §3.3, §3.4)."""
         blobs = self.parts.blobs = FileBlobStore(self.layout.blobs)
         data = self.parts.data = DataBlocks(store.params, store, blobs)
-        chain.learning_check = data.check
+        assert self.genesis is not None
+        factory = worker_factory(self.genesis, bytes(store.genesis_hash))
+        worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
+        rounds = self.parts.rounds = RoundsService(chain, data, worker)
+        chain.learning_check = rounds.check_block
         mempool.unit_check = data.unit_blob_problem
         return data
 
@@ -337,6 +347,10 @@ class Node:
 
         data.fetch = fetch_blob
         await self.start_service(nursery, "blob-fetch", data.run)
+        if self.parts.worker is not None:  # the training worker process starts on first use
+            await self.start_service(nursery, "training-worker", self.parts.worker.run)
+        assert self.parts.rounds is not None
+        await self.start_service(nursery, "rounds", self.parts.rounds.run)
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         assert self.ctx is not None
@@ -406,6 +420,7 @@ class Node:
             mempool=mempool,
             synced=synced,
             data_blocks=parts.data,
+            versions=parts.rounds,
         )
         reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs)
         await self.start_service(nursery, "attester", attester.run)
@@ -415,6 +430,21 @@ class Node:
 
 
 # -- small node tasks ------------------------------------------------------------------------------
+
+
+def worker_factory(genesis: Genesis, genesis_hash: bytes) -> Callable[[], TrainingSupervisor] | None:
+    """The training worker of the genesis base model (the shipped lc-tiny by default), for the rounds
+    service to start on first use; None (logged) when the base model is not available here."""
+    base = genesis.base_model
+    try:
+        model_dir = resolve_base_model(base.name, expected_hash=bytes(base.weights_hash))
+    except BaseModelError as e:
+        log.warning("%s", event("no_base_model", reason=str(e)))
+        return None
+    config = WorkerConfig(
+        model_dir, genesis_hash, LoraConfig.from_params(genesis.params), weights_hash=bytes(base.weights_hash)
+    )
+    return functools.partial(TrainingSupervisor, config)
 
 
 async def reannounce_votes(

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from linguachaind.services.datablocks import DataBlocks
     from linguachaind.services.evidence import EvidenceReporter
     from linguachaind.services.producer import Producer
+    from linguachaind.services.rounds import RoundsService
     from linguachaind.services.submit import TxSubmitter
     from linguachaind.services.vdf_service import VdfService
+    from linguachaind.services.worker import LazyWorker
     from mempool.mempool import Mempool
     from p2p.blobstore import FileBlobStore
     from p2p.service import P2PService
@@ -34,6 +36,8 @@ class Parts:
     chain: ChainService | None = None
     blobs: FileBlobStore | None = None
     data: DataBlocks | None = None
+    worker: LazyWorker | None = None
+    rounds: RoundsService | None = None
     vdf: VdfService | None = None
     p2p: P2PService | None = None
     txs: TxSubmitter | None = None

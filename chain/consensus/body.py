@@ -17,6 +17,7 @@ from __future__ import annotations
 from chain.block import Block, DataBody, QualityReport, TxBody, VersionBody, body_leaves, body_root
 from chain.codec import decode, encode
 from chain.consensus.data_selection import check_data_body_stateless
+from chain.consensus.scoring import check_version_body_stateless
 from chain.errors import ErrorCode
 from chain.header import BlockKind, Header, round_for_height
 from chain.params import ChainParams
@@ -56,32 +57,16 @@ def _check_txs(params: ChainParams, body: TxBody) -> ErrorCode | None:
     return None
 
 
-def learning_bodies_disabled(block: Block) -> ErrorCode | None:
-    """Until the rounds service checks VERSION bodies on import (PROTOCOL §6.5), a VERSION body
-    includes no unit (a no-op version): BAD_BODY otherwise. DATA bodies have their real rules
-    (`check_data_body_stateless` here, `check_data_body` on import with the blobs).
-
-    Issue 10, finding 4: an unchecked body let a fabricated VERSION pay the learning pool and
-    replace the global adapter for 0.001 LC in fees. Being stateless, a block that breaks this is
-    provable by INVALID_BLOCK evidence.
-    """
-    body = block.body
-    if isinstance(body, VersionBody) and not body.is_noop:
-        return ErrorCode.BAD_BODY  # a no-op keeps the model whatever else it says (transition)
-    return None
-
-
 def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | None:
     """Structural rules of DATA and VERSION bodies (PROTOCOL §6.4, §6.5).
 
-    PLACE FOR THE FEDERATED-LEARNING ISSUE: the stateless parts of the data-selection and
-    aggregation rules go here (they then also become provable by INVALID_BLOCK evidence); the
-    state- and blob-dependent parts (re-running the selection, recomputing the aggregate) belong to
-    the FL rules module called from block validation with the parent state.
+    The stateless parts of the data-selection and version rules (`check_data_body_stateless`,
+    `check_version_body_stateless`), so INVALID_BLOCK evidence can prove them; the state- and
+    blob-dependent parts (re-running the selection, recomputing the aggregate, the scores) are the
+    node's import check (linguachaind.services.rounds, `ChainService.learning_check`).
+    Issue 10, finding 4 (a fabricated VERSION paid the learning pool for 0.001 LC in fees) is
+    closed by that import check, which recomputes the aggregate and every batch score.
     """
-    code = learning_bodies_disabled(block)
-    if code is not None:
-        return code
     body = block.body
     if isinstance(body, DataBody):
         return check_data_body_stateless(params, body)
@@ -93,9 +78,7 @@ def check_fl_body_stateless(params: ChainParams, block: Block) -> ErrorCode | No
             return ErrorCode.BAD_BODY
         if body.aggregation_rule != params.aggregation_rule:
             return ErrorCode.BAD_BODY
-        if len(body.per_batch_scores) > params.n_score_batches:
-            return ErrorCode.BAD_BODY
-        return None
+        return check_version_body_stateless(params, body)
     return None
 
 
@@ -106,10 +89,11 @@ def check_leaf_stateless(
 
     What INVALID_BLOCK evidence can prove with a single leaf and its Merkle branch (§5.3): a TX
     body with more than `max_txs_per_block` leaves, or a leaf that is not a canonical tx of this
-    chain within `max_tx_bytes` with a valid signature; a DATA body with a unit or a non-empty
-    report, a VERSION body with more than one leaf or one that breaks the VERSION rules (while
-    `learning_bodies_disabled` holds). Faults that need two leaves (a duplicate tx) or the whole
-    body (`max_block_bytes`) are not provable this way.
+    chain within `max_tx_bytes` with a valid signature; a DATA report that breaks
+    `check_data_body_stateless` (its counts, limits, the zero hash of no selection, its unit count
+    against the leaf count) or a unit leaf that is not 32 bytes; a VERSION body with more than one
+    leaf or one that breaks `check_version_body_stateless`. Faults that need two leaves (a
+    duplicate tx) or the whole body (`max_block_bytes`) are not provable this way.
     """
     if header.kind == BlockKind.TX:
         if count > params.max_txs_per_block:

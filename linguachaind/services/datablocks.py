@@ -45,7 +45,7 @@ from chain.state.model import UnitKind, UnitRecord
 from chain.state.view import StateView, load
 from chain.store.blockstore import BlockStore
 from chain.tx import Tx
-from chain.types import ZERO_HASH, BlobHash, ChainId, TimestampMs, UnitId
+from chain.types import ZERO_HASH, BlobHash, ChainId, Hash32, TimestampMs, UnitId
 from chain.units import DataFormat, DataUnit, LearningUnit
 from p2p.blobstore import FileBlobStore
 
@@ -147,11 +147,17 @@ class DataBlocks:
     def active_examples(self, reader: StateView, up_to_height: int) -> tuple[Example, ...] | None:
         """The active test set of `reader` as of the DATA blocks up to `up_to_height` (newest
         selection first, cut at `max_test_examples`); None while a test-set blob is missing."""
+        entries = learning.recent_test_sets(reader, up_to_height, self.params.max_test_examples)
+        return self.examples_of([e.test_set_hash for e in entries])
+
+    def examples_of(self, test_sets: Sequence[Hash32]) -> tuple[Example, ...] | None:
+        """The active test-set window over these selections (newest first); None while a blob is
+        missing (its fetch is queued)."""
         recent = []
-        for entry in learning.recent_test_sets(reader, up_to_height, self.params.max_test_examples):
-            blob = self.blobs.read(BlobHash(entry.test_set_hash))
+        for test_set in test_sets:
+            blob = self.blobs.read(BlobHash(test_set))
             if blob is None:
-                self.want(BlobHash(entry.test_set_hash))
+                self.want(BlobHash(test_set))
                 return None
             recent.append(_parse_test_set(blob))
         return window(recent, self.params.max_test_examples)

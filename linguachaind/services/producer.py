@@ -4,8 +4,8 @@ comes assembles, signs, imports and publishes the block (PROTOCOL §4.1-§4.3, A
 Owns: the proposal loop over the chain tip (held back while the node is still syncing), block
 assembly (a TX body from the mempool template, each tx applied to the block's state as it is chosen
 so the body is exactly valid; a DATA body from the data-unit selection when the node has one
-(`DataBodySource`), VERSION blocks a no-op body until the rounds service fills them), the
-header's certificate, state root, PoW and signature, and
+(`DataBodySource`), a VERSION body from the rounds service's cached result (`VersionBodySource`,
+an unscored no-op without one), the header's certificate, state root, PoW and signature, and
 asking slashing protection before signing.
 Must not: decide ranks or timing rules (chain.consensus.duties does), validate (the chain service
 imports our own block through the header and body rules before it is published; the transition is
@@ -68,6 +68,12 @@ class DataBodySource(Protocol):
     def body(self, reader: StateView) -> DataBody: ...
 
 
+class VersionBodySource(Protocol):
+    """The VERSION body at a height on its parent state (linguachaind.services.rounds)."""
+
+    def body(self, reader: StateView, height: int) -> VersionBody: ...
+
+
 def empty_body(kind: BlockKind, reader: StateReader, height: int) -> Body:
     """The body of a DATA or VERSION block with nothing selected: no units, a no-op version (§6.4,
     §6.5). The federated-learning issue replaces this with real selection and aggregation."""
@@ -101,6 +107,7 @@ class Producer:
         mempool: MempoolLike | None = None,
         synced: Callable[[], bool] = always_synced,
         data_blocks: DataBodySource | None = None,
+        versions: VersionBodySource | None = None,
     ) -> None:
         """`synced()` says whether the node has caught up with its peers (the daemon passes the
         syncer's status); while it is False the producer proposes nothing: a block on a stale tip
@@ -115,6 +122,7 @@ class Producer:
         self._mempool = mempool
         self._synced = synced
         self._data = data_blocks  # DATA bodies (linguachaind.services.datablocks); None: empty ones
+        self._versions = versions  # VERSION bodies (linguachaind.services.rounds); None: no-ops
         self.proposed = 0
         self.waiting_for_sync = False
         self.skipped_txs = 0  # template candidates refused by the state rules (not in any block)
@@ -213,14 +221,20 @@ class Producer:
             body = TxBody(tuple(self.tx_template(reader, draft)))
         if kind == BlockKind.DATA and self._data is not None:
             body = self._data.body(reader)
+        if kind == BlockKind.VERSION and self._versions is not None:
+            body = self._versions.body(reader, duty.height)
         # Signatures: the mempool checked each tx on admission; these effects are the block's import.
         effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
         if isinstance(effects, BlockError) and isinstance(body, TxBody) and body.txs:
             log.error("tx template does not apply (%s); proposing an empty TX block", _why(effects))
             body = TxBody()
             effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
-        if isinstance(effects, BlockError) and isinstance(body, DataBody) and body.unit_ids:
-            log.error("DATA selection does not apply (%s); proposing an empty DATA block", _why(effects))
+        if (
+            isinstance(effects, BlockError)
+            and not isinstance(body, TxBody)
+            and body != empty_body(kind, reader, duty.height)
+        ):
+            log.error("%s body does not apply (%s); proposing an empty one", kind.name, _why(effects))
             body = empty_body(kind, reader, duty.height)
             effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
         if isinstance(effects, BlockError):

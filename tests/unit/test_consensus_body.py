@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from chain.block import Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
-from chain.consensus.body import check_body_stateless, learning_bodies_disabled
+from chain.consensus.body import check_body_stateless
 from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.hashing import H
@@ -74,30 +74,38 @@ def test_data_and_version_structure() -> None:
     assert check_body_stateless(P, block(other_rule, height=3)) == ErrorCode.BAD_BODY
 
 
-def test_data_bodies_follow_the_stateless_selection_rules_and_versions_stay_no_ops() -> None:
-    """Finding 4 (issue 10): a fabricated VERSION body paid the learning pool and replaced the
-    adapter; `learning_bodies_disabled` refuses it until VERSION bodies are checked on import. A
-    DATA body now passes on `check_data_body_stateless` (the selection is re-run on import with the
-    blobs): its ids sorted and counted, its counts adding up, the zero hash for no selection."""
+def test_data_and_version_bodies_follow_their_stateless_rules() -> None:
+    """A DATA body passes on `check_data_body_stateless` (the selection is re-run on import with the
+    blobs): ids sorted and counted, counts adding up, the zero hash for no selection. A VERSION body
+    on `check_version_body_stateless`: `n_score_batches` batch scores with their floored mean as the
+    total, units listed exactly when the total improves (finding 4 of issue 10, a fabricated version,
+    is the import check's: it recomputes the aggregate and the scores)."""
     u, v = sorted([UnitId(H(b"u")), UnitId(H(b"v"))])
     report = QualityReport(2, 10, 0, 0, 0, 0, 10, H(b"test set"))
     data = block(DataBody((u, v), report), height=2)
-    assert learning_bodies_disabled(data) is None
     assert check_body_stateless(P, data) is None
     assert check_body_stateless(P, block(DataBody((v, u), report), height=2)) == ErrorCode.BAD_BODY
     fake_report = block(DataBody((), report), height=2)
     assert check_body_stateless(P, fake_report) == ErrorCode.BAD_BODY
     no_hash = QualityReport(2, 10, 0, 0, 0, 0, 0, H(b"test set"))
     assert check_body_stateless(P, block(DataBody((u, v), no_hash), height=2)) == ErrorCode.BAD_BODY
+    scores = tuple(Micro(1_000_000 + i) for i in range(P.n_score_batches))
     version = VersionBody(
         round=Round(0),
         base_version_id=ZERO_HASH,
         units=(UnitWeight(u, 1),),
         aggregation_rule=P.aggregation_rule,
-        new_adapter_blob_hash=BlobHash(H(b"fabricated adapter")),
-        per_batch_scores=(Micro(1),),
-        total_score=1,
-        previous_score=2,
+        new_adapter_blob_hash=BlobHash(H(b"new adapter")),
+        per_batch_scores=scores,
+        total_score=sum(scores) // len(scores),
+        previous_score=2_000_000,
     )
-    assert check_body_stateless(P, block(version, height=3)) == ErrorCode.BAD_BODY
-    assert learning_bodies_disabled(block(dataclasses.replace(version, units=()), height=3)) is None
+    assert check_body_stateless(P, block(version, height=3)) is None
+    one_batch = dataclasses.replace(version, per_batch_scores=(Micro(1),), total_score=1)
+    assert check_body_stateless(P, block(one_batch, height=3)) == ErrorCode.BAD_BODY
+    wrong_total = dataclasses.replace(version, total_score=version.total_score - 1)
+    assert check_body_stateless(P, block(wrong_total, height=3)) == ErrorCode.BAD_BODY
+    not_better = dataclasses.replace(version, previous_score=version.total_score)
+    assert check_body_stateless(P, block(not_better, height=3)) == ErrorCode.BAD_BODY  # units, no gain
+    scored_noop = dataclasses.replace(not_better, units=())
+    assert check_body_stateless(P, block(scored_noop, height=3)) is None

@@ -1,0 +1,174 @@
+"""The inputs and the outcome of one coming VERSION block, read from a state (PROTOCOL §6.5 timing).
+
+Owns: `RoundInputs` (what round k's version aggregates and is scored on, fixed `version_lag_rounds`
+earlier: the learning units registered in TX blocks up to the inputs round and unused, their
+staleness, the version current at that point, and the test sets of the DATA blocks up to it),
+`inputs_for`, `RoundResult` (the aggregate and the scores this node computed), `body_for` (the
+VERSION body a result makes) and `expected_for` (what `scoring.check_version_body` compares with).
+Must not: evaluate, read blobs or wait (linguachaind.services.rounds does); every function here is a
+pure read of the state passed in, so every node computes the same inputs from the same chain.
+
+Why the parent state is enough: units registered after the inputs round are left out by height,
+and a unit consumed after it means a version changed the model after it, which makes the block a
+stale-base no-op anyway; so the inputs read from a VERSION block's parent state equal the inputs as
+they were at the inputs round whenever they matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chain.block import UnitWeight, VersionBody
+from chain.consensus.aggregation import Excluded
+from chain.consensus.scoring import (
+    AnnouncedUnit,
+    ExpectedVersion,
+    VersionOutcome,
+    candidate_units,
+    decide_by_scores,
+    inputs_round,
+    total_score,
+)
+from chain.hashing import H
+from chain.header import round_for_height
+from chain.params import ChainParams
+from chain.state import keys, learning
+from chain.state.model import ModelVersion, UnitKind, UnitRecord
+from chain.state.view import StateView, load
+from chain.types import BlobHash, Hash32, Micro, Round, UnitId
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    unit_id: UnitId
+    staleness: int
+    blob_hash: BlobHash
+    n_examples: int
+
+
+@dataclass(frozen=True, slots=True)
+class RoundInputs:
+    """The inputs of round `round`'s version as the state shows them."""
+
+    round: int
+    inputs_height: int  # the DATA block of the inputs round: test sets up to here
+    base: ModelVersion  # the current version (every VERSION body names it)
+    base_is_current: bool  # no version became current after the inputs round
+    candidates: tuple[Candidate, ...]  # sorted by unit id
+    test_sets: tuple[Hash32, ...]  # newest first
+
+    @property
+    def key(self) -> bytes:
+        """Equal keys, equal results (the round number itself does not change the outcome)."""
+        parts = [bytes(self.base.version_id), b"\x01" if self.base_is_current else b"\x00"]
+        parts += [bytes(c.unit_id) + c.staleness.to_bytes(8, "big") for c in self.candidates]
+        parts += [b"T" + bytes(t) for t in self.test_sets]
+        return H(b"".join(parts))
+
+    @property
+    def worth_computing(self) -> bool:
+        """False when the rules make an unscored no-op whatever the units hold (stale base, no unit)."""
+        return self.base_is_current and bool(self.candidates) and bool(self.test_sets)
+
+
+def inputs_for(params: ChainParams, reader: StateView, version_round: int) -> RoundInputs | None:
+    """The inputs of `version_round`'s VERSION block on `reader` (its parent state), or None in
+    the first `version_lag_rounds` rounds (no inputs: an unscored no-op)."""
+    r = inputs_round(params, version_round)
+    if r is None:
+        return None
+    last_tx, data_height = 3 * r + 1, 3 * r + 2
+    current = reader.model_version()
+    announced: list[AnnouncedUnit] = []
+    records: dict[bytes, UnitRecord] = {}
+    for key, raw in reader.items(keys.UNIT):
+        rec = load(UnitRecord, raw)
+        if rec.kind != UnitKind.LEARNING or rec.used_height != 0 or rec.height > last_tx:
+            continue
+        base = learning.version_number(reader, rec.base_version_id, params.max_staleness)
+        if base is None:
+            continue  # trained from a version too old (or unknown): never a candidate again
+        unit_id = UnitId(key[len(keys.UNIT) :])
+        records[bytes(unit_id)] = rec
+        announced.append(AnnouncedUnit(unit_id, round_for_height(rec.height), base))
+    chosen = candidate_units(params, version_round, int(current.version), announced, frozenset())
+    candidates = tuple(
+        Candidate(u, s, records[bytes(u)].blob_hash, int(records[bytes(u)].n_examples)) for u, s in chosen
+    )
+    sets = learning.recent_test_sets(reader, data_height, params.max_test_examples)
+    return RoundInputs(
+        round=version_round,
+        inputs_height=data_height,
+        base=current,
+        base_is_current=current.height <= data_height,
+        candidates=candidates,
+        test_sets=tuple(e.test_set_hash for e in sets),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What this node computed for one `RoundInputs.key`: the aggregate's units and new adapter,
+    and (when scored) the per-batch losses of the new and the previous adapter."""
+
+    key: bytes
+    included: tuple[UnitWeight, ...]
+    excluded: tuple[Excluded, ...]
+    new_adapter_hash: BlobHash
+    n_test_examples: int
+    new_scores: tuple[int, ...] | None  # None: an unscored no-op (too few units or examples)
+    previous_scores: tuple[int, ...] | None
+    seconds: float = 0.0
+
+    @property
+    def outcome(self) -> VersionOutcome | None:
+        """IMPROVED or NOOP_NO_IMPROVEMENT when scored, else None."""
+        if self.new_scores is None or self.previous_scores is None:
+            return None
+        return decide_by_scores(total_score(self.new_scores), total_score(self.previous_scores))
+
+
+def body_for(params: ChainParams, inputs: RoundInputs, result: RoundResult | None) -> VersionBody:
+    """The VERSION body of `inputs.round`: improved, a scored no-op, or (no result, nothing to
+    score) the unscored no-op that keeps the chain going without waiting for training."""
+    base = inputs.base
+    outcome = result.outcome if result is not None else None
+    if result is None or outcome is None or result.new_scores is None or result.previous_scores is None:
+        return unscored_noop(params, inputs.round, base)
+    improved = outcome == VersionOutcome.IMPROVED
+    return VersionBody(
+        round=Round(inputs.round),
+        base_version_id=base.version_id,
+        units=result.included if improved else (),
+        aggregation_rule=params.aggregation_rule,
+        new_adapter_blob_hash=result.new_adapter_hash if improved else base.adapter_blob_hash,
+        per_batch_scores=tuple(Micro(s) for s in result.new_scores),
+        total_score=total_score(result.new_scores),
+        previous_score=total_score(result.previous_scores),
+    )
+
+
+def unscored_noop(params: ChainParams, version_round: int, base: ModelVersion) -> VersionBody:
+    """No units, no batches, the current adapter and score repeated in both totals."""
+    return VersionBody(
+        round=Round(version_round),
+        base_version_id=base.version_id,
+        units=(),
+        aggregation_rule=params.aggregation_rule,
+        new_adapter_blob_hash=base.adapter_blob_hash,
+        per_batch_scores=(),
+        total_score=base.score,
+        previous_score=base.score,
+    )
+
+
+def expected_for(inputs: RoundInputs, result: RoundResult) -> ExpectedVersion:
+    return ExpectedVersion(
+        round=Round(inputs.round),
+        base_version_id=inputs.base.version_id,
+        base_is_current=inputs.base_is_current,
+        current_adapter_hash=inputs.base.adapter_blob_hash,
+        included=result.included,
+        new_adapter_hash=result.new_adapter_hash,
+        n_test_examples=result.n_test_examples,
+    )

@@ -1,0 +1,330 @@
+"""The rounds service (PROTOCOL §6.5, ARCHITECTURE §4 step 5): VERSION blocks computed in the
+background before they are due, looked up by the proposer and checked on import.
+
+Owns: watching the tip for coming VERSION rounds whose inputs are fixed (`roundinputs.inputs_for`),
+computing each distinct input once (learning-unit blobs checked with `chain.lora.check_update_blob`,
+`aggregation.aggregate` in a worker thread, the new adapter stored as a blob, both adapters scored on
+the active test set in `n_score_batches` batches by the training worker), the cache of results, the
+proposer's VERSION body (`body`), the import check of DATA and VERSION bodies (`check_block`: DATA via
+`DataBlocks.check`; VERSION: the aggregate bit for bit and every batch within `score_tolerance`),
+the FALSE_SCORE oracle and `statistics()`. The worker is the node's shared `LazyWorker`.
+Must not: make the chain wait (no result: the proposer makes an unscored no-op, which import always
+accepts), decide rules (chain.consensus does), or write the chain.
+
+A scored VERSION body whose result this node has not computed yet is BLOB_MISSING (transient, never
+a ban): the computation is queued and the block comes back by gossip or sync. A node whose genesis
+base model it cannot load accepts scored VERSION bodies unchecked (counted in `unchecked`), trusting
+the attesters' certificate; docs/learning.md says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+import trio
+
+if TYPE_CHECKING:
+    from trio_typing import TaskStatus
+
+from chain.block import Block, DataBody, VersionBody
+from chain.consensus.aggregation import UnitUpdate, aggregate, next_adapter
+from chain.consensus.data_selection import jsonl_bytes
+from chain.consensus.scoring import (
+    RecomputedScores,
+    check_version_body,
+    noop_before_scoring,
+    total_score,
+    within_tolerance,
+)
+from chain.errors import ErrorCode
+from chain.header import Header, round_for_height
+from chain.lora import Int32Array, LoraLayout, check_update_blob
+from chain.params import ChainParams
+from chain.state.model import ModelVersion
+from chain.state.view import StateView
+from chain.types import BlockHash
+from linguachaind.services.chain_service import ChainService
+from linguachaind.services.datablocks import DataBlocks
+from linguachaind.services.roundinputs import (
+    Candidate,
+    RoundInputs,
+    RoundResult,
+    body_for,
+    expected_for,
+    inputs_for,
+    unscored_noop,
+)
+from linguachaind.services.worker import LazyWorker
+from training import protocol as wp
+from training.supervisor import JobFailed, TrainingSupervisor
+
+log = logging.getLogger(__name__)
+
+MAX_RESULTS: Final = 64  # cached results (one per distinct input; a round rarely needs more than 2)
+EVAL_BATCH: Final = 16  # examples per forward pass (memory only; results do not depend on it)
+POLL_S: Final = 1.0  # looks again for fetched blobs even when the chain did not move
+
+
+class _Missing(Exception):
+    """A blob the computation needs is not here yet (its fetch is queued)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundsStatistics:
+    state: str  # "idle", "computing", "waiting_for_blobs", "no_model"
+    computed: int
+    failed: int
+    improved: int
+    unchecked: int
+    cached: int
+    last_round: int
+    last_outcome: str
+    last_seconds: float
+    last_error: str
+
+
+class RoundsService:
+    """Background VERSION results over the chain service, the DATA-block work and the worker."""
+
+    def __init__(
+        self,
+        chain: ChainService,
+        data: DataBlocks,
+        worker: LazyWorker | None,
+    ) -> None:
+        self.chain = chain
+        self.params: ChainParams = chain.params
+        self.data = data
+        self._worker_handle = worker
+        self._cache: OrderedDict[bytes, RoundResult] = OrderedDict()
+        self._requested: OrderedDict[bytes, RoundInputs] = OrderedDict()
+        self._poke = trio.Event()
+        self._state = "idle" if worker is not None else "no_model"
+        self.computed = self.failed = self.improved = self.unchecked = 0
+        self._last: tuple[int, str, float, str] = (-1, "", 0.0, "")
+
+    # -- the background loop ----------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        seen = self.chain.version
+        while True:
+            inputs = self._next_inputs() if self._worker_handle is not None else None
+            if inputs is not None and await self._compute_logged(inputs):
+                continue
+            with trio.move_on_after(POLL_S):  # blob arrivals have no event: look again
+                async with trio.open_nursery() as wait:
+                    wait.start_soon(self._wait_change, seen, wait.cancel_scope)
+                    wait.start_soon(self._wait_poke, wait.cancel_scope)
+            seen = self.chain.version
+
+    async def _wait_change(self, seen: int, scope: trio.CancelScope) -> None:
+        await self.chain.wait_change(seen)
+        scope.cancel()
+
+    async def _wait_poke(self, scope: trio.CancelScope) -> None:
+        await self._poke.wait()
+        self._poke = trio.Event()
+        scope.cancel()
+
+    def _next_inputs(self) -> RoundInputs | None:
+        """Inputs an import asked for first, then the coming VERSION rounds whose inputs are fixed
+        at the tip, nearest first; None when every one is cached or not worth computing."""
+        while self._requested:
+            _, inputs = self._requested.popitem(last=False)
+            if inputs.key not in self._cache:
+                return inputs
+        reader = self.chain.reader()
+        tip = reader.height
+        next_version = tip + 1 + (-(tip + 1)) % 3  # VERSION heights are multiples of 3
+        first = round_for_height(next_version)
+        for k in range(first, first + self.params.version_lag_rounds + 1):
+            if 3 * (k - self.params.version_lag_rounds) + 2 > tip:
+                break
+            found = inputs_for(self.params, reader, k)
+            if found is not None and found.worth_computing and found.key not in self._cache:
+                return found
+        return None
+
+    async def _compute_logged(self, inputs: RoundInputs) -> bool:
+        """Compute and cache; True when a result was added (look for more at once)."""
+        start = time.monotonic()
+        self._state = "computing"
+        try:
+            result = await self.compute(inputs)
+        except _Missing as e:
+            self._state = "waiting_for_blobs"
+            self._last = (inputs.round, "", 0.0, str(e))
+            return False
+        except JobFailed as e:
+            self.failed += 1
+            self._state = "idle"
+            self._last = (inputs.round, "", 0.0, f"{e.code.name}: {e}")
+            log.warning("round %d: scoring failed: %s", inputs.round, e)
+            return False
+        except Exception as e:  # a bug here must not stop the node: its blocks stay no-ops
+            self.failed += 1
+            self._state = "idle"
+            self._last = (inputs.round, "", 0.0, repr(e))
+            log.exception("round %d: computing the version failed", inputs.round)
+            return False
+        self._state = "idle"
+        self.computed += 1
+        outcome = result.outcome
+        name = outcome.name.lower() if outcome is not None else "unscored"
+        seconds = time.monotonic() - start
+        self._last = (inputs.round, name, seconds, "")
+        self._cache[inputs.key] = result
+        while len(self._cache) > MAX_RESULTS:
+            self._cache.popitem(last=False)
+        log.info(
+            "round %d: %d units included, %s in %.1f s (new %s, previous %s)",
+            inputs.round,
+            len(result.included),
+            name,
+            seconds,
+            total_score(result.new_scores) if result.new_scores else "-",
+            total_score(result.previous_scores) if result.previous_scores else "-",
+        )
+        return True
+
+    # -- one computation --------------------------------------------------------------------------
+
+    async def compute(self, inputs: RoundInputs) -> RoundResult:
+        """The aggregate of `inputs` (exact), the new adapter stored, and both adapters' scores."""
+        supervisor, layout = await self._worker()
+        shapes = {s.name: s.shape for s in layout.exchanged()}
+        units = [self._update(c, layout) for c in inputs.candidates]
+        current = self._adapter(inputs.base, layout)
+        agg = await trio.to_thread.run_sync(aggregate, self.params, units, shapes)
+        _, blob, new_hash = next_adapter(current, agg)
+        await self.data.blobs.put_bytes(blob)
+        examples = self.data.examples_of(inputs.test_sets)
+        if examples is None:
+            raise _Missing("a test-set blob")
+        early = noop_before_scoring(
+            self.params,
+            n_included=len(agg.included),
+            base_is_current=inputs.base_is_current,
+            n_test_examples=len(examples),
+        )
+        new_scores = previous = None
+        if early is None:
+            test_hash = await self.data.blobs.put_bytes(jsonl_bytes(examples))
+            test_path = str(self.data.blobs.path(test_hash))
+            base_path = (
+                "" if inputs.base.version == 0 else str(self.data.blobs.path(inputs.base.adapter_blob_hash))
+            )
+            new_scores = await self._evaluate(supervisor, test_path, str(self.data.blobs.path(new_hash)))
+            previous = await self._evaluate(supervisor, test_path, base_path)
+        return RoundResult(
+            inputs.key, agg.included, agg.excluded, new_hash, len(examples), new_scores, previous
+        )
+
+    async def _evaluate(self, supervisor: TrainingSupervisor, data: str, adapter: str) -> tuple[int, ...]:
+        request = wp.Evaluate(data, adapter, self.params.n_score_batches, EVAL_BATCH)
+        result = await supervisor.evaluate(request)
+        return tuple(int(s) for s in result.batch_losses_micro)
+
+    def _update(self, candidate: Candidate, layout: LoraLayout) -> UnitUpdate:
+        blob = self.data.blobs.read(candidate.blob_hash)
+        if blob is None:
+            self.data.want(candidate.blob_hash)
+            raise _Missing(f"the blob of unit {candidate.unit_id.hex()[:16]}")
+        update = check_update_blob(blob, layout)
+        tensors = {} if isinstance(update, ErrorCode) else update.as_dict()  # {}: MALFORMED
+        return UnitUpdate(candidate.unit_id, tensors, candidate.n_examples, candidate.staleness)
+
+    def _adapter(self, base: ModelVersion, layout: LoraLayout) -> dict[str, Int32Array]:
+        if base.version == 0:
+            return {s.name: np.zeros(s.shape, dtype=np.int32) for s in layout.exchanged()}
+        blob = self.data.blobs.read(base.adapter_blob_hash)
+        if blob is None:
+            self.data.want(base.adapter_blob_hash)
+            raise _Missing(f"the adapter of version {base.version}")
+        update = check_update_blob(blob, layout)
+        if isinstance(update, ErrorCode):
+            raise _Missing(f"the adapter of version {base.version} is not valid: {update.name}")
+        return update.as_dict()
+
+    async def _worker(self) -> tuple[TrainingSupervisor, LoraLayout]:
+        """The node's shared training worker (started on first use)."""
+        assert self._worker_handle is not None
+        supervisor, layout = await self._worker_handle.get()
+        self.data.layout = layout  # learning-unit blobs are checked against it from now on
+        return supervisor, layout
+
+    # -- what the producer, block import and evidence look up ---------------------------------------
+
+    def body(self, reader: StateView, height: int) -> VersionBody:
+        """The VERSION body at `height` on `reader` (its parent state), from the cached result."""
+        k = round_for_height(height)
+        inputs = inputs_for(self.params, reader, k)
+        if inputs is None:
+            return unscored_noop(self.params, k, reader.model_version())
+        result = self._cache.get(inputs.key) if inputs.worth_computing else None
+        return body_for(self.params, inputs, result)
+
+    def check_block(self, block: Block, parent: StateView) -> ErrorCode | None:
+        """The chain service's import check of DATA and VERSION bodies (`ChainService.learning_check`)."""
+        body = block.body
+        if isinstance(body, DataBody):
+            return self.data.check(block, parent)
+        assert isinstance(body, VersionBody)
+        if not body.per_batch_scores and not body.units:
+            return None  # an unscored no-op: never refused, so the chain never waits for training
+        inputs = inputs_for(self.params, parent, body.round)
+        if inputs is None or not inputs.worth_computing:
+            return ErrorCode.BAD_BODY  # nothing to score, yet the body is scored
+        result = self._cache.get(inputs.key)
+        if result is None:
+            if self._worker_handle is None:
+                self.unchecked += 1
+                return None
+            self._requested[inputs.key] = inputs
+            self._poke.set()
+            return ErrorCode.BLOB_MISSING  # transient: computed in the background, then imported
+        return self._check_version(body, inputs, result)
+
+    def _check_version(self, body: VersionBody, inputs: RoundInputs, result: RoundResult) -> ErrorCode | None:
+        code = check_version_body(self.params, body, expected_for(inputs, result))
+        if code is not None:
+            return code
+        if result.new_scores is None or result.previous_scores is None:
+            return ErrorCode.BAD_BODY
+        if not within_tolerance(self.params, body.per_batch_scores, dict(enumerate(result.new_scores))):
+            return ErrorCode.BAD_BODY
+        if abs(body.previous_score - total_score(result.previous_scores)) > self.params.score_tolerance_micro:
+            return ErrorCode.BAD_BODY
+        if body.units:
+            self.improved += 1
+        return None
+
+    def recomputed(self, header: Header, body: VersionBody) -> RecomputedScores | None:
+        """FALSE_SCORE's oracle (`scoring.false_score_rule`): this node's scores of that block."""
+        parent = self.chain.state(BlockHash(header.prev_hash))
+        inputs = inputs_for(self.params, parent, body.round) if parent is not None else None
+        result = self._cache.get(inputs.key) if inputs is not None else None
+        if result is None or result.new_scores is None or result.previous_scores is None:
+            return None
+        return RecomputedScores(dict(enumerate(result.new_scores)), total_score(result.previous_scores))
+
+    def statistics(self) -> RoundsStatistics:
+        last_round, outcome, seconds, error = self._last
+        return RoundsStatistics(
+            self._state,
+            self.computed,
+            self.failed,
+            self.improved,
+            self.unchecked,
+            len(self._cache),
+            last_round,
+            outcome,
+            seconds,
+            error,
+        )

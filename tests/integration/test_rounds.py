@@ -1,0 +1,258 @@
+"""A learning round end to end on two nodes (issue 14 items 3-5): a data unit becomes the test set of
+a DATA block, two learning units trained by the real worker (lc-tiny) are registered, both nodes'
+rounds services aggregate them and score both adapters in the background, the proposer's VERSION
+block improves the model, the other node recomputes the aggregate bit for bit and the scores within
+tolerance and imports it, a wrong aggregate and a falsified score are refused, and both nodes agree
+on the adapter hash, the version history and the learning-pool rewards.
+
+Real stores, real mempool, real chiavdf, the real training worker; `version_lag_rounds` is 1 so the
+scored VERSION block comes at height 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from chain.block import Block, UnitWeight, VersionBody
+from chain.consensus.duties import proposal_duty
+from chain.consensus.scoring import total_score
+from chain.crypto import SecretKey
+from chain.errors import ErrorCode
+from chain.hashing import H
+from chain.lora import LoraConfig
+from chain.params import DEVNET
+from chain.state import learning
+from chain.state.model import RewardReason
+from chain.state.view import StateView
+from chain.store.blockstore import BlockStore
+from chain.tx import make_tx
+from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
+from chain.units import DataFormat, Encryption, LearningUnit
+from linguachaind.services.chain_service import AddBlockResult, ChainService
+from linguachaind.services.datablocks import DataBlocks, store_data_unit
+from linguachaind.services.producer import Producer
+from linguachaind.services.rounds import RoundsService
+from linguachaind.services.worker import LazyWorker
+from linguachaind.slashing_protection import SlashingProtection
+from mempool import DEFAULT_CONFIG, Mempool
+from p2p.blobstore import FileBlobStore
+from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.services_support import NoVdf, vdf_for
+from tests.support.tiny_lm import base_model_dir
+from tests.support.waiting import wait_until
+from training import protocol as wp
+from training.supervisor import TrainingSupervisor, WorkerConfig
+
+pytestmark = pytest.mark.slow
+
+P = dataclasses.replace(DEVNET, version_lag_rounds=1)
+TEXTS = [
+    "the miller walks to the river every morning to check the wheel.",
+    "the wheel of the mill turns slowly when the river is low in summer.",
+    "in spring the river is high and the wheel turns fast all day long.",
+    "the miller's daughter keeps the accounts of the mill in a green book.",
+    "farmers bring their grain to the mill on market day each week.",
+    "the flour is packed in sacks and carried to the bakery by cart.",
+    "the baker buys flour from the mill and bakes bread before dawn.",
+    "bread from the village bakery is sold warm in the square.",
+    "the old mill has stood by the river for two hundred years.",
+    "children watch the wheel turning and listen to the water.",
+    "at night the mill is quiet and the river keeps on flowing.",
+    "the miller repairs the wooden wheel when the ice has melted.",
+]
+
+
+class Node:
+    def __init__(self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker) -> None:
+        genesis, self.keys = dev_genesis(1, funded=("alice", "bob"), params=P)
+        self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
+        self.blobs = FileBlobStore(tmp / f"{name}-blobs")
+        self.pool = Mempool.open(
+            tmp / f"{name}-pool", P, config=DEFAULT_CONFIG, reader=self.store.reader(), now_ms=clock.now_ms()
+        )
+        self.chain = ChainService(self.store, clock, mempool=self.pool)
+        self.data = DataBlocks(P, self.store, self.blobs)
+        self.rounds = RoundsService(self.chain, self.data, worker)
+        self.chain.learning_check = self.rounds.check_block
+        self.pool.unit_check = self.data.unit_blob_problem
+
+    def close(self) -> None:
+        self.pool.close()
+        self.store.close()
+
+
+class Tampered:
+    """A VERSION proposer that changes the honest body with `change`."""
+
+    def __init__(self, honest: RoundsService, change: object) -> None:
+        self.honest, self.change = honest, change
+
+    def body(self, reader: StateView, height: int) -> VersionBody:
+        return self.change(self.honest.body(reader, height))  # type: ignore[operator,no-any-return]
+
+
+def producer(
+    tmp: Path, name: str, key: SecretKey, node: Node, clock: FakeClock, versions: object
+) -> Producer:
+    protection = SlashingProtection.open(tmp / f"sp-{name}", key.pubkey)
+    return Producer(
+        node.chain,
+        NoVdf(),
+        key,
+        protection,
+        clock,
+        NullNetwork(),
+        mempool=node.pool,
+        data_blocks=node.data,
+        versions=versions,  # type: ignore[arg-type]
+    )
+
+
+def propose(prod: Producer, node: Node, key: SecretKey) -> Block:
+    parent = node.chain.tip_header()
+    state = node.chain.state(parent.hash)
+    assert state is not None
+    duty = proposal_duty(P, parent, state, vdf_for(parent)[0], key.pubkey)
+    assert duty is not None
+    block = prod.assemble(parent, duty, *vdf_for(parent))
+    assert block is not None
+    return block
+
+
+def advance(prod: Producer, a: Node, b: Node, key: SecretKey, clock: FakeClock) -> Block:
+    """The next block, proposed on A and imported by both (B checks it without effects)."""
+    clock.advance(1_000)
+    block = propose(prod, a, key)
+    assert b.chain.import_block(block) is AddBlockResult.NEW_TIP
+    assert a.chain.import_block(block) is AddBlockResult.NEW_TIP
+    return block
+
+
+async def learning_unit(
+    supervisor: TrainingSupervisor, nodes: list[Node], author: SecretKey, data: Path, seed: int
+) -> LearningUnit:
+    out = data.parent / f"update-{seed}.safetensors"
+    train = wp.Train(str(data), "", str(out), 12, 0, 8, wp.nano(2e-2), seed, 10**6, 0, wp.nano(1e-5))
+    result = await supervisor.train(train)
+    blob = out.read_bytes()
+    for node in nodes:  # what the gossip fetch does between nodes
+        await node.blobs.put_bytes(blob)
+    unit = LearningUnit(
+        chain_id=ChainId(P.chain_id),
+        author=author.pubkey,
+        base_version_id=ZERO_HASH,
+        adapter_blob_hash=BlobHash(result.blob_hash),
+        n_examples=result.n_examples,
+        train_loss_micro=Micro(result.train_loss_micro),
+        dp_epsilon_micro=0,
+        encryption=Encryption.PLAINTEXT,
+        byte_size=len(blob),
+        created_ms=TimestampMs(GENESIS_TIME_MS),
+        pow_nonce=0,
+    )
+    return await trio.to_thread.run_sync(unit.mined, P)
+
+
+async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path: Path) -> None:
+    clock = FakeClock(GENESIS_TIME_MS + 100_000)
+    _, keys = dev_genesis(1, funded=("alice", "bob"), params=P)
+    config = WorkerConfig(
+        base_model_dir(tmp_path), bytes(H(b"genesis")), LoraConfig.from_params(P), device="cpu", threads=1
+    )
+    worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
+    a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
+    key, alice, bob = keys["validator0"], keys["alice"], keys["bob"]
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            with trio.fail_after(600):
+                await run_round(tmp_path, nursery, worker, a, b, key, alice, bob, clock)
+            nursery.cancel_scope.cancel()
+    finally:
+        a.close()
+        b.close()
+
+
+async def run_round(
+    tmp: Path,
+    nursery: trio.Nursery,
+    worker: LazyWorker,
+    a: Node,
+    b: Node,
+    key: SecretKey,
+    alice: SecretKey,
+    bob: SecretKey,
+    clock: FakeClock,
+) -> None:
+    supervisor, _ = await worker.get()
+    text = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode()
+    data_path = tmp / "test.jsonl"
+    data_path.write_bytes(text)
+    data_unit = await store_data_unit(P, a.blobs, alice, text, DataFormat.JSONL_TEXT, clock.now_ms())
+    await b.blobs.put_bytes(text)
+    units = [
+        await learning_unit(supervisor, [a, b], who, data_path, seed) for who, seed in ((alice, 1), (bob, 2))
+    ]
+    txs = [
+        make_tx(alice, P.chain_id, 0, P.min_fee, data_unit),
+        make_tx(alice, P.chain_id, 1, P.min_fee, units[0]),
+    ]
+    txs.append(make_tx(bob, P.chain_id, 0, P.min_fee, units[1]))
+    for tx in txs:
+        assert a.pool.add(tx, clock.now_ms()) == tx.id
+    honest = producer(tmp, "a", key, a, clock, a.rounds)
+    advance(honest, a, b, key, clock)  # 1 TX: the three units
+    data_block = advance(honest, a, b, key, clock)  # 2 DATA: the test set
+    assert data_block.body.report.n_selected == len(TEXTS)  # type: ignore[union-attr]
+    assert not advance(honest, a, b, key, clock).body.units  # type: ignore[union-attr]  # 3: no inputs yet
+    nursery.start_soon(a.rounds.run)
+    nursery.start_soon(b.rounds.run)
+    advance(honest, a, b, key, clock)  # 4 TX
+    advance(honest, a, b, key, clock)  # 5 DATA (empty)
+    await wait_until(
+        lambda: min(a.rounds.statistics().computed, b.rounds.statistics().computed) >= 1, 500, 0.2
+    )
+    check_version(tmp, a, b, key, clock, honest, units)
+
+
+def check_version(
+    tmp: Path, a: Node, b: Node, key: SecretKey, clock: FakeClock, honest: Producer, units: list[LearningUnit]
+) -> None:
+    clock.advance(1_000)
+
+    def wrong_weights(body: VersionBody) -> VersionBody:
+        return dataclasses.replace(body, units=tuple(UnitWeight(u.unit_id, u.weight + 1) for u in body.units))
+
+    def false_scores(body: VersionBody) -> VersionBody:
+        scores = tuple(Micro(s - 50_000) for s in body.per_batch_scores)
+        return dataclasses.replace(body, per_batch_scores=scores, total_score=total_score(scores))
+
+    wrong = propose(producer(tmp, "w", key, a, clock, Tampered(a.rounds, wrong_weights)), a, key)
+    false = propose(producer(tmp, "f", key, a, clock, Tampered(a.rounds, false_scores)), a, key)
+    block = propose(honest, a, key)
+    body = block.body
+    assert isinstance(body, VersionBody)
+    assert body.total_score < body.previous_score  # trained on the test set: it improves
+    assert sorted(bytes(u.unit_id) for u in body.units) == sorted(bytes(u.id) for u in units)
+    assert b.chain.import_block(wrong) is ErrorCode.BAD_BODY
+    assert b.chain.import_block(false) is ErrorCode.BAD_BODY
+    assert b.chain.import_block(block) is AddBlockResult.NEW_TIP
+    assert a.chain.import_block(block) is AddBlockResult.NEW_TIP
+    ma, mb = a.store.reader().model_version(), b.store.reader().model_version()
+    assert ma == mb
+    assert (ma.version, ma.adapter_blob_hash, ma.score) == (1, body.new_adapter_blob_hash, body.total_score)
+    assert a.blobs.has(ma.adapter_blob_hash)
+    assert b.blobs.has(ma.adapter_blob_hash)
+    history = [(e.version, e.height, e.noop, e.n_units) for e in learning.version_history(b.store.reader())]
+    assert history == [(0, 3, True, 0), (1, 6, False, 2)]
+    rewards = b.store.rewards_at(6)
+    paid = {bytes(r.ref): r.amount for r in rewards if r.reason == RewardReason.LEARNING_CONTRIBUTOR}
+    assert set(paid) == {bytes(u.id) for u in units}
+    assert sum(paid.values()) <= P.reward_learning_pool
