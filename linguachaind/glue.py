@@ -12,8 +12,10 @@ mempool and the services do) or remap a component's result anywhere but here.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
+
+import trio
 
 from chain.block import Block
 from chain.codec import decode, encode
@@ -21,7 +23,7 @@ from chain.consensus.validation import decode_block
 from chain.errors import ErrorCode
 from chain.header import Attestation
 from chain.store.blockstore import BlockStore
-from chain.types import BlockHash
+from chain.types import BlobHash, BlockHash
 from chain.vdfmsg import VdfProof
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.vdf_service import VdfService
@@ -127,6 +129,37 @@ class NodeApi:
     def block_at(self, height: int) -> bytes | None:
         block = self.store.get_block_at(height)
         return encode(block) if block is not None else None
+
+
+FetchBlob = Callable[[BlobHash, Sequence[str] | None], Awaitable[ErrorCode | None]]
+
+
+class BlobFetches:
+    """One download per blob hash at a time (ARCHITECTURE §5 `blobs/`): a gossiped unit's blob is
+    asked for twice at once, by the mempool's admission check (`DataBlocks.want`, queued) and by
+    `NodeApi.validate_tx` (from the announcing peer), and two downloads of one hash wrote the same
+    partial file: one renamed it away under the other, whose FileNotFoundError stopped the node. A
+    second caller waits for the download in flight and gets its result."""
+
+    def __init__(self, fetch: FetchBlob) -> None:
+        self._fetch = fetch
+        self._in_flight: dict[bytes, tuple[trio.Event, list[ErrorCode | None]]] = {}
+
+    async def fetch(self, blob_hash: BlobHash, peers: Sequence[str] | None) -> ErrorCode | None:
+        key = bytes(blob_hash)
+        running = self._in_flight.get(key)
+        if running is not None:
+            done, result = running
+            await done.wait()
+            return result[0] if result else ErrorCode.BLOB_MISSING
+        done, result = trio.Event(), []
+        self._in_flight[key] = (done, result)
+        try:
+            result.append(await self._fetch(blob_hash, peers))
+            return result[0]
+        finally:
+            del self._in_flight[key]
+            done.set()
 
 
 class Outbound:
