@@ -3,11 +3,11 @@
 Owns: the start order, which reads top to bottom in `_start_all`: datadir lock and PID file ->
 genesis and validator key -> chain store -> mempool -> chain service -> RPC server -> VDF service ->
 p2p (with `glue.NodeApi` handling every inbound message) -> tx submitter -> chain retries and VDF
--> (validators) attester, producer, evidence reporter -> mempool expiry. And the stop order (each
-service cancelled and awaited in reverse, then stores closed in reverse), the PID, port and cookie
-files, signal handling (SIGINT/SIGTERM -> ordered stop), the mock clock of devnet, and the
-`RpcContext` the RPC methods read. Must not: implement any rule or protocol (components do) or hold
-a `dict[str, Any]` of settings (everything comes from the frozen `NodeConfig`).
+-> (validators) attester, producer, evidence reporter -> (train_data) trainer -> mempool expiry.
+And the stop order (each service cancelled and awaited in reverse, then stores closed in reverse),
+the PID, port and cookie files, signal handling (SIGINT/SIGTERM -> ordered stop), the mock clock
+of devnet, and the `RpcContext` the RPC methods read. Must not: implement any rule or protocol
+(components do) or hold a `dict[str, Any]` of settings (everything comes from the frozen `NodeConfig`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from linguachaind.datadir import (
     remove_cookie,
     write_cookie,
 )
-from linguachaind.glue import NodeApi, Outbound
+from linguachaind.glue import BlobFetches, NodeApi, Outbound
 from linguachaind.logsetup import adopt_library_logger, event
 from linguachaind.metrics import NodeMetrics
 from linguachaind.parts import Parts
@@ -60,6 +60,7 @@ from linguachaind.services.interfaces import WallClock
 from linguachaind.services.producer import Producer
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.submit import TxSubmitter
+from linguachaind.services.trainer import Adversary, ProgressRelay, Trainer, TrainerSettings, sender_nonce
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.services.worker import LazyWorker
 from linguachaind.slashing_protection import SlashingProtection
@@ -110,6 +111,7 @@ class Node:
         self.genesis: Genesis | None = None
         self.validator_key: SecretKey | None = None
         self.parts = Parts()  # the components, one name each, filled in start order
+        self.progress = ProgressRelay()  # the worker's training progress, to the trainer once it runs
         self.metrics.watch(self.parts)  # tip time, gossip, sync, mempool counters at scrape time
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -288,6 +290,8 @@ class Node:
         await self.start_service(nursery, "vdf", functools.partial(vdf.run, tip=follow, network=outbound))
         if key is not None:
             await self._start_validator(nursery, key, chain, vdf, mempool, txs, outbound, p2p)
+        if key is not None and config.train_data is not None:
+            await self._start_trainer(nursery, key, chain, data, mempool, txs, p2p)
         await self.start_service(nursery, "mempool-expiry", functools.partial(expire, mempool, self.clock))
         self.ctx.warming_up = False
 
@@ -332,7 +336,7 @@ class Node:
         blobs = self.parts.blobs = FileBlobStore(self.layout.blobs)
         data = self.parts.data = DataBlocks(store.params, store, blobs)
         assert self.genesis is not None
-        factory = worker_factory(self.genesis, bytes(store.genesis_hash))
+        factory = worker_factory(self.genesis, bytes(store.genesis_hash), self.config, self.progress)
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
         rounds = self.parts.rounds = RoundsService(chain, data, worker)
         chain.learning_check = rounds.check_block
@@ -345,7 +349,7 @@ class Node:
         async def fetch_blob(blob_hash: BlobHash, peers: Sequence[str] | None) -> ErrorCode | None:
             return (await p2p.fetch_blob(blob_hash, peers)).error
 
-        data.fetch = fetch_blob
+        data.fetch = BlobFetches(fetch_blob).fetch  # one download per hash at a time
         await self.start_service(nursery, "blob-fetch", data.run)
         if self.parts.worker is not None:  # the training worker process starts on first use
             await self.start_service(nursery, "training-worker", self.parts.worker.run)
@@ -429,10 +433,52 @@ class Node:
         log.info("%s", event("validator_started", pubkey=key.pubkey.hex()[:16]))
 
 
+    async def _start_trainer(
+        self,
+        nursery: trio.Nursery,
+        key: SecretKey,
+        chain: ChainService,
+        data: DataBlocks,
+        mempool: Mempool,
+        txs: TxSubmitter,
+        p2p: P2PService,
+    ) -> None:
+        """The trainer (config `train_data`): trains on each new final version, announces units."""
+        config = self.config
+        if self.parts.worker is None:
+            log.warning("%s", event("trainer_not_started", reason="the base model is not available here"))
+            return
+        assert config.train_data is not None
+        settings = TrainerSettings(
+            config.train_data,
+            config.train_steps,
+            config.train_batch_size,
+            config.train_lr,
+            config.train_dp_epsilon,
+            Adversary(config.train_adversary) if config.train_adversary else None,
+        )
+        trainer = self.parts.trainer = Trainer(
+            settings,
+            chain,
+            data,
+            self.parts.worker,
+            key,
+            txs.submit_tx,
+            functools.partial(sender_nonce, chain, mempool.next_nonce, key),
+            now_ms=self.clock.now_ms,
+            workdir=self.layout.root / "training",
+            synced=lambda: not p2p.sync_status().syncing,
+        )
+        self.progress.target = trainer.on_progress
+        await self.start_service(nursery, "trainer", trainer.run)
+
+
 # -- small node tasks ------------------------------------------------------------------------------
 
 
-def worker_factory(genesis: Genesis, genesis_hash: bytes) -> Callable[[], TrainingSupervisor] | None:
+def worker_factory(
+    genesis: Genesis, genesis_hash: bytes, config: NodeConfig, on_progress: ProgressRelay | None = None
+) -> Callable[[], TrainingSupervisor] | None:
     """The training worker of the genesis base model (the shipped lc-tiny by default), for the rounds
     service to start on first use; None (logged) when the base model is not available here."""
     base = genesis.base_model
@@ -441,10 +487,15 @@ def worker_factory(genesis: Genesis, genesis_hash: bytes) -> Callable[[], Traini
     except BaseModelError as e:
         log.warning("%s", event("no_base_model", reason=str(e)))
         return None
-    config = WorkerConfig(
-        model_dir, genesis_hash, LoraConfig.from_params(genesis.params), weights_hash=bytes(base.weights_hash)
+    worker = WorkerConfig(
+        model_dir,
+        genesis_hash,
+        LoraConfig.from_params(genesis.params),
+        weights_hash=bytes(base.weights_hash),
+        device=config.device,
+        threads=config.train_threads,
     )
-    return functools.partial(TrainingSupervisor, config)
+    return functools.partial(TrainingSupervisor, worker, on_progress=on_progress)
 
 
 async def reannounce_votes(

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from linguachaind.services.producer import Producer
     from linguachaind.services.rounds import RoundsService
     from linguachaind.services.submit import TxSubmitter
+    from linguachaind.services.trainer import Trainer
     from linguachaind.services.vdf_service import VdfService
     from linguachaind.services.worker import LazyWorker
     from mempool.mempool import Mempool
@@ -44,3 +45,4 @@ class Parts:
     attester: Attester | None = None
     producer: Producer | None = None
     evidence: EvidenceReporter | None = None
+    trainer: Trainer | None = None  # nodes with `train_data` only
