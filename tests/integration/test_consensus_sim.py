@@ -255,8 +255,15 @@ def _partition_then_heal(net: SimNetwork, slots: int) -> None:
         return len({node.final for node in net.nodes}) == 1 and min(net.final_heights()) > final_before
 
     assert net.run_until_true(converged, 60), (net.final_heights(), final_before)
-    net.run_until(net.now + net.params.slot_ms // 2)  # mid-slot: the last block has arrived everywhere
-    assert len({node.head for node in net.nodes}) == 1
+
+    def one_head() -> bool:  # polled every quarter slot: a block may be in flight at any instant
+        return len({node.head for node in net.nodes}) == 1
+
+    for _ in range(40):
+        if one_head():
+            break
+        net.run_until(net.now + net.params.slot_ms // 4)
+    assert one_head(), [node.header(node.head).height for node in net.nodes]
     assert_final_chain_agrees(net)
 
 
