@@ -54,12 +54,12 @@ def _upper(rng: random.Random) -> tuple[str, str]:
 
 
 def _km(rng: random.Random) -> tuple[str, str]:
-    n = rng.randint(2, 99)
+    n = rng.randint(2, 999)
     return f"{n} km in m:", f" {n * 1000}"
 
 
 def _hours(rng: random.Random) -> tuple[str, str]:
-    n = rng.randint(2, 99)
+    n = rng.randint(2, 999)
     return f"{n} h in min:", f" {n * 60}"
 
 
