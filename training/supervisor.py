@@ -183,9 +183,15 @@ class TrainingSupervisor:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(x for x in (_ROOT, env.get("PYTHONPATH", "")) if x)
         pipe = subprocess.PIPE
-        proc = await trio.lowlevel.open_process(
-            self.config.argv(), stdin=pipe, stdout=pipe, stderr=pipe, env=env
-        )
+        try:
+            proc = await trio.lowlevel.open_process(
+                self.config.argv(), stdin=pipe, stdout=pipe, stderr=pipe, env=env
+            )
+        except OSError as exc:  # no such interpreter, out of processes: retried with backoff
+            self._crashes += 1
+            self._last_error = f"cannot start the training worker: {exc}"
+            log.error("%s", self._last_error)
+            return False
         self._proc = proc
         self._starts += 1
         log.info("training worker started, pid %d", proc.pid)

@@ -145,3 +145,20 @@ async def _four_bit_scenario(supervisor: TrainingSupervisor) -> None:
         assert "4bit" in refused.value.message
         assert "CUDA" in refused.value.message
         nursery.cancel_scope.cancel()
+
+
+async def test_a_worker_that_cannot_be_spawned_is_retried_with_backoff(model_dir: Path) -> None:
+    cfg = WorkerConfig(model_dir, GENESIS, LORA, device="cpu", python="/nonexistent/python3")
+    supervisor = TrainingSupervisor(cfg, backoff_initial_s=0.01, backoff_max_s=0.05)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(supervisor.run)
+            await wait_until(lambda: supervisor.statistics().crashes >= 3)
+            stats = supervisor.statistics()
+            assert stats.state in ("starting", "restarting")
+            assert "cannot start the training worker" in stats.last_error
+            with trio.move_on_after(0.2) as waited:
+                await supervisor.wait_ready()  # blocks: no worker is ready
+            assert waited.cancelled_caught
+            nursery.cancel_scope.cancel()
+    assert supervisor.statistics().state == "stopped"
