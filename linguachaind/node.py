@@ -467,7 +467,7 @@ class Node:
             functools.partial(sender_nonce, chain, mempool.next_nonce, key),
             now_ms=self.clock.now_ms,
             workdir=self.layout.root / "training",
-            synced=lambda: not p2p.sync_status().syncing,
+            synced=functools.partial(caught_up, p2p, chain),
         )
         self.progress.target = trainer.on_progress
         await self.start_service(nursery, "trainer", trainer.run)
@@ -496,6 +496,13 @@ def worker_factory(
         threads=config.train_threads,
     )
     return functools.partial(TrainingSupervisor, worker, on_progress=on_progress)
+
+
+def caught_up(p2p: P2PService, chain: ChainService, margin: int = 3) -> bool:
+    """Not syncing, and within `margin` blocks of the best height a peer reports (a node that just
+    started is not syncing yet before its syncer heard from its peers)."""
+    stats = p2p.sync_status()
+    return not stats.syncing and chain.height >= stats.target_height - margin
 
 
 async def reannounce_votes(

@@ -241,6 +241,11 @@ class Trainer:
         """Train on `version` once; a missing adapter waits (fetch queued), a failed job retries later."""
         if self.worker.layout is None:
             self._state = "starting_worker"
+            try:
+                await self._layout()
+            except JobFailed as e:
+                await self._failed_job(version, e)
+            return  # the worker took a while to start: look at the final version again
         try:
             adapter = self._adapter_path(version, await self._layout())
         except _NotYet as e:

@@ -109,8 +109,9 @@ def test_devnet_learns_pays_and_a_late_node_trains(devnet: Path) -> None:
 
     # (3) unit authors and the data author are paid, and `rewards explain` says why.
     reasons = set()
+    addresses = {v["validator_pubkey"]: v["address"] for v in rpcs[0].call("getvalidators")}
     for k, d in enumerate(nodes[:3]):
-        address = rpcs[k].call("getnodeinfo")["validator_address"]
+        address = addresses[rpcs[k].call("getnodeinfo")["validator_pubkey"]]
         explained = _cli(d, "rewards", "explain", address)
         reasons |= {(k, str(r["reason"]).lower()) for r in explained["rewards"]}
     assert any("learning_contributor" in reason for _, reason in reasons), reasons
