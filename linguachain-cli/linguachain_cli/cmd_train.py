@@ -29,7 +29,7 @@ def _rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
             ("state", trainer["state"]),
             ("data", trainer["data"]),
             ("step", f"{trainer['step']}/{trainer['total_steps']}"),
-            ("loss", trainer["loss_micro"] / 1e6),
+            ("loss", int(trainer["loss_micro"]) / 1e6),
             ("trained on version", trainer["trained_version"]),
             ("units submitted", trainer["units_submitted"]),
             ("units refused", trainer["units_refused"]),
@@ -46,7 +46,7 @@ def _rows(info: dict[str, Any]) -> list[tuple[str, Any]]:
             ("worker", worker["state"]),
             ("device", worker["device"]),
             ("model id", worker["model_id"]),
-            ("tokens/s", round(worker["tokens_per_s"])),
+            ("tokens/s", round(float(worker["tokens_per_s"]))),
             (
                 "last job",
                 f"{last.get('kind')} {last.get('outcome')} {last.get('seconds')} s" if last else None,
@@ -74,9 +74,8 @@ def follow(app: App, until_new_unit: bool, timeout: float) -> dict[str, Any]:
             if (unit != start_unit) if until_new_unit else not busy:
                 break
             step = f"step {trainer['step']}/{trainer['total_steps']}" if busy else trainer["state"]
-            progress.show(
-                f"{step}, loss {trainer['loss_micro'] / 1e6:.4f}, {trainer['tokens_per_s']:.0f} tokens/s"
-            )
+            loss, rate = int(trainer["loss_micro"]) / 1e6, float(trainer["tokens_per_s"])
+            progress.show(f"{step}, loss {loss:.4f}, {rate:.0f} tokens/s")
             time.sleep(POLL_S)
     finally:
         progress.done()
