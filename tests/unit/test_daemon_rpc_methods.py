@@ -139,7 +139,11 @@ async def test_explainrewards(ctx: RpcContext) -> None:
 
 async def test_not_available_and_stop(ctx: RpcContext) -> None:
     assert (await code_of(ctx, "getpeerinfo"))[0] == RpcErrorCode.NOT_AVAILABLE_YET
-    assert (await code_of(ctx, "gettraininginfo"))[0] == RpcErrorCode.NOT_AVAILABLE_YET
+    info = await call(ctx, "gettraininginfo")  # no base model or trainer in this context
+    assert (info["trainer"], info["worker"], info["base_model_available"]) == (None, None, False)
+    assert (await code_of(ctx, "starttraining"))[0] == RpcErrorCode.NOT_AVAILABLE_YET
+    assert (await code_of(ctx, "generatetext", "1+1="))[0] == RpcErrorCode.NOT_AVAILABLE_YET
+    assert (await code_of(ctx, "exportmodel", "relative/dir"))[0] == RpcErrorCode.INVALID_PARAMS
     ctx.warming_up = True
     assert (await code_of(ctx, "getpeerinfo"))[0] == RpcErrorCode.WARMING_UP
     assert await call(ctx, "stop") == "linguachaind stopping"
