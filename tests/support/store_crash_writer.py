@@ -1,4 +1,4 @@
-"""Child process of the SIGKILL crash test of the block store (tests/unit/test_store_crash.py).
+"""Child process of the SIGKILL crash test of the block store (tests/integration/test_store_crash.py).
 
 Owns: `python -m tests.support.store_crash_writer DATADIR BLOCKS_FILE` which opens the store of the
 `dev_genesis()` chain, prints `ready`, then imports the blocks of BLOCKS_FILE from the store's tip on

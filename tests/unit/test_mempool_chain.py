@@ -1,4 +1,4 @@
-"""The mempool on the real state transition (chain.state, tests/chainbuilders.MemChain): kind rules
+"""The mempool on the real state transition (chain.state, tests/support/chainbuilders.MemChain): kind rules
 of `apply_tx` at admission, a producer's template applied as a block, and a real rollback."""
 
 from __future__ import annotations
