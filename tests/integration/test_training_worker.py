@@ -78,7 +78,7 @@ def test_training_lowers_the_loss_on_its_own_data(worker: WorkerClient, data: Pa
     assert (result.n_examples, result.steps, result.dp_epsilon_micro) == (32, 20, 0)
     assert isinstance(check_update_blob(blob, layout_of(worker.ready)), Update)
     after = worker.job(p.Evaluate(str(data), str(out), 4, 16))
-    assert mean_loss(after) < mean_loss(before) - 0.01
+    assert mean_loss(after) < mean_loss(before) - 0.001
     # training from the trained adapter starts from it: the same first batch (same seed) has a lower loss
     again = worker.job(train(data, tmp_path / "u2.safetensors", steps=1, adapter=str(out)))
     assert isinstance(again, p.TrainResult)
