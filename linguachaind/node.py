@@ -354,6 +354,7 @@ class Node:
         if self.parts.worker is not None:  # the training worker process starts on first use
             await self.start_service(nursery, "training-worker", self.parts.worker.run)
         assert self.parts.rounds is not None
+        self.parts.rounds.syncing = lambda: p2p.sync_status().syncing  # aggregate-only checks
         await self.start_service(nursery, "rounds", self.parts.rounds.run)
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:

@@ -12,7 +12,9 @@ Must not: make the chain wait (no result: the proposer makes an unscored no-op, 
 accepts), decide rules (chain.consensus does), or write the chain.
 
 A scored VERSION body whose result this node has not computed yet is BLOB_MISSING (transient, never
-a ban): the computation is queued and the block comes back by gossip or sync. A node whose genesis
+a ban): the computation is queued and the block comes back by gossip or sync. While the node syncs,
+such a body is checked on its aggregate only (computed at once; PROTOCOL §6.5 lets a syncing node
+skip re-scoring). A node whose genesis
 base model it cannot load accepts scored VERSION bodies unchecked (counted in `unchecked`), trusting
 the attesters' certificate; docs/learning.md says so.
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -81,6 +84,7 @@ class RoundsStatistics:
     failed: int
     improved: int
     unchecked: int
+    scores_skipped: int  # scored bodies imported while syncing, aggregate checked, scores not
     cached: int
     last_round: int
     last_outcome: str
@@ -105,7 +109,8 @@ class RoundsService:
         self._requested: OrderedDict[bytes, RoundInputs] = OrderedDict()
         self._poke = trio.Event()
         self._state = "idle" if worker is not None else "no_model"
-        self.computed = self.failed = self.improved = self.unchecked = 0
+        self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
+        self.syncing: Callable[[], bool] = lambda: False  # the node sets p2p's sync status
         self._last: tuple[int, str, float, str] = (-1, "", 0.0, "")
 
     # -- the background loop ----------------------------------------------------------------------
@@ -286,10 +291,33 @@ class RoundsService:
             if self._worker_handle is None:
                 self.unchecked += 1
                 return None
+            if self.syncing():
+                unscored = self._aggregate_now(inputs)
+                if unscored is not None:  # PROTOCOL §6.5: a syncing node may skip re-scoring
+                    self.scores_skipped += 1
+                    return check_version_body(self.params, body, expected_for(inputs, unscored))
             self._requested[inputs.key] = inputs
             self._poke.set()
             return ErrorCode.BLOB_MISSING  # transient: computed in the background, then imported
         return self._check_version(body, inputs, result)
+
+    def _aggregate_now(self, inputs: RoundInputs) -> RoundResult | None:
+        """The aggregate of `inputs` on this thread, without scores (a syncing node always
+        recomputes aggregates: the adapters it trains on depend on them); None while the worker's
+        layout or a blob is missing."""
+        layout = self._worker_handle.layout if self._worker_handle is not None else None
+        examples = self.data.examples_of(inputs.test_sets)
+        if layout is None or examples is None:
+            return None
+        try:
+            units = [self._update(c, layout) for c in inputs.candidates]
+            current = self._adapter(inputs.base, layout)
+        except _Missing:
+            return None
+        agg = aggregate(self.params, units, {s.name: s.shape for s in layout.exchanged()})
+        _, blob, new_hash = next_adapter(current, agg)
+        self.data.blobs.put_bytes_sync(blob)
+        return RoundResult(inputs.key, agg.included, agg.excluded, new_hash, len(examples), None, None)
 
     def _check_version(self, body: VersionBody, inputs: RoundInputs, result: RoundResult) -> ErrorCode | None:
         code = check_version_body(self.params, body, expected_for(inputs, result))
@@ -322,6 +350,7 @@ class RoundsService:
             self.failed,
             self.improved,
             self.unchecked,
+            self.scores_skipped,
             len(self._cache),
             last_round,
             outcome,

@@ -2,8 +2,9 @@
 a DATA block, two learning units trained by the real worker (lc-tiny) are registered, both nodes'
 rounds services aggregate them and score both adapters in the background, the proposer's VERSION
 block improves the model, the other node recomputes the aggregate bit for bit and the scores within
-tolerance and imports it, a wrong aggregate and a falsified score are refused, and both nodes agree
-on the adapter hash, the version history and the learning-pool rewards.
+tolerance and imports it, a wrong aggregate and a falsified score are refused, and the nodes agree
+on the adapter hash, the version history and the learning-pool rewards. A third node, syncing,
+checks the aggregate only (PROTOCOL §6.5 lets it skip re-scoring) and agrees too.
 
 Real stores, real mempool, real chiavdf, the real training worker; `version_lag_rounds` is 1 so the
 scored VERSION block comes at height 6.
@@ -126,11 +127,12 @@ def propose(prod: Producer, node: Node, key: SecretKey) -> Block:
     return block
 
 
-def advance(prod: Producer, a: Node, b: Node, key: SecretKey, clock: FakeClock) -> Block:
-    """The next block, proposed on A and imported by both (B checks it without effects)."""
+def advance(prod: Producer, a: Node, others: list[Node], key: SecretKey, clock: FakeClock) -> Block:
+    """The next block, proposed on A and imported by all (the others check it without effects)."""
     clock.advance(1_000)
     block = propose(prod, a, key)
-    assert b.chain.import_block(block) is AddBlockResult.NEW_TIP
+    for node in others:
+        assert node.chain.import_block(block) is AddBlockResult.NEW_TIP
     assert a.chain.import_block(block) is AddBlockResult.NEW_TIP
     return block
 
@@ -168,37 +170,40 @@ async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path:
     )
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
     a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
+    c = Node(tmp_path, "c", clock, worker)  # syncs: checks aggregates, skips scores, computes nothing
+    c.rounds.syncing = lambda: True
     key, alice, bob = keys["validator0"], keys["alice"], keys["bob"]
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
             with trio.fail_after(600):
-                await run_round(tmp_path, nursery, worker, a, b, key, alice, bob, clock)
+                await run_round(tmp_path, nursery, worker, [a, b, c], key, alice, bob, clock)
             nursery.cancel_scope.cancel()
     finally:
-        a.close()
-        b.close()
+        for node in (a, b, c):
+            node.close()
 
 
 async def run_round(
     tmp: Path,
     nursery: trio.Nursery,
     worker: LazyWorker,
-    a: Node,
-    b: Node,
+    nodes: list[Node],
     key: SecretKey,
     alice: SecretKey,
     bob: SecretKey,
     clock: FakeClock,
 ) -> None:
+    a, b, c = nodes
     supervisor, _ = await worker.get()
     text = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode()
     data_path = tmp / "test.jsonl"
     data_path.write_bytes(text)
     data_unit = await store_data_unit(P, a.blobs, alice, text, DataFormat.JSONL_TEXT, clock.now_ms())
-    await b.blobs.put_bytes(text)
+    for node in (b, c):
+        await node.blobs.put_bytes(text)
     units = [
-        await learning_unit(supervisor, [a, b], who, data_path, seed) for who, seed in ((alice, 1), (bob, 2))
+        await learning_unit(supervisor, nodes, who, data_path, seed) for who, seed in ((alice, 1), (bob, 2))
     ]
     txs = [
         make_tx(alice, P.chain_id, 0, P.min_fee, data_unit),
@@ -208,23 +213,29 @@ async def run_round(
     for tx in txs:
         assert a.pool.add(tx, clock.now_ms()) == tx.id
     honest = producer(tmp, "a", key, a, clock, a.rounds)
-    advance(honest, a, b, key, clock)  # 1 TX: the three units
-    data_block = advance(honest, a, b, key, clock)  # 2 DATA: the test set
+    advance(honest, a, [b, c], key, clock)  # 1 TX: the three units
+    data_block = advance(honest, a, [b, c], key, clock)  # 2 DATA: the test set
     assert data_block.body.report.n_selected == len(TEXTS)  # type: ignore[union-attr]
-    assert not advance(honest, a, b, key, clock).body.units  # type: ignore[union-attr]  # 3: no inputs yet
+    assert not advance(honest, a, [b, c], key, clock).body.units  # type: ignore[union-attr]  # 3: no inputs yet
     nursery.start_soon(a.rounds.run)
     nursery.start_soon(b.rounds.run)
-    advance(honest, a, b, key, clock)  # 4 TX
-    advance(honest, a, b, key, clock)  # 5 DATA (empty)
+    advance(honest, a, [b, c], key, clock)  # 4 TX
+    advance(honest, a, [b, c], key, clock)  # 5 DATA (empty)
     await wait_until(
         lambda: min(a.rounds.statistics().computed, b.rounds.statistics().computed) >= 1, 500, 0.2
     )
-    check_version(tmp, a, b, key, clock, honest, units)
+    check_version(tmp, nodes, key, clock, honest, units)
 
 
 def check_version(
-    tmp: Path, a: Node, b: Node, key: SecretKey, clock: FakeClock, honest: Producer, units: list[LearningUnit]
+    tmp: Path,
+    nodes: list[Node],
+    key: SecretKey,
+    clock: FakeClock,
+    honest: Producer,
+    units: list[LearningUnit],
 ) -> None:
+    a, b, c = nodes
     clock.advance(1_000)
 
     def wrong_weights(body: VersionBody) -> VersionBody:
@@ -244,9 +255,13 @@ def check_version(
     assert b.chain.import_block(wrong) is ErrorCode.BAD_BODY
     assert b.chain.import_block(false) is ErrorCode.BAD_BODY
     assert b.chain.import_block(block) is AddBlockResult.NEW_TIP
+    assert c.chain.import_block(wrong) is ErrorCode.BAD_BODY  # a syncing node still checks the aggregate
+    assert c.chain.import_block(block) is AddBlockResult.NEW_TIP
+    assert c.rounds.statistics().scores_skipped == 2  # the wrong one and the honest one
+    assert c.rounds.statistics().computed == 0
     assert a.chain.import_block(block) is AddBlockResult.NEW_TIP
     ma, mb = a.store.reader().model_version(), b.store.reader().model_version()
-    assert ma == mb
+    assert ma == mb == c.store.reader().model_version()
     assert (ma.version, ma.adapter_blob_hash, ma.score) == (1, body.new_adapter_blob_hash, body.total_score)
     assert a.blobs.has(ma.adapter_blob_hash)
     assert b.blobs.has(ma.adapter_blob_hash)
