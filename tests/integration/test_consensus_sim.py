@@ -398,6 +398,7 @@ def test_random_schedules_are_safe_and_every_conflict_is_slashed(seed: int) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # 300 long schedules with the real VDF: 10-20 min on 2 busy cores
 def test_random_schedules_long_real_vdf(seed: int, request: pytest.FixtureRequest) -> None:
     """The acceptance run: 300 longer schedules (16 adverse slots) with the real VDF, every
     Byzantine behaviour (equivocation, double and surround votes, withholding, invalid blocks)."""
