@@ -49,8 +49,8 @@ async def test_start_serve_and_stop_in_reverse_order(
     stopped = re.findall(r"EVENT service_stopped name=(\S+)", text)
     closed = re.findall(r"EVENT store_closed name=(\S+)", text)
     assert started == [  # the start order of linguachaind.node, top to bottom
-        "rpc", "p2p", "tx-submit", "vote-reannounce", "chain", "vdf",
-        "attester", "producer", "evidence", "mempool-expiry",
+        "rpc", "p2p", "blob-fetch", "training-worker", "rounds", "tx-submit", "vote-reannounce",
+        "chain", "vdf", "attester", "producer", "evidence", "mempool-expiry",
     ]  # fmt: skip
     assert stopped == list(reversed(started))
     assert closed == ["slashing_protection", "mempool", "chain"]
