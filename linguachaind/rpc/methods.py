@@ -493,11 +493,15 @@ async def getstakinginfo(ctx: RpcContext, address: str | None = None) -> dict[st
 
 
 async def getmodelinfo(ctx: RpcContext) -> dict[str, Any]:
+    """The current version, the base model, and the rounds service's statistics (`rounds`: state,
+    versions computed and failed, the last round's outcome and seconds; None before it starts)."""
     reader = _store(ctx, "getmodelinfo").reader()
     out: dict[str, Any] = to_json(reader.model_version(), ctx.hrp)
     out["base_model"] = to_json(ctx.genesis.base_model, ctx.hrp)
     out["lora_rank"] = ctx.genesis.params.lora_rank
     out["aggregation_rule"] = ctx.genesis.params.aggregation_rule.name.lower()
+    rounds = ctx.parts.rounds
+    out["rounds"] = to_json(rounds.statistics(), ctx.hrp) if rounds is not None else None
     return out
 
 

@@ -88,7 +88,7 @@ class RoundsStatistics:
     cached: int
     last_round: int
     last_outcome: str
-    last_seconds: float
+    last_ms: int  # how long the last computation took
     last_error: str
 
 
@@ -111,7 +111,7 @@ class RoundsService:
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
         self.syncing: Callable[[], bool] = lambda: False  # the node sets p2p's sync status
-        self._last: tuple[int, str, float, str] = (-1, "", 0.0, "")
+        self._last: tuple[int, str, int, str] = (-1, "", 0, "")
 
     # -- the background loop ----------------------------------------------------------------------
 
@@ -164,18 +164,18 @@ class RoundsService:
             result = await self.compute(inputs)
         except _Missing as e:
             self._state = "waiting_for_blobs"
-            self._last = (inputs.round, "", 0.0, str(e))
+            self._last = (inputs.round, "", 0, str(e))
             return False
         except JobFailed as e:
             self.failed += 1
             self._state = "idle"
-            self._last = (inputs.round, "", 0.0, f"{e.code.name}: {e}")
+            self._last = (inputs.round, "", 0, f"{e.code.name}: {e}")
             log.warning("round %d: scoring failed: %s", inputs.round, e)
             return False
         except Exception as e:  # a bug here must not stop the node: its blocks stay no-ops
             self.failed += 1
             self._state = "idle"
-            self._last = (inputs.round, "", 0.0, repr(e))
+            self._last = (inputs.round, "", 0, repr(e))
             log.exception("round %d: computing the version failed", inputs.round)
             return False
         self._state = "idle"
@@ -183,7 +183,7 @@ class RoundsService:
         outcome = result.outcome
         name = outcome.name.lower() if outcome is not None else "unscored"
         seconds = time.monotonic() - start
-        self._last = (inputs.round, name, seconds, "")
+        self._last = (inputs.round, name, int(seconds * 1000), "")
         self._cache[inputs.key] = result
         while len(self._cache) > MAX_RESULTS:
             self._cache.popitem(last=False)
@@ -343,7 +343,7 @@ class RoundsService:
         return RecomputedScores(dict(enumerate(result.new_scores)), total_score(result.previous_scores))
 
     def statistics(self) -> RoundsStatistics:
-        last_round, outcome, seconds, error = self._last
+        last_round, outcome, last_ms, error = self._last
         return RoundsStatistics(
             self._state,
             self.computed,
@@ -354,6 +354,6 @@ class RoundsService:
             len(self._cache),
             last_round,
             outcome,
-            seconds,
+            last_ms,
             error,
         )

@@ -105,6 +105,8 @@ async def test_submitdataunit_refuses_a_bad_file_by_line(ctx: RpcContext, tmp_pa
 
 async def test_version_history_and_unit_rewards(ctx: RpcContext) -> None:
     assert await call(ctx, "getversionhistory") == []
+    info = await call(ctx, "getmodelinfo")
+    assert (info["version"], info["rounds"]) == (0, None)
     unknown = await error_of(ctx, "explainrewards", "ab" * 32)
     assert unknown.code == RpcErrorCode.NOT_FOUND
     entry = VersionEntry(
