@@ -170,6 +170,9 @@ class TrainingSupervisor:
         finally:
             self._state = "stopped"
             self._fail_pending(p.JobErrorCode.WORKER_DIED, "the training supervisor stopped")
+            if self._failure is None:  # later callers fail at once instead of waiting forever
+                self._failure = JobFailed(p.JobErrorCode.WORKER_DIED, "the training supervisor stopped")
+            self._ready_event.set()
 
     async def _stay_failed(self) -> None:
         self._state = "failed"

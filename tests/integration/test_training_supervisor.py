@@ -162,3 +162,5 @@ async def test_a_worker_that_cannot_be_spawned_is_retried_with_backoff(model_dir
             assert waited.cancelled_caught
             nursery.cancel_scope.cancel()
     assert supervisor.statistics().state == "stopped"
+    with pytest.raises(JobFailed, match="stopped"):
+        await supervisor.wait_ready()
