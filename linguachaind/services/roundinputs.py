@@ -71,26 +71,47 @@ class RoundInputs:
         return self.base_is_current and bool(self.candidates) and bool(self.test_sets)
 
 
-def inputs_for(params: ChainParams, reader: StateView, version_round: int) -> RoundInputs | None:
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """An unused learning unit of a state with the number of the version it was trained from."""
+
+    unit_id: UnitId
+    record: UnitRecord
+    base_version: int
+
+
+def pending_units(params: ChainParams, reader: StateView) -> list[Pending]:
+    """Every unused learning unit trained from a version at most `max_staleness` before the current
+    one (one scan of the units, shared by the rounds a caller looks at)."""
+    out = []
+    for key, raw in reader.items(keys.UNIT):
+        rec = load(UnitRecord, raw)
+        if rec.kind != UnitKind.LEARNING or rec.used_height != 0:
+            continue
+        base = learning.version_number(reader, rec.base_version_id, params.max_staleness)
+        if base is not None:  # else too old (or unknown): never a candidate again
+            out.append(Pending(UnitId(key[len(keys.UNIT) :]), rec, base))
+    return out
+
+
+def inputs_for(
+    params: ChainParams, reader: StateView, version_round: int, pending: list[Pending] | None = None
+) -> RoundInputs | None:
     """The inputs of `version_round`'s VERSION block on `reader` (its parent state), or None in
-    the first `version_lag_rounds` rounds (no inputs: an unscored no-op)."""
+    the first `version_lag_rounds` rounds (no inputs: an unscored no-op). `pending`: the state's
+    `pending_units`, when the caller already has them."""
     r = inputs_round(params, version_round)
     if r is None:
         return None
     last_tx, data_height = 3 * r + 1, 3 * r + 2
     current = reader.model_version()
-    announced: list[AnnouncedUnit] = []
-    records: dict[bytes, UnitRecord] = {}
-    for key, raw in reader.items(keys.UNIT):
-        rec = load(UnitRecord, raw)
-        if rec.kind != UnitKind.LEARNING or rec.used_height != 0 or rec.height > last_tx:
-            continue
-        base = learning.version_number(reader, rec.base_version_id, params.max_staleness)
-        if base is None:
-            continue  # trained from a version too old (or unknown): never a candidate again
-        unit_id = UnitId(key[len(keys.UNIT) :])
-        records[bytes(unit_id)] = rec
-        announced.append(AnnouncedUnit(unit_id, round_for_height(rec.height), base))
+    units = [
+        p
+        for p in (pending if pending is not None else pending_units(params, reader))
+        if p.record.height <= last_tx
+    ]
+    records = {bytes(p.unit_id): p.record for p in units}
+    announced = [AnnouncedUnit(p.unit_id, round_for_height(p.record.height), p.base_version) for p in units]
     chosen = candidate_units(params, version_round, int(current.version), announced, frozenset())
     candidates = tuple(
         Candidate(u, s, records[bytes(u)].blob_hash, int(records[bytes(u)].n_examples)) for u, s in chosen

@@ -60,6 +60,7 @@ from linguachaind.services.roundinputs import (
     body_for,
     expected_for,
     inputs_for,
+    pending_units,
     unscored_noop,
 )
 from linguachaind.services.worker import LazyWorker
@@ -148,10 +149,11 @@ class RoundsService:
         tip = reader.height
         next_version = tip + 1 + (-(tip + 1)) % 3  # VERSION heights are multiples of 3
         first = round_for_height(next_version)
+        pending = pending_units(self.params, reader)  # one scan for every round looked at
         for k in range(first, first + self.params.version_lag_rounds + 1):
             if 3 * (k - self.params.version_lag_rounds) + 2 > tip:
                 break
-            found = inputs_for(self.params, reader, k)
+            found = inputs_for(self.params, reader, k, pending)
             if found is not None and found.worth_computing and found.key not in self._cache:
                 return found
         return None
