@@ -32,6 +32,7 @@ from chain.consensus.data_selection import (
     exact_key,
     jsonl_bytes,
     select_test_set,
+    signature,
     unit_problem,
 )
 from chain.consensus.data_selection import active_test_set as window
@@ -74,6 +75,7 @@ class DataBlocks:
         self._want_send, self._want_recv = trio.open_memory_channel[BlobHash](FETCH_QUEUE)
         self._wanted: set[bytes] = set()
         self.fetch: Fetch | None = None  # set once p2p runs
+        self._warm = trio.Event()  # set at the first data unit: load MinHash off the trio thread
         self.selected = self.checked = self.missing = 0
 
     # -- units and blobs ----------------------------------------------------------------------------
@@ -87,6 +89,7 @@ class DataBlocks:
             self.want(blob_hash)
             return ErrorCode.BLOB_MISSING
         if isinstance(unit, DataUnit):
+            self._warm.set()
             return None if unit_problem(self.params, unit, blob) is None else ErrorCode.BAD_UNIT
         if len(blob) != unit.byte_size:
             return ErrorCode.BAD_UNIT
@@ -118,8 +121,19 @@ class DataBlocks:
             pass
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fetch the wanted blobs one after the other from every peer (`self.fetch`, p2p)."""
-        task_status.started()
+        """Fetch the wanted blobs one after the other from every peer (`self.fetch`, p2p); at the
+        first data unit, import the selection's MinHash (scipy, seconds) in a thread, so that the
+        first DATA block's selection does not stall the node on the import."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._warm_up)
+            task_status.started()
+            await self._fetch_loop()
+
+    async def _warm_up(self) -> None:
+        await self._warm.wait()
+        await trio.to_thread.run_sync(signature, "warm up")
+
+    async def _fetch_loop(self) -> None:
         async for blob_hash in self._want_recv:
             if not self.blobs.has(blob_hash) and self.fetch is not None:
                 error = await self.fetch(blob_hash, None)
