@@ -433,7 +433,6 @@ class Node:
         await self.start_service(nursery, "evidence", reporter.run)
         log.info("%s", event("validator_started", pubkey=key.pubkey.hex()[:16]))
 
-
     async def _start_trainer(
         self,
         nursery: trio.Nursery,
