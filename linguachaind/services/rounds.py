@@ -72,6 +72,7 @@ log = logging.getLogger(__name__)
 MAX_RESULTS: Final = 64  # cached results (one per distinct input; a round rarely needs more than 2)
 EVAL_BATCH: Final = 16  # examples per forward pass (memory only; results do not depend on it)
 POLL_S: Final = 1.0  # looks again for fetched blobs even when the chain did not move
+RETRY_FAILED_S: Final = 30.0  # a computation that failed (worker error, bug) is retried after this
 
 
 class _Missing(Exception):
@@ -108,6 +109,7 @@ class RoundsService:
         self._worker_handle = worker
         self._cache: OrderedDict[bytes, RoundResult] = OrderedDict()
         self._requested: OrderedDict[bytes, RoundInputs] = OrderedDict()
+        self._failed_at: dict[bytes, float] = {}  # key -> when its computation last failed
         self._poke = trio.Event()
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
@@ -141,9 +143,11 @@ class RoundsService:
     def _next_inputs(self) -> RoundInputs | None:
         """Inputs an import asked for first, then the coming VERSION rounds whose inputs are fixed
         at the tip, nearest first; None when every one is cached or not worth computing."""
+        now = time.monotonic()
+        self._failed_at = {k: t for k, t in self._failed_at.items() if now - t < RETRY_FAILED_S}
         while self._requested:
             _, inputs = self._requested.popitem(last=False)
-            if inputs.key not in self._cache:
+            if inputs.key not in self._cache and inputs.key not in self._failed_at:
                 return inputs
         reader = self.chain.reader()
         tip = reader.height
@@ -154,7 +158,8 @@ class RoundsService:
             if 3 * (k - self.params.version_lag_rounds) + 2 > tip:
                 break
             found = inputs_for(self.params, reader, k, pending)
-            if found is not None and found.worth_computing and found.key not in self._cache:
+            fresh = found is not None and found.key not in self._cache and found.key not in self._failed_at
+            if found is not None and found.worth_computing and fresh:
                 return found
         return None
 
@@ -169,12 +174,14 @@ class RoundsService:
             self._last = (inputs.round, "", 0, str(e))
             return False
         except JobFailed as e:
+            self._failed_at[inputs.key] = time.monotonic()
             self.failed += 1
             self._state = "idle"
             self._last = (inputs.round, "", 0, f"{e.code.name}: {e}")
             log.warning("round %d: scoring failed: %s", inputs.round, e)
             return False
         except Exception as e:  # a bug here must not stop the node: its blocks stay no-ops
+            self._failed_at[inputs.key] = time.monotonic()
             self.failed += 1
             self._state = "idle"
             self._last = (inputs.round, "", 0, repr(e))
