@@ -1,14 +1,15 @@
 """Build `lc-tiny`, the shipped pretrained base model (PROTOCOL §6.1): corpus, tokenizer, training, card.
 
-    nice -n 10 .venv/bin/python scripts/build_lc_tiny.py --out /tmp/lc_tiny      # ~12 min on 2 idle cores
+    nice -n 10 .venv/bin/python scripts/build_lc_tiny.py --out /tmp/lc_tiny  # 12.4 CPU-minutes
     nice -n 10 .venv/bin/python scripts/build_lc_tiny.py --out /tmp/x --steps 5 --eval-windows 2  # smoke
 
 Owns: the corpus (docstrings of the running Python's standard library plus the documentation topics of
 `pydoc_data.topics`, all under the PSF licence), its held-out split (whole modules, chosen by hash of
 the module name), the byte-level tokenizer (id = byte value, then `<s>`, `</s>`, `<pad>`), the LLaMA
 configuration, a seeded AdamW training loop, the losses (train, held-out, another domain), an optional
-LoRA adaptation check with frozen A matrices, the loss-curve figures and the model card. Writes a
-Hugging Face model directory that `AutoModelForCausalLM` / `AutoTokenizer` load offline.
+LoRA adaptation check with frozen A matrices, the loss-curve figures and `build_record.json` (every
+figure that the model card, training/lc_tiny/README.md, quotes). Writes a Hugging Face model
+directory that `AutoModelForCausalLM` / `AutoTokenizer` load offline.
 Must not: be imported by the daemon (it imports torch); write into the repository unless told to
 (`--out`); ship the other-domain text (it is only measured). CPU training is not bit-reproducible
 across machines, which is why the weights file is committed rather than rebuilt (PROTOCOL §6.1).
