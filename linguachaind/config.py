@@ -64,6 +64,7 @@ class NodeConfig:
     train_threads: int = 0  # torch threads of the worker (0: cores - 1, at least 1)
     train_dp_epsilon: float = 0.0  # > 0: (epsilon, 1e-5)-DP noise on each update; 0: none
     train_adversary: str = ""  # devnet experiments only: sign-flip, scale or noise
+    train_key_file: Path | None = None  # signs and pays for learning units; None: the validator key
     device: str = "cpu"
     log_level: str = "INFO"
     log_debug: str = ""  # per-module levels, e.g. "p2p=DEBUG,chain=INFO" (STYLE.md §10)
@@ -106,6 +107,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
     kind = {
         "genesis_file": "path",
         "train_data": "path",
+        "train_key_file": "path",
         "train_steps": "int",
         "train_batch_size": "int",
         "train_threads": "int",
@@ -330,6 +332,8 @@ ADVERSARIES: Final = ("sign-flip", "scale", "noise")
 def _validate_training(config: NodeConfig) -> None:
     if config.train_data is not None and not config.train_data.is_file():
         raise ConfigError(f"train_data {config.train_data} is not a file (a JSONL file of examples)")
+    if config.train_key_file is not None and not config.train_key_file.is_file():
+        raise ConfigError(f"train_key_file {config.train_key_file} is not a file (64 hex chars, mode 0600)")
     if not 1 <= config.train_steps <= 100_000:
         raise ConfigError(f"train_steps must be in 1..100000, got {config.train_steps}")
     if not 1 <= config.train_batch_size <= 4096:

@@ -41,6 +41,7 @@ from linguachaind.datadir import (
     DatadirLock,
     Layout,
     ensure_dirs,
+    load_or_create_seed,
     load_validator_key,
     remove_cookie,
     write_cookie,
@@ -290,8 +291,9 @@ class Node:
         await self.start_service(nursery, "vdf", functools.partial(vdf.run, tip=follow, network=outbound))
         if key is not None:
             await self._start_validator(nursery, key, chain, vdf, mempool, txs, outbound, p2p)
-        if key is not None and config.train_data is not None:
-            await self._start_trainer(nursery, key, chain, data, mempool, txs, p2p)
+        unit_key = SecretKey(load_or_create_seed(config.train_key_file)) if config.train_key_file else key
+        if unit_key is not None and config.train_data is not None:
+            await self._start_trainer(nursery, unit_key, chain, data, mempool, txs, p2p)
         await self.start_service(nursery, "mempool-expiry", functools.partial(expire, mempool, self.clock))
         self.ctx.warming_up = False
 
@@ -443,7 +445,8 @@ class Node:
         txs: TxSubmitter,
         p2p: P2PService,
     ) -> None:
-        """The trainer (config `train_data`): trains on each new final version, announces units."""
+        """The trainer (config `train_data`): trains on each new final version and announces units
+        signed and paid by `key` (`train_key_file`, else the validator key)."""
         config = self.config
         if self.parts.worker is None:
             log.warning("%s", event("trainer_not_started", reason="the base model is not available here"))

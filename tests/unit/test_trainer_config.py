@@ -108,3 +108,13 @@ def test_learning_unit_over_the_size_bound_is_refused_before_any_fetch() -> None
     assert not isinstance(accepted, ErrorCode)
     refused = check_raw(params, encode(make_tx(key, params.chain_id, 0, params.min_fee, big)))
     assert refused is ErrorCode.BLOB_TOO_LARGE
+
+
+def test_train_key_file_must_exist(tmp_path: Path) -> None:
+    key = tmp_path / "unit.key"
+    flags = {"network": "devnet", "datadir": str(tmp_path), "train_key_file": str(key)}
+    with pytest.raises(ConfigError, match="train_key_file"):
+        build_config(flags, env={}, read_file=False)
+    key.write_text("11" * 32 + "\n")
+    key.chmod(0o600)
+    assert build_config(flags, env={}, read_file=False).train_key_file == key
