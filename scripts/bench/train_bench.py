@@ -10,8 +10,8 @@ load from other processes hits both alike. Worker figures: `loop` is the worker'
 its optimizer steps; `job` divides by the whole job as the daemon sees it through the supervisor
 (data check, adapter load, clip, fixed-point blob, atomic write, frames). Overhead = 1 - worker/plain.
 
-    .venv/bin/python scripts/bench/train_bench.py            # about 3 minutes on a 2-core box
-    .venv/bin/python scripts/bench/train_bench.py --quick    # about a minute
+    .venv/bin/python scripts/bench/train_bench.py --rounds 5 --steps 15   # 30 min at load average 20
+    .venv/bin/python scripts/bench/train_bench.py --quick                 # 10 steps, 2 rounds
 """
 
 from __future__ import annotations
