@@ -140,32 +140,41 @@ def as_unit(blob: bytes, layout: LoraLayout, n_examples: int) -> UnitUpdate:
 
 async def one_version(
     sup: TrainingSupervisor, s: Settings, run: Run, layout: LoraLayout, adapter: str, version: int, work: Path
-) -> list[UnitUpdate]:
-    """The units of one round: 3 nodes on their shards, or one trainer on the pooled shards."""
+) -> dict[str, UnitUpdate]:
+    """The units of one round by author: 3 nodes on their shards, or one trainer on the pooled shards."""
     if run.central:
         pooled = work / "pooled.jsonl"
         if not pooled.exists():
             await trio.Path(pooled).write_bytes(b"".join(p.read_bytes() for p in s.shards()))
         steps = s.steps * len(s.shards())
         blob, n = await train_unit(sup, s, pooled, adapter, work / "central.blob", steps, 1000 + version)
-        return [as_unit(blob, layout, n)]
-    units: list[UnitUpdate] = []
+        return {"central": as_unit(blob, layout, n)}
+    units: dict[str, UnitUpdate] = {}
     for k, shard in enumerate(s.shards()):
         out, seed = work / f"node{k}.blob", 1000 * k + version
         blob, n = await train_unit(sup, s, shard, adapter, out, s.steps, seed)
         if run.adversary and k == len(s.shards()) - 1:
             blob = distort(distort(blob, layout, Adversary.SIGN_FLIP), layout, Adversary.SCALE)
-        units.append(as_unit(blob, layout, n))
+        units[f"node{k}"] = as_unit(blob, layout, n)
     return units
 
 
-async def run_rounds(s: Settings, run: Run, work: Path, log: Log) -> list[float]:
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """A run's test loss and excluded units (`nodeK (REASON)`) per version, index = version."""
+
+    losses: list[float]
+    excluded: list[list[str]]
+
+
+async def run_rounds(s: Settings, run: Run, work: Path, log: Log) -> Curve:
     """Test loss of versions 0..`s.versions` of one run, through one worker process."""
     params = s.params(run)
     lora = LoraConfig.from_params(params)
     config = WorkerConfig(s.model_dir, GENESIS, lora, device="cpu", threads=s.threads)
     sup = TrainingSupervisor(config)
-    losses: list[float] = []
+    curve = Curve([], [[]])
+    losses = curve.losses
     async with trio.open_nursery() as nursery:
         await nursery.start(sup.run)
         layout = layout_from_ready(await sup.wait_ready(), params)
@@ -176,19 +185,21 @@ async def run_rounds(s: Settings, run: Run, work: Path, log: Log) -> list[float]
         for version in range(1, s.versions + 1):
             started = time.monotonic()
             units = await one_version(sup, s, run, layout, adapter_path, version, work)
-            agg = aggregate(params, units, shapes)
+            agg = aggregate(params, list(units.values()), shapes)
+            author = {bytes(u.unit_id): k for k, u in units.items()}
+            out = [f"{author[bytes(e.unit_id)]} ({e.reason.name})" for e in agg.excluded]
+            curve.excluded.append(out)
             current, blob, _ = next_adapter(current, agg)
             adapter_file = work / f"{run.label}-v{version}.blob"
             await trio.Path(adapter_file).write_bytes(blob)
             adapter_path = str(adapter_file)
             losses.append(await test_loss(sup, s, adapter_path))
-            dropped = len(agg.excluded)
             log(
                 f"[{run.label}] version {version}: test loss {losses[-1]:.4f} "
-                f"({len(agg.included)} units in, {dropped} out, {time.monotonic() - started:.0f} s)"
+                f"({len(agg.included)} in, excluded {out or 'none'}, {time.monotonic() - started:.0f} s)"
             )
         nursery.cancel_scope.cancel()
-    return losses
+    return curve
 
 
 def _zeros(shape: tuple[int, int]) -> npt.NDArray[np.int32]:
@@ -248,7 +259,7 @@ def plot(name: str, curves: dict[str, list[float]], path: Path, title: str) -> N
 
 async def run_experiments(s: Settings, chosen: Sequence[str], work: Path, log: Log) -> dict[str, Path]:
     """Run the chosen experiments (a run shared by several is computed once); their JSON paths."""
-    memo: dict[Run, list[float]] = {}
+    memo: dict[Run, Curve] = {}
     written: dict[str, Path] = {}
     s.out_dir.mkdir(parents=True, exist_ok=True)
     for key in chosen:
@@ -257,8 +268,9 @@ async def run_experiments(s: Settings, chosen: Sequence[str], work: Path, log: L
         for run in runs:
             if run not in memo:
                 memo[run] = await run_rounds(s, run, work, log)
-            curves[run.label] = [round(x, 6) for x in memo[run]]
+            curves[run.label] = [round(x, 6) for x in memo[run].losses]
         result = figures(name, curves)
+        result["excluded_per_version"] = {r.label: memo[r].excluded for r in runs}
         result["settings"] = settings_json(s)
         path = s.out_dir / f"{name}.json"
         path.write_text(json.dumps(result, indent=2) + "\n")

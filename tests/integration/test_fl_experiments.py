@@ -73,4 +73,5 @@ def test_the_driver_writes_the_json_figures_and_a_png(tmp_path: Path) -> None:
     assert curves["federated FFA-LoRA"][0] == curves["central (pooled shards)"][0]  # the same base
     assert isinstance(figures["fraction_recovered"], float)
     assert figures["settings"]["versions"] == 1
+    assert figures["excluded_per_version"]["federated FFA-LoRA"] == [[], []]  # fedavg keeps all 3
     assert (out / "central.png").read_bytes().startswith(PNG_MAGIC)
