@@ -114,7 +114,8 @@ class ErrorCode(IntEnum):
 
     @property
     def is_transient(self) -> bool:
-        """True if the same object may be valid later, so the sender is never penalised."""
+        """True if the sender is not provably at fault (the object may be valid later, or an honest
+        peer may hold it, as a healed partition's branch), so the sender is never penalised."""
         return self in _TRANSIENT
 
     @property
@@ -139,6 +140,10 @@ _TRANSIENT = frozenset(
         ErrorCode.TIMEOUT,
         ErrorCode.STREAM_CLOSED,
         ErrorCode.BLOB_MISSING,
+        # Not the sender's provable fault: after a partition heals, honest nodes of the side that
+        # did not finalise relay their branch; banning them (600 s) delayed convergence in the
+        # netns partition runs. The block is still refused, and never adopted.
+        ErrorCode.CONFLICTS_WITH_FINAL,
     }
 )
 

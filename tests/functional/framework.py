@@ -320,11 +320,6 @@ class LinguaChainTestFramework(abc.ABC):
             what=f"height {height} on {len(nodes)} node(s)",
         )
 
-    def generate(self, node: TestNode, n: int) -> list[str]:
-        """Devnet: `n` blocks now (RPC `generate`)."""
-        hashes: list[str] = node.generate(n)
-        return hashes
-
     def cli_env(self) -> dict[str, str]:
         """Environment for `node.cli(...)`: a private wallet dir, a fixed test passphrase."""
         return {"LINGUACHAIN_WALLET_DIR": str(self.wallet_dir), "LINGUACHAIN_PASSPHRASE": "functional-test"}

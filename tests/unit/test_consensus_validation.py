@@ -126,6 +126,9 @@ def test_conflicts_with_final(world: tuple[MemoryView, Header, MemoryState]) -> 
     child_of_b = child_header(P, b1, state, REAL_VDF)
     assert check(view, child_of_b) == ErrorCode.CONFLICTS_WITH_FINAL
     assert check(view, child_header(P, a1, state, REAL_VDF)) is None
+    # refused, but never the sender's provable fault: an honest node of a healed partition relays
+    # such blocks, and gossip and sync must not ban it for them
+    assert ErrorCode.CONFLICTS_WITH_FINAL.is_transient
 
 
 def test_parent_certificate_rules(world: tuple[MemoryView, Header, MemoryState]) -> None:
