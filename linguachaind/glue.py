@@ -50,6 +50,8 @@ class NodeApi:
         mempool: Mempool,
         vdf: VdfService,
         now_ms: Callable[[], int],
+        *,
+        fetch_unit_blob: Callable[[bytes, str], Awaitable[None]],
     ) -> None:
         self.store = store
         self.chain = chain
@@ -58,13 +60,13 @@ class NodeApi:
         self._now_ms = now_ms
         # A gossiped unit's blob fetch (linguachaind.services.datablocks.DataBlocks.fetch_unit_blob):
         # the mempool admits a unit only once its blob is held (PROTOCOL §3.3, §3.4).
-        self.fetch_unit_blob: Callable[[bytes, str], Awaitable[None]] | None = None
+        self.fetch_unit_blob = fetch_unit_blob
 
     # -- gossip (p2p.interfaces.GossipValidator) -------------------------------------------------
 
     async def validate_tx(self, raw: bytes, peer: str) -> ErrorCode | None:
         result = self.mempool.add_raw(raw, self._now_ms())
-        if result is ErrorCode.BLOB_MISSING and self.fetch_unit_blob is not None:
+        if result is ErrorCode.BLOB_MISSING:
             await self.fetch_unit_blob(raw, peer)  # from the sender, within the gossip deadline
             result = self.mempool.add_raw(raw, self._now_ms())
         return result if isinstance(result, ErrorCode) else None

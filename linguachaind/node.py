@@ -1,9 +1,12 @@
 """The node: every component, started in one order and stopped in the reverse (ARCHITECTURE.md §1).
 
 Owns: the start order, which reads top to bottom in `_start_all`: datadir lock and PID file ->
-genesis and validator key -> chain store -> mempool -> chain service -> RPC server -> VDF service ->
-p2p (with `glue.NodeApi` handling every inbound message) -> tx submitter -> chain retries and VDF
--> (validators) attester, producer, evidence reporter -> (train_data) trainer -> mempool expiry.
+genesis and validator key -> chain store -> blob store and DATA blocks -> mempool -> chain service
+-> rounds service -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound
+message) -> blob fetch, training worker, rounds -> tx submitter -> chain retries and VDF ->
+(validators) attester, producer, evidence reporter -> (train_data) trainer -> mempool expiry.
+Everything is passed in at construction except three `connect_*` steps, each a true cycle and
+commented where it happens (ARCHITECTURE.md "Start order").
 And the stop order (each service cancelled and awaited in reverse, then stores closed in reverse),
 the PID, port and cookie files, signal handling (SIGINT/SIGTERM -> ordered stop), the mock clock
 of devnet, and the `RpcContext` the RPC methods read. Must not: implement any rule or protocol
@@ -265,23 +268,26 @@ class Node:
         # (what getnodeinfo reports and what nodes compare): two hashes, two names.
         log.info("%s", event("genesis", chain_id=genesis.params.chain_id, genesis_file_id=genesis.id.hex()))
         store = self._open_chain_store(genesis)
-        mempool = self._open_mempool(store)
+        data = self._open_blobs(store)
+        mempool = self._open_mempool(store, data)
         checkpoint = None
         if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
             height, digest = parse_checkpoint(config.checkpoint)
             checkpoint = Checkpoint(Height(height), BlockHash(digest))
         chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool, checkpoint=checkpoint)
-        data = self._open_blobs(store, chain, mempool)
+        rounds = self._open_rounds(store, chain, data)
+        # connect 1 of 3 (a cycle): the rounds service reads the chain's states, and the chain
+        # service's import asks it about DATA and VERSION bodies.
+        chain.connect_learning_check(rounds.check_block)
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
         computes = config.validator or config.timelord
         prover = functools.partial(VdfProver, observe=self.metrics.observe_vdf)  # prove times: /metrics
         vdf = self.parts.vdf = VdfService(
             store.params, compute=computes, headers=chain, prover_factory=prover
         )
-        api = NodeApi(store, chain, mempool, vdf, self.clock.now_ms)
-        api.fetch_unit_blob = data.fetch_unit_blob
+        api = NodeApi(store, chain, mempool, vdf, self.clock.now_ms, fetch_unit_blob=data.fetch_unit_blob)
         p2p = await self._start_p2p(nursery, api, data.blobs)
-        await self._start_blob_fetch(nursery, data, p2p)
+        await self._start_blob_fetch(nursery, data, rounds, p2p)
         outbound = Outbound(p2p)  # what the services publish: encode, then p2p
         txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
         await self.start_service(nursery, "tx-submit", txs.run)
@@ -320,44 +326,58 @@ class Node:
         )
         return store
 
-    def _open_mempool(self, store: BlockStore) -> Mempool:
-        """The mempool on its own LevelDB, re-validated against the tip."""
+    def _open_mempool(self, store: BlockStore, data: DataBlocks) -> Mempool:
+        """The mempool on its own LevelDB, re-validated against the tip; a unit is admitted only
+        once its blob is held and is the unit's (PROTOCOL §3.3, §3.4)."""
         reader, now = store.reader(), self.clock.now_ms()
         pool = self.parts.mempool = Mempool.open(
-            self.layout.mempool, store.params, MempoolConfig(), reader=reader, now_ms=now
+            self.layout.mempool,
+            store.params,
+            MempoolConfig(),
+            reader=reader,
+            now_ms=now,
+            unit_check=data.unit_blob_problem,
         )
         self.add_closer("mempool", pool.close)
         log.info("%s", event("mempool_opened", size=len(pool)))
         self.metrics.gauge("mempool_size", "txs in the mempool", lambda: float(len(pool)))
         return pool
 
-    def _open_blobs(self, store: BlockStore, chain: ChainService, mempool: Mempool) -> DataBlocks:
-        """The blob store, the DATA-block work over it and the rounds service (VERSION results): the
-        chain service's import check of DATA and VERSION bodies and the mempool's unit admission (a
-        unit's blob must be held, PROTOCOL §3.3, §3.4)."""
+    def _open_blobs(self, store: BlockStore) -> DataBlocks:
+        """The blob store and the DATA-block work over it (the mempool's unit admission, the
+        chain service's DATA-body check)."""
         blobs = self.parts.blobs = FileBlobStore(self.layout.blobs)
         data = self.parts.data = DataBlocks(store.params, store, blobs)
+        return data
+
+    def _open_rounds(self, store: BlockStore, chain: ChainService, data: DataBlocks) -> RoundsService:
+        """The rounds service (VERSION results) over the shared training worker, which starts on
+        first use (None without the base model)."""
         assert self.genesis is not None
         factory = worker_factory(self.genesis, bytes(store.genesis_hash), self.config, self.progress)
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
         rounds = self.parts.rounds = RoundsService(chain, data, worker)
-        chain.learning_check = rounds.check_block
-        mempool.unit_check = data.unit_blob_problem
-        return data
+        return rounds
 
-    async def _start_blob_fetch(self, nursery: trio.Nursery, data: DataBlocks, p2p: P2PService) -> None:
-        """Blobs a check found missing (units of a DATA block, test sets) are fetched from peers."""
+    async def _start_blob_fetch(
+        self, nursery: trio.Nursery, data: DataBlocks, rounds: RoundsService, p2p: P2PService
+    ) -> None:
+        """Blobs a check found missing (units of a DATA block, test sets) are fetched from peers;
+        then the training worker and the rounds service."""
 
         async def fetch_blob(blob_hash: BlobHash, peers: Sequence[str] | None) -> ErrorCode | None:
             return (await p2p.fetch_blob(blob_hash, peers)).error
 
-        data.fetch = BlobFetches(fetch_blob).fetch  # one download per hash at a time
+        # connect 2 of 3 (a cycle): p2p hands gossiped units to NodeApi, which asks `data` to fetch
+        # their blobs, and `data` fetches through p2p. One download per hash at a time.
+        data.connect_fetch(BlobFetches(fetch_blob).fetch)
         await self.start_service(nursery, "blob-fetch", data.run)
         if self.parts.worker is not None:  # the training worker process starts on first use
             await self.start_service(nursery, "training-worker", self.parts.worker.run)
-        assert self.parts.rounds is not None
-        self.parts.rounds.syncing = lambda: p2p.sync_status().syncing  # aggregate-only checks
-        await self.start_service(nursery, "rounds", self.parts.rounds.run)
+        # connect 3 of 3 (a cycle): the rounds service is built before p2p (the chain service that
+        # p2p's NodeApi imports into asks it), and a syncing node checks aggregates only (§6.5).
+        rounds.connect_sync_status(lambda: p2p.sync_status().syncing)
+        await self.start_service(nursery, "rounds", rounds.run)
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         assert self.ctx is not None

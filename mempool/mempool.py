@@ -32,12 +32,22 @@ from mempool.store import MempoolStore
 
 log = logging.getLogger(__name__)
 
+# Unit admission (PROTOCOL §3.3, §3.4): the node's check that a unit's blob is held and is the
+# unit's (linguachaind.services.datablocks.DataBlocks.unit_blob_problem).
+UnitCheck = Callable[[DataUnit | LearningUnit], ErrorCode | None]
+
 
 class Mempool:
     """Pending txs of every kind in three pools (plain txs, data units, learning units)."""
 
     def __init__(
-        self, store: MempoolStore, params: ChainParams, config: MempoolConfig, reader: StateReader
+        self,
+        store: MempoolStore,
+        params: ChainParams,
+        config: MempoolConfig,
+        reader: StateReader,
+        *,
+        unit_check: UnitCheck | None = None,
     ) -> None:
         self.params = params
         self.config = config
@@ -50,9 +60,8 @@ class Mempool:
         self._now_ms = 0
         self._batch: tuple[list[tuple[TxId, int, bytes]], list[TxId]] | None = None  # see add_many
         self._accepted = self._rejected = self._evicted = self._expired = 0
-        # Unit admission (PROTOCOL §3.3, §3.4): the node's check that a unit's blob is held and is
-        # the unit's (linguachaind.services.datablocks); None admits units on their tx rules alone.
-        self.unit_check: Callable[[DataUnit | LearningUnit], ErrorCode | None] | None = None
+        # None admits units on their tx rules alone (tests without blobs).
+        self.unit_check = unit_check
 
     @classmethod
     def open(
@@ -62,11 +71,15 @@ class Mempool:
         config: MempoolConfig,
         reader: StateReader,
         now_ms: int,
+        *,
+        unit_check: UnitCheck | None = None,
     ) -> Mempool:
         """Open (or create) the store at `path`, reload every item and re-validate it against
-        `reader` (the tip state): what became invalid or expired is dropped from disk too."""
+        `reader` (the tip state): what became invalid or expired is dropped from disk too.
+        `unit_check` is asked at admission (`add_raw`), not on reload."""
         config.validate()
-        mempool = cls(MempoolStore(path, sync=config.sync_writes), params, config, reader)
+        store = MempoolStore(path, sync=config.sync_writes)
+        mempool = cls(store, params, config, reader, unit_check=unit_check)
         mempool._reload(now_ms)
         return mempool
 

@@ -138,6 +138,13 @@ class ChainService:
         self.learning_check: Callable[[Block, StateView], ErrorCode | None] | None = None
         self._load_main_headers()
 
+    def connect_learning_check(self, check: Callable[[Block, StateView], ErrorCode | None]) -> None:
+        """The node's start order, once: the rounds service's check of DATA and VERSION bodies. Not
+        a constructor parameter because that service reads this one's states (a cycle)."""
+        if self.learning_check is not None:
+            raise RuntimeError("the learning check is connected already")
+        self.learning_check = check
+
     def add_watcher(self, watcher: ChainWatcher) -> None:
         """Show `watcher` every block header handed to `import_block` (with its result) and every
         vote (the evidence reporter, PROTOCOL §5.3)."""

@@ -74,9 +74,17 @@ class DataBlocks:
         self.layout = layout
         self._want_send, self._want_recv = trio.open_memory_channel[BlobHash](FETCH_QUEUE)
         self._wanted: set[bytes] = set()
-        self.fetch: Fetch | None = None  # set once p2p runs
+        self.fetch: Fetch | None = None  # see connect_fetch
         self._warm = trio.Event()  # set at the first data unit: load MinHash off the trio thread
         self.selected = self.checked = self.missing = 0
+
+    def connect_fetch(self, fetch: Fetch) -> None:
+        """The node's start order, once p2p runs: how blobs are fetched from peers. Not a
+        constructor parameter because p2p's inbound handler asks this object for unit blobs (a
+        cycle); until then a missing blob stays queued."""
+        if self.fetch is not None:
+            raise RuntimeError("the blob fetch is connected already")
+        self.fetch = fetch
 
     # -- units and blobs ----------------------------------------------------------------------------
 

@@ -113,8 +113,14 @@ class RoundsService:
         self._poke = trio.Event()
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
-        self.syncing: Callable[[], bool] = lambda: False  # the node sets p2p's sync status
+        self.syncing: Callable[[], bool] = lambda: False  # see connect_sync_status
         self._last: tuple[int, str, int, str] = (-1, "", 0, "")
+
+    def connect_sync_status(self, syncing: Callable[[], bool]) -> None:
+        """The node's start order, once p2p runs: whether the node is syncing (then a scored body
+        is checked on its aggregate only, PROTOCOL §6.5). Not a constructor parameter because this
+        service is built before p2p (the chain service, which p2p imports into, asks it)."""
+        self.syncing = syncing
 
     # -- the background loop ----------------------------------------------------------------------
 

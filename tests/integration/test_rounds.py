@@ -75,14 +75,18 @@ class Node:
         genesis, self.keys = dev_genesis(1, funded=("alice", "bob"), params=P)
         self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
         self.blobs = FileBlobStore(tmp / f"{name}-blobs")
+        self.data = DataBlocks(P, self.store, self.blobs)
         self.pool = Mempool.open(
-            tmp / f"{name}-pool", P, config=DEFAULT_CONFIG, reader=self.store.reader(), now_ms=clock.now_ms()
+            tmp / f"{name}-pool",
+            P,
+            config=DEFAULT_CONFIG,
+            reader=self.store.reader(),
+            now_ms=clock.now_ms(),
+            unit_check=self.data.unit_blob_problem,
         )
         self.chain = ChainService(self.store, clock, mempool=self.pool)
-        self.data = DataBlocks(P, self.store, self.blobs)
         self.rounds = RoundsService(self.chain, self.data, worker)
-        self.chain.learning_check = self.rounds.check_block
-        self.pool.unit_check = self.data.unit_blob_problem
+        self.chain.connect_learning_check(self.rounds.check_block)
 
     def close(self) -> None:
         self.pool.close()
@@ -171,7 +175,7 @@ async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path:
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
     a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
     c = Node(tmp_path, "c", clock, worker)  # syncs: checks aggregates, skips scores, computes nothing
-    c.rounds.syncing = lambda: True
+    c.rounds.connect_sync_status(lambda: True)
     key, alice, bob = keys["validator0"], keys["alice"], keys["bob"]
     try:
         async with trio.open_nursery() as nursery:

@@ -38,11 +38,15 @@ def ctx(tmp_path: Path) -> Iterator[RpcContext]:
     config = build_config({"datadir": str(tmp_path)}, {})
     store = BlockStore.open(tmp_path / "chain", genesis)
     clock = FakeClock(int(time.time() * 1000))
-    pool = Mempool.open(
-        tmp_path / "mempool", genesis.params, MempoolConfig(), reader=store.reader(), now_ms=clock.now_ms()
-    )
     data = DataBlocks(genesis.params, store, FileBlobStore(tmp_path / "blobs"))
-    pool.unit_check = data.unit_blob_problem
+    pool = Mempool.open(
+        tmp_path / "mempool",
+        genesis.params,
+        MempoolConfig(),
+        reader=store.reader(),
+        now_ms=clock.now_ms(),
+        unit_check=data.unit_blob_problem,
+    )
     c = RpcContext(
         config=config,
         genesis=genesis,

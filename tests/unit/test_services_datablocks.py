@@ -9,6 +9,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 import trio
 
 from chain.block import Block, DataBody
@@ -56,17 +57,17 @@ class Node:
         genesis, self.keys = dev_genesis(1, funded=("alice",))
         self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
         self.blobs = FileBlobStore(tmp / f"{name}-blobs")
+        self.data = DataBlocks(DEVNET, self.store, self.blobs)
         self.pool = Mempool.open(
             tmp / f"{name}-pool",
             DEVNET,
             config=DEFAULT_CONFIG,
             reader=self.store.reader(),
             now_ms=clock.now_ms(),
+            unit_check=self.data.unit_blob_problem,
         )
         self.chain = ChainService(self.store, clock, mempool=self.pool)
-        self.data = DataBlocks(DEVNET, self.store, self.blobs)
-        self.chain.learning_check = self.data.check
-        self.pool.unit_check = self.data.unit_blob_problem
+        self.chain.connect_learning_check(self.data.check)
 
     def close(self) -> None:
         self.pool.close()
@@ -166,3 +167,22 @@ def check_test_set(node: Node, test_set_hash: bytes, unit: DataUnit, data: bytes
     expected = select_test_set(DEVNET, [(unit, data)]).examples
     assert node.blobs.read(BlobHash(test_set_hash)) == jsonl_bytes(expected)
     assert node.data.active_examples(node.store.reader(), reader.height) == expected
+
+
+def test_the_start_order_connects_each_cycle_once(tmp_path: Path) -> None:
+    """The learning check and the blob fetch are late connections with one owner (the node's start
+    order): a second connect is a start-order bug, not a silent replacement."""
+    node = Node(tmp_path, "a", FakeClock(GENESIS_TIME_MS))
+
+    async def no_fetch(blob_hash: BlobHash, peers: object) -> ErrorCode | None:
+        return ErrorCode.BLOB_MISSING
+
+    try:
+        with pytest.raises(RuntimeError, match="connected already"):
+            node.chain.connect_learning_check(node.data.check)
+        node.data.connect_fetch(no_fetch)
+        with pytest.raises(RuntimeError, match="connected already"):
+            node.data.connect_fetch(no_fetch)
+        assert node.data.fetch is no_fetch
+    finally:
+        node.close()
