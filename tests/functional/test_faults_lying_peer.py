@@ -4,29 +4,43 @@ Owns: one adversary connected to node0 of a 2-node devnet that sends, in turn, a
 signature, a block with a bad VDF proof, a malformed gossip frame, an oversized frame and a flood of
 transactions with bad signatures. Then: the adversary is scored down and banned, honest traffic keeps
 flowing (a transfer sent to node1 is confirmed on node0, finality goes on), and nothing invalid reached
-either chain or mempool. Must not: sleep to wait (every wait is a predicate with a deadline).
+either chain or mempool. A second adversary gossips correctly signed, mined LEARNING_UNIT txs and
+serves their blobs over `/blob/1` with bad content (a length that is not `byte_size`, bytes that do
+not hash to the blob's name, a wrong tensor name): none may reach a mempool or a chain, the server
+is banned, honest traffic keeps flowing. Must not: sleep to wait (every wait is a predicate with a
+deadline).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import trio
 
 from chain.block import Block
 from chain.codec import encode
 from chain.crypto import SecretKey, account_id
+from chain.errors import ErrorCode
+from chain.hashing import H
 from chain.header import BlockKind, kind_for_height
+from chain.lora import update_blob
+from chain.params import DEVNET
 from chain.tx import Transfer, Tx, make_tx
-from chain.types import Amount, BlockHash, ChainId, Signature, TimestampMs
+from chain.types import ZERO_HASH, Amount, BlobHash, BlockHash, ChainId, Micro, Signature, TimestampMs
+from chain.units import Encryption, LearningUnit
 from linguachain_cli.rpc import RpcCallError
 from linguachaind.devgenesis import dev_account_key, dev_validator_key
+from p2p import framing
+from p2p.messages import blob as blobmsg
 from p2p.messages.gossip import GossipKind, topic_for
-from p2p.protocols import sync_protocol
+from p2p.messages.status import ErrorReply
+from p2p.protocols import blob_protocol, sync_protocol
 from p2p.testing import FakePeer, make_block
 from tests.functional.framework import LinguaChainTestFramework, TestNode, wait_until
 
@@ -182,3 +196,168 @@ def assert_unknown(node: TestNode, method: str, ident: str) -> None:
 
 def test_lying_peer_is_banned_and_nothing_invalid_gets_in(tmp_path: Path) -> None:
     LyingPeerTest().main(tmp_path)
+
+
+# -- learning units whose blobs the lying peer serves malformed (issue 15 item 4) -------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class BadUnit:
+    """A LEARNING_UNIT tx that passes the cheap checks (signed, fee, PoW) and the blob the lying
+    peer serves for it under its `adapter_blob_hash`."""
+
+    case: str
+    tx: Tx
+    served: bytes
+
+
+def bad_learning_unit(chain_id: str, sender: int, case: str, salt: int) -> BadUnit:
+    """`size`: bytes whose length differs from `byte_size`; `hash`: bytes that do not hash to the
+    unit's blob hash; `tensors`: a well-sized, well-hashed safetensors blob with a wrong tensor name
+    (fails `check_update_blob` against any layout)."""
+    key = dev_account_key(sender)
+    tensors = update_blob({f"lying.peer.{salt}.lora_B.weight": np.full((4, 2), salt, dtype=np.int32)})
+    noise = salt.to_bytes(4, "big") * 64
+    served, claimed, byte_size = {
+        "size": (noise, H(noise), len(noise) - 1),
+        "hash": (noise, H(b"not these bytes" + noise), len(noise)),
+        "tensors": (tensors, H(tensors), len(tensors)),
+    }[case]
+    unit = LearningUnit(
+        chain_id=ChainId(chain_id),
+        author=key.pubkey,
+        base_version_id=ZERO_HASH,
+        adapter_blob_hash=BlobHash(claimed),
+        n_examples=8,
+        train_loss_micro=Micro(1_000_000),
+        dp_epsilon_micro=0,
+        encryption=Encryption.PLAINTEXT,
+        byte_size=byte_size,
+        created_ms=TimestampMs(int(time.time() * 1000)),
+        pow_nonce=0,
+    ).mined(DEVNET)
+    return BadUnit(case, make_tx(key, ChainId(chain_id), 0, 1_000, unit), served)
+
+
+class LyingBlobPeerTest(LinguaChainTestFramework):
+    """The adversary gossips learning units of `cases` and serves their blobs over `/blob/1` with
+    bad content, until the victim bans it (`until_banned`) or holds the last unit's blob."""
+
+    def __init__(self, cases: list[str], *, until_banned: bool) -> None:
+        super().__init__()
+        self.cases, self.until_banned = cases, until_banned
+
+    def set_test_params(self) -> None:
+        self.num_nodes = 2
+
+    def run_test(self) -> None:
+        victim, honest = self.nodes
+        wait_until(lambda: victim.getblockchaininfo()["final_height"] >= 1, timeout=90, what="finality")
+        chain_id = victim.getblockchaininfo()["chain_id"]
+        # distinct funded senders at nonce 0: each unit reaches the blob check on its own
+        units = [bad_learning_unit(chain_id, 2 + i, case, i) for i, case in enumerate(self.cases)]
+        fake_id = trio.run(self.attack, victim, chain_id, units)
+        if self.until_banned:
+            log = (victim.datadir / "debug.log").read_text(errors="replace")
+            assert "assembled file does not match its hash" in log, "the hash mismatch was not caught"
+            gossip = victim.getnodeinfo()["gossip"]
+            assert gossip["rejected"] >= self.cases.count("size"), gossip  # BAD_UNIT: penalised
+            wait_until(
+                lambda: all(p["peer_id"] != fake_id for p in victim.getpeerinfo()),
+                timeout=30,
+                what="disconnected",
+            )
+        # honest traffic still flows: a transfer through node1 is confirmed on node0, finality goes on
+        txid = honest.sendrawtransaction(honest_transfer(chain_id).hex())
+        wait_until(lambda: victim.gettransaction(txid).get("block_hash"), timeout=60, what="honest tx mined")
+        final = victim.getblockchaininfo()["final_height"]
+        wait_until(lambda: victim.getblockchaininfo()["final_height"] > final, timeout=60, what="finality")
+        got_in = [where for node in self.nodes for where in admitted(node, units)]
+        assert not got_in, f"bad learning units got in: {got_in}"
+        assert all(node.running for node in self.nodes)
+
+    def attack_done(self, victim: TestNode, fake_id: str, last: BlobHash) -> bool:
+        if self.until_banned:
+            return banned_in_log(victim, fake_id)
+        return (victim.datadir / "blobs" / last.hex()).is_file()
+
+    async def attack(self, victim: TestNode, chain_id: str, units: list[BadUnit]) -> str:
+        """Gossip the units and serve their blobs until `attack_done`."""
+        fake = FakePeer(self.tmpdir / "fake-blobs")
+        served = {bytes(blob_hash_of(u.tx)): u.served for u in units}
+        fake.host.set_stream_handler(blob_protocol(chain_id), functools.partial(serve_blob, served))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(fake.run)
+            peer = await fake.connect(victim.p2p_addr())
+            topic = topic_for(GossipKind.TX, chain_id)
+            payloads = [
+                FakePeer.subscribe_rpc([topic]),
+                *(fake.publish_rpc(topic, encode(u.tx), seqno=i) for i, u in enumerate(units)),
+            ]
+            await _send(fake, peer, MESHSUB, b"".join(FakePeer.frame(p) for p in payloads))
+            # the victim fetches each blob from us while it validates the unit
+            done = functools.partial(self.attack_done, victim, str(fake.peer_id), blob_hash_of(units[-1].tx))
+            what = "the lying peer banned" if self.until_banned else "the last blob fetched"
+            await trio.to_thread.run_sync(functools.partial(wait_until, done, timeout=90, what=what))
+            await fake.stop()
+            nursery.cancel_scope.cancel()
+        return str(fake.peer_id)
+
+
+def admitted(node: TestNode, units: list[BadUnit]) -> list[str]:
+    """Where on `node` any of `units` is: its mempool, or a block of its chain."""
+    pool = set(node.getrawmempool())
+    out = []
+    for i, unit in enumerate(units):
+        txid = unit.tx.id.hex()
+        if txid in pool:
+            out.append(f"node{node.index} mempool: unit {i} ({unit.case})")
+        try:
+            found = node.gettransaction(txid)
+        except RpcCallError:
+            continue
+        out.append(f"node{node.index}: unit {i} ({unit.case}) {found}")
+    return out
+
+
+def blob_hash_of(tx: Tx) -> BlobHash:
+    assert isinstance(tx.payload, LearningUnit)
+    return tx.payload.adapter_blob_hash
+
+
+async def serve_blob(served: dict[bytes, bytes], stream: Any) -> None:
+    """`/blob/1` as an honest peer serves it, over the lying peer's bytes: the manifest lists the
+    size and chunk hashes of what is served, whatever the unit claims."""
+    try:
+        req = await framing.read_message(stream, blobmsg.GetBlobManifest, blobmsg.GetBlobChunk)
+        if isinstance(req, ErrorCode):
+            return
+        data = served.get(bytes(req.blob_hash))
+        if data is None:
+            await framing.write_message(stream, ErrorReply(ErrorCode.BLOB_MISSING))
+        elif isinstance(req, blobmsg.GetBlobManifest):
+            chunks = [data[i : i + blobmsg.CHUNK_SIZE] for i in range(0, len(data), blobmsg.CHUNK_SIZE)]
+            manifest = blobmsg.BlobManifest(req.blob_hash, len(data), tuple(H(c) for c in chunks))
+            await framing.write_message(stream, manifest)
+        else:
+            piece = data[req.index * blobmsg.CHUNK_SIZE : (req.index + 1) * blobmsg.CHUNK_SIZE]
+            await framing.write_message(stream, blobmsg.BlobChunk(req.blob_hash, req.index, piece))
+    finally:
+        await framing.close_quietly(stream)
+
+
+def test_lying_peer_learning_units_with_malformed_blobs_never_get_in(tmp_path: Path) -> None:
+    """Blobs whose length is not `byte_size` (BAD_UNIT: INVALID, 20) or that do not hash to their
+    name (BAD_BLOB, 25, from the fetcher): refused, and three of each get the server banned."""
+    LyingBlobPeerTest(["size", "hash"] * 3, until_banned=True).main(tmp_path)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding: until the node's training worker has started (its handshake gives the LoRA "
+    "layout), DataBlocks.unit_blob_problem checks a learning unit's blob by size only "
+    "(docs/learning.md), so a well-sized blob with a wrong tensor name is admitted, mined and "
+    "final (aggregation excludes it later as MALFORMED), and its server is not penalised",
+)
+def test_lying_peer_learning_unit_with_wrong_tensors_never_gets_in(tmp_path: Path) -> None:
+    LyingBlobPeerTest(["tensors"], until_banned=False).main(tmp_path)
