@@ -23,6 +23,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import trio
@@ -34,7 +35,8 @@ from chain.codec import encode
 from chain.crypto import SecretKey
 from chain.errors import ErrorCode
 from chain.genesis import Genesis, load_genesis
-from chain.lora import LoraConfig
+from chain.lora import LoraConfig, LoraLayout
+from chain.params import ChainParams
 from chain.state.model import Checkpoint
 from chain.store.blockstore import BlockStore
 from chain.types import BlobHash, BlockHash, Height
@@ -74,7 +76,7 @@ from p2p.blobstore import FileBlobStore
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
 from p2p.service import P2PConfig, P2PService
-from training.base_model import BaseModelError, resolve_base_model
+from training.base_model import BaseModelError, lora_layout_of, resolve_base_model
 from training.supervisor import TrainingSupervisor, WorkerConfig
 from vdf.prover import VdfProver
 
@@ -113,6 +115,7 @@ class Node:
         self.rpc_port: int | None = None
         self.ctx: RpcContext | None = None
         self.genesis: Genesis | None = None
+        self.base_dir: Path | None = None  # the checked base model directory (None: not here)
         self.validator_key: SecretKey | None = None
         self.parts = Parts()  # the components, one name each, filled in start order
         self.progress = ProgressRelay()  # the worker's training progress, to the trainer once it runs
@@ -345,16 +348,23 @@ class Node:
 
     def _open_blobs(self, store: BlockStore) -> DataBlocks:
         """The blob store and the DATA-block work over it (the mempool's unit admission, the
-        chain service's DATA-body check)."""
+        chain service's DATA-body check). Learning-unit blobs are checked against the LoRA layout
+        read from the base model's safetensors headers, from the start (no worker needed)."""
+        assert self.genesis is not None
+        self.base_dir = base_model_dir(self.genesis)
+        layout = base_layout(self.base_dir, store.params) if self.base_dir is not None else None
         blobs = self.parts.blobs = FileBlobStore(self.layout.blobs)
-        data = self.parts.data = DataBlocks(store.params, store, blobs)
+        data = self.parts.data = DataBlocks(store.params, store, blobs, layout)
         return data
 
     def _open_rounds(self, store: BlockStore, chain: ChainService, data: DataBlocks) -> RoundsService:
         """The rounds service (VERSION results) over the shared training worker, which starts on
         first use (None without the base model)."""
         assert self.genesis is not None
-        factory = worker_factory(self.genesis, bytes(store.genesis_hash), self.config, self.progress)
+        factory = None
+        if self.base_dir is not None:
+            genesis_hash = bytes(store.genesis_hash)
+            factory = worker_factory(self.genesis, self.base_dir, genesis_hash, self.config, self.progress)
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
         rounds = self.parts.rounds = RoundsService(chain, data, worker)
         return rounds
@@ -499,17 +509,38 @@ class Node:
 # -- small node tasks ------------------------------------------------------------------------------
 
 
-def worker_factory(
-    genesis: Genesis, genesis_hash: bytes, config: NodeConfig, on_progress: ProgressRelay | None = None
-) -> Callable[[], TrainingSupervisor] | None:
-    """The training worker of the genesis base model (the shipped lc-tiny by default), for the rounds
-    service to start on first use; None (logged) when the base model is not available here."""
+def base_model_dir(genesis: Genesis) -> Path | None:
+    """The genesis base model's checked directory (the shipped lc-tiny by default); None (logged) when
+    the base model is not available here."""
     base = genesis.base_model
     try:
-        model_dir = resolve_base_model(base.name, expected_hash=bytes(base.weights_hash))
+        return resolve_base_model(base.name, expected_hash=bytes(base.weights_hash))
     except BaseModelError as e:
         log.warning("%s", event("no_base_model", reason=str(e)))
         return None
+
+
+def base_layout(model_dir: Path, params: ChainParams) -> LoraLayout | None:
+    """The chain's LoRA layout over the base, from its safetensors headers (the same layout the
+    worker reports at its handshake); None (logged) when the headers do not give it, and then the
+    mempool checks learning-unit blobs by size until the worker has started."""
+    try:
+        return lora_layout_of(model_dir, LoraConfig.from_params(params))
+    except BaseModelError as e:
+        log.warning("%s", event("no_base_layout", reason=str(e)))
+        return None
+
+
+def worker_factory(
+    genesis: Genesis,
+    model_dir: Path,
+    genesis_hash: bytes,
+    config: NodeConfig,
+    on_progress: ProgressRelay | None = None,
+) -> Callable[[], TrainingSupervisor]:
+    """The training worker of the genesis base model in `model_dir`, for the rounds service to start
+    on first use."""
+    base = genesis.base_model
     worker = WorkerConfig(
         model_dir,
         genesis_hash,

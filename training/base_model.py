@@ -2,9 +2,11 @@
 
 Owns: the definition of a model's identity, `weights_hash(model_dir)`, the location of the shipped
 `lc-tiny` model (`LC_TINY_DIR`) with its pinned hash (`LC_TINY_WEIGHTS_HASH`, the value devnet
-genesis files carry), and `resolve_base_model`, which turns a genesis `base_model` entry into a checked
-directory. Must not: import torch, transformers or anything heavy (the daemon imports this module to
-build genesis files), load a model, or touch the network.
+genesis files carry), `resolve_base_model`, which turns a genesis `base_model` entry into a checked
+directory, and `lora_layout_of`, the chain's LoRA layout over a base read from its safetensors headers
+only (so the daemon checks learning-unit blobs exactly without a training worker). Must not: import
+torch, transformers or anything heavy (the daemon imports this module), load a model's tensors, or
+touch the network.
 
 The weights hash, precisely. The weight files of a directory are its regular files (not recursive)
 whose names end in `.safetensors`; when there is none, those ending in `.bin`. With `H` = BLAKE2b-256
@@ -22,11 +24,13 @@ without changing the id (a different tokenizer on the same weights is the operat
 from __future__ import annotations
 
 import hashlib
+import json
 import struct
 from pathlib import Path
 from typing import Final
 
 from chain.errors import LinguaChainError
+from chain.lora import LoraConfig, LoraLayout, lora_layout
 
 LC_TINY_NAME: Final = "lc-tiny"
 LC_TINY_DIR: Final = Path(__file__).resolve().parent / "lc_tiny"
@@ -35,6 +39,8 @@ LC_TINY_WEIGHTS_HASH: Final = "f23d59a95e3ae7797cdf2c23e498fa950dbbd8ac8e139965d
 
 WEIGHTS_DOMAIN: Final = b"LC/weights/1"
 _CHUNK: Final = 1 << 20
+# safetensors' own bound on a header (its MAX_HEADER_SIZE); a 70B model's header is well under 1 MB
+MAX_SAFETENSORS_HEADER: Final = 100_000_000
 
 
 class BaseModelError(LinguaChainError):
@@ -104,3 +110,65 @@ def resolve_base_model(
             f"base model {name!r} at {model_dir}: weights hash {actual} differs from the expected {expected}"
         )
     return model_dir
+
+
+def safetensors_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from the JSON header of a safetensors file (an 8-byte little-endian
+    length, then that many bytes of JSON), read under `MAX_SAFETENSORS_HEADER`; no tensor data is
+    read. Raises `BaseModelError` on a header that is not safetensors."""
+    with Path(path).open("rb") as f:
+        prefix = f.read(8)
+        if len(prefix) != 8:
+            raise BaseModelError(f"{path}: too short for a safetensors header")
+        (size,) = struct.unpack("<Q", prefix)
+        if not 2 <= size <= MAX_SAFETENSORS_HEADER:
+            bound = MAX_SAFETENSORS_HEADER
+            raise BaseModelError(f"{path}: safetensors header of {size} bytes (at most {bound})")
+        raw = f.read(size)
+    if len(raw) != size:
+        raise BaseModelError(f"{path}: safetensors header truncated ({len(raw)} of {size} bytes)")
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BaseModelError(f"{path}: safetensors header is not JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise BaseModelError(f"{path}: safetensors header is not a JSON object")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+            raise BaseModelError(f"{path}: tensor {name!r} has no valid shape in the header")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def linear_weights(model_dir: Path) -> list[tuple[str, int, int]]:
+    """`(module name, in_features, out_features)` of every 2-D `<module>.weight` tensor in the base's
+    safetensors files (all shards), as `torch.nn.Linear` stores it: shape `(out, in)`. The module
+    names are the checkpoint's tensor names less `.weight`, which are `model.named_modules()` names
+    for standard Hugging Face causal LMs (lc-tiny's equality is tested against the worker)."""
+    files = weight_files(Path(model_dir))
+    if not files[0].name.endswith(".safetensors"):
+        raise BaseModelError(f"base model directory {model_dir}: the layout is read from *.safetensors only")
+    linear: dict[str, tuple[int, int]] = {}
+    for path in files:
+        for name, shape in safetensors_shapes(path).items():
+            if not name.endswith(".weight") or len(shape) != 2:
+                continue
+            module = name[: -len(".weight")]
+            if module in linear:
+                raise BaseModelError(f"base model {model_dir}: tensor {name!r} is in two weight files")
+            linear[module] = (shape[1], shape[0])
+    return [(m, i, o) for m, (i, o) in linear.items()]
+
+
+def lora_layout_of(model_dir: Path, lora: LoraConfig) -> LoraLayout:
+    """The chain's LoRA layout over the base in `model_dir`, from its safetensors headers alone: the
+    same `LoraLayout` the training worker builds from the loaded model at its handshake. Raises
+    `BaseModelError` when the headers cannot be read or no module matches `lora.targets`."""
+    try:
+        return lora_layout(linear_weights(model_dir), lora)
+    except ValueError as e:
+        raise BaseModelError(f"base model directory {model_dir}: {e}") from None

@@ -90,7 +90,9 @@ class DataBlocks:
 
     def unit_blob_problem(self, unit: DataUnit | LearningUnit) -> ErrorCode | None:
         """Admission of a unit tx (mempool): BLOB_MISSING until the blob is held, else whether the
-        blob is the unit's (size == byte_size, and it parses as the unit's kind)."""
+        blob is the unit's (size == byte_size, and it parses as the unit's kind: a learning unit's
+        blob passes `check_update_blob` against the layout, which the node reads from the base
+        model's headers at start; size only on a node without the base model's safetensors)."""
         blob_hash = unit.blob_hash if isinstance(unit, DataUnit) else unit.adapter_blob_hash
         blob = self.blobs.read(blob_hash)
         if blob is None:
@@ -101,7 +103,7 @@ class DataBlocks:
             return None if unit_problem(self.params, unit, blob) is None else ErrorCode.BAD_UNIT
         if len(blob) != unit.byte_size:
             return ErrorCode.BAD_UNIT
-        if self.layout is None:  # the layout comes from the base model (the worker); size only
+        if self.layout is None:  # no base model safetensors here, no worker yet: size only
             return None
         return None if not isinstance(check_update_blob(blob, self.layout), ErrorCode) else ErrorCode.BAD_UNIT
 

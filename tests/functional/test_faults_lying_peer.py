@@ -352,12 +352,8 @@ def test_lying_peer_learning_units_with_malformed_blobs_never_get_in(tmp_path: P
     LyingBlobPeerTest(["size", "hash"] * 3, until_banned=True).main(tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="finding: until the node's training worker has started (its handshake gives the LoRA "
-    "layout), DataBlocks.unit_blob_problem checks a learning unit's blob by size only "
-    "(docs/learning.md), so a well-sized blob with a wrong tensor name is admitted, mined and "
-    "final (aggregation excludes it later as MALFORMED), and its server is not penalised",
-)
 def test_lying_peer_learning_unit_with_wrong_tensors_never_gets_in(tmp_path: Path) -> None:
+    """A well-sized, well-hashed blob with a wrong tensor name (PROTOCOL §3.4: invalid) is refused
+    at admission (BAD_UNIT) by a node whose worker never started: the daemon reads the LoRA layout
+    from the base model's safetensors header at start (training.base_model.lora_layout_of)."""
     LyingBlobPeerTest(["tensors"], until_banned=False).main(tmp_path)
