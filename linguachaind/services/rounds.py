@@ -276,6 +276,8 @@ class RoundsService:
         """The node's shared training worker (started on first use)."""
         assert self._worker_handle is not None
         supervisor, layout = await self._worker_handle.get()
+        if self.data.layout is not None and self.data.layout != layout:  # header vs handshake
+            log.warning("worker LoRA layout differs from the base weights' headers; using the worker's")
         self.data.layout = layout  # learning-unit blobs are checked against it from now on
         return supervisor, layout
 

@@ -278,6 +278,8 @@ class Trainer:
 
     async def _layout(self) -> LoraLayout:
         _, layout = await self.worker.get()
+        if self.data.layout is not None and self.data.layout != layout:  # header vs handshake
+            log.warning("worker LoRA layout differs from the base weights' headers; using the worker's")
         self.data.layout = layout  # learning-unit blobs are checked against it from now on
         return layout
 
