@@ -1,7 +1,7 @@
 """`training.base_model`'s header reader: the LoRA layout from safetensors headers alone (sharded
 bases included), and clear `BaseModelError`s for headers that are oversized, truncated, not JSON, or
 bases without safetensors or without the configured targets. Equality with the training worker's
-layout on lc-tiny: tests/integration/test_base_layout.py."""
+layout on lc-tiny: tests/integration/test_base_layout_worker.py."""
 
 from __future__ import annotations
 

@@ -115,3 +115,12 @@ def test_installed_entry_points_match_pyproject() -> None:
         pytest.skip("linguachain is not installed in this environment (run scripts/bootstrap)")
     installed = {ep.name: ep.value for ep in dist.entry_points if ep.group == "console_scripts"}
     assert installed == SCRIPTS, "installed console scripts are stale: re-run scripts/bootstrap"
+
+
+def test_test_file_names_are_unique_across_tiers() -> None:
+    """pytest imports test modules by basename (no packages under tests/): two tiers holding the same
+    file name stop collection of the whole suite ("import file mismatch")."""
+    seen: dict[str, Path] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        assert path.name not in seen, f"{path} and {seen[path.name]} share a basename"
+        seen[path.name] = path
