@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from linguachain_cli.rpc import RpcCallError, RpcClient, RpcConnectionError
+from tests.functional.framework import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
@@ -303,22 +304,22 @@ class Lab:
 
     def wait_ready(self, k: int, timeout: float = 90.0) -> None:
         node = self.nodes[k]
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def ready() -> bool:
             if node.process is not None and node.process.poll() is not None:
                 raise RuntimeError(
                     f"{node.name} exited with {node.process.returncode}:\n{self.tail(k, 'stderr.log')}"
                 )
             try:
-                if (node.datadir / ".cookie").exists() and node.call("getnodeinfo", timeout=5).get("ready"):
-                    return
-            except (RpcConnectionError, RpcCallError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"{node.name} did not answer RPC within {timeout:g} s:\n{self.tail(k, 'stderr.log')}"
-                )
-            time.sleep(0.2)
+                cookie = (node.datadir / ".cookie").exists()
+                return bool(cookie and node.call("getnodeinfo", timeout=5).get("ready"))
+            except OSError:
+                return False
+
+        try:
+            wait_until(ready, timeout=timeout, what=f"{node.name} answering RPC")
+        except AssertionError as e:
+            raise RuntimeError(f"{e}:\n{self.tail(k, 'stderr.log')}") from None
 
     def kill(self, k: int, sig: int = signal.SIGKILL, timeout: float = 30.0) -> int | None:
         """Signal node k's daemon and wait until it is gone; its exit code when it is our child."""
@@ -327,11 +328,15 @@ class Lab:
             os.kill(node.pid, sig)
         if node.process is not None:
             return node.process.wait(timeout=timeout)
-        deadline = time.monotonic() + timeout
-        while _alive(node.pid):
-            if time.monotonic() > deadline:
+        def gone() -> bool:
+            return not _alive(node.pid)
+
+        try:
+            wait_until(gone, timeout=timeout, interval=0.1, what=f"{node.name} gone")
+        except AssertionError:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(node.pid, signal.SIGKILL)
-            time.sleep(0.1)
+            wait_until(gone, timeout=10.0, interval=0.1, what=f"{node.name} gone after SIGKILL")
         return None
 
     def stop_all(self) -> None:
@@ -342,8 +347,9 @@ class Lab:
                     os.kill(node.pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
         for node in self.nodes:
-            while node.running and time.monotonic() < deadline:
-                time.sleep(0.1)
+            with contextlib.suppress(AssertionError):  # SIGKILL below
+                left = max(0.0, deadline - time.monotonic())
+                wait_until(lambda n=node: not n.running, timeout=left, interval=0.1)  # type: ignore[misc]
             if node.running:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(node.pid, signal.SIGKILL)
