@@ -56,7 +56,10 @@ class ChainParams:
     stake_maturity_blocks: Height  # 0 on devnet: instant maturity
     unbonding_blocks: Height
     max_validators: U16
-    finality_threshold_permille: U16  # 667 = 2/3 rounded up
+    # justification and finality need weight / total >= num / den, compared exactly in integers
+    # (`weight * den >= total * num`): 2/3 on every network (PROTOCOL §4.4)
+    finality_threshold_num: U16
+    finality_threshold_den: U16
     epoch_blocks: Height  # vote and leader weights are fixed per epoch of this many heights (§4.4)
     # fees and rewards (§5.1)
     min_fee: Amount
@@ -133,7 +136,12 @@ class ChainParams:
             ),
             (self.vdf_iterations >= 1, "vdf_iterations must be at least 1"),
             (self.min_stake > 0, "min_stake must be positive"),
-            (500 < self.finality_threshold_permille <= 1000, "finality_threshold_permille in (500, 1000]"),
+            (
+                self.finality_threshold_den > 0
+                and self.finality_threshold_den < 2 * self.finality_threshold_num
+                and self.finality_threshold_num <= self.finality_threshold_den,
+                "finality_threshold_num / finality_threshold_den must be in (1/2, 1]",
+            ),
             (self.epoch_blocks >= 3, "epoch_blocks must be at least 3"),
             (self.max_validators <= 4096, "max_validators must be at most 4096"),
             (
@@ -218,7 +226,8 @@ _BASE: Final = ChainParams(
     stake_maturity_blocks=Height(300),
     unbonding_blocks=Height(100_800),  # 14 days of 12 s slots: the evidence window (§5.3)
     max_validators=1_000,
-    finality_threshold_permille=667,
+    finality_threshold_num=2,
+    finality_threshold_den=3,
     epoch_blocks=Height(30),
     min_fee=Amount(1_000),
     reward_tx=Amount(2 * COIN),

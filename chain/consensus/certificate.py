@@ -63,8 +63,16 @@ def certificate_weight(
 
 
 def meets_threshold(params: ChainParams, weight: int, total: int) -> bool:
-    """weight / total >= finality_threshold_permille / 1000, in integers (§4.4). False if total is 0."""
-    return total > 0 and weight * 1000 >= total * params.finality_threshold_permille
+    """weight / total >= finality_threshold_num / finality_threshold_den, exactly (§4.4: "at least
+    2/3"). False if total is 0.
+
+    The only place where a justification, finality or certificate weight meets the threshold (the
+    transition's checkpoint tracking, the node, the attester and the simulation all call it).
+    Integers on both sides, no rounding: v1 compared permille (667), so 4 of 6 equal stakes
+    (exactly 2/3, 666.67 permille) never justified anything and the larger side of a 4/2 split
+    never finalised.
+    """
+    return total > 0 and weight * params.finality_threshold_den >= total * params.finality_threshold_num
 
 
 def certificate_reaches_threshold(

@@ -277,6 +277,22 @@ def test_two_two_partition_never_finalises_conflicting_blocks() -> None:
     _partition_then_heal(net, 150)  # v1 broke at about slot 125
 
 
+def test_four_two_split_the_four_finalise_the_two_do_not() -> None:
+    """Liveness at exactly 2/3: 6 equal validators split 4/2. v1 compared permille (4/6 = 666 <
+    667), so neither side ever finalised; now the 4 side (exactly 2/3) finalises every slot and the
+    2 side (1/3) finalises nothing, and after healing the 2 follow the 4's final chain."""
+    net = SimNetwork.create(6, FAKE_VDF, seed=4, delay_ms=(5, 120))
+    net.start_announcing(2 * net.params.slot_ms)
+    net.partition = [{0, 1, 2, 3}, {4, 5}]
+    net.run_slots(30)
+    heights = net.final_heights()
+    assert min(heights[:4]) >= 20, heights
+    assert max(heights[4:]) == 0, heights
+    net.partition = None
+    assert net.run_until_true(lambda: min(net.final_heights()) > max(heights), 30), net.final_heights()
+    assert_final_chain_agrees(net)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_two_two_partition_300_slots_real_vdf(seed: int, request: pytest.FixtureRequest) -> None:
@@ -291,7 +307,7 @@ def test_safety_checker_catches_conflicting_finality() -> None:
     """Negative control: with a 40% threshold (unsafe), a 2/2 partition finalises two branches."""
     from chain.params import DEVNET
 
-    weak = dataclasses.replace(DEVNET, finality_threshold_permille=400)
+    weak = dataclasses.replace(DEVNET, finality_threshold_num=2, finality_threshold_den=5)
     net = SimNetwork.create(4, FAKE_VDF, seed=1, params=weak, delay_ms=(5, 50))
     net.partition = [{0, 1}, {2, 3}]
     with pytest.raises(SafetyViolation, match="conflicting"):

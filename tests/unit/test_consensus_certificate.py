@@ -41,9 +41,14 @@ def test_below_threshold_is_valid_but_not_final() -> None:
 
 
 def test_threshold_is_exact_integer_math() -> None:
-    # 667 permille: 667/1000 of 3000 is 2001 -> 2000 is below, 2001 meets it.
-    assert not meets_threshold(PARAMS, 2000, 3000)
-    assert meets_threshold(PARAMS, 2001, 3000)
+    # at least 2/3, exactly: 3 * weight >= 2 * total (v1's 667 permille refused exactly 2/3)
+    assert meets_threshold(PARAMS, 2000, 3000)
+    assert not meets_threshold(PARAMS, 1999, 3000)
+    assert meets_threshold(PARAMS, 4, 6)  # 4 of 6 equal stakes: v1 said 666 < 667
+    assert not meets_threshold(PARAMS, 3, 6)
+    big = 10**30  # no float anywhere: one unit below 2/3 of a huge total is still refused
+    assert meets_threshold(PARAMS, 2 * big, 3 * big)
+    assert not meets_threshold(PARAMS, 2 * big - 1, 3 * big)
     assert not meets_threshold(PARAMS, 0, 0)
 
 

@@ -82,6 +82,22 @@ def test_two_chain_finality() -> None:
     assert finalized_by(P, headers, b1.hash, lambda h: 4 * STAKE, weights_of) is None  # genesis
 
 
+def test_four_of_six_equal_stakes_justify_and_finalise() -> None:
+    """Exactly 2/3 meets the threshold (PROTOCOL §4.4 "at least 2/3", compared as 3w >= 2 total):
+    v1 compared permille (4/6 = 666 < 667) and the 4 side of a 4/2 split never finalised."""
+    six = dict(eligible_validators(validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:6]]), 1))
+    b1 = child(GENESIS)
+    b2 = child(b1, votes(b1, range(4)))
+    headers = {h.hash: h for h in (GENESIS, b1, b2)}
+    assert certifies_parent(P, b2, six)
+    assert finalized_by(P, headers, b2.hash, lambda h: 4 * STAKE, lambda _: six) == b1.hash
+    b2_three = child(b1, votes(b1, range(3)), salt=1)
+    headers[b2_three.hash] = b2_three
+    assert not certifies_parent(P, b2_three, six)
+    assert finalized_by(P, headers, b2_three.hash, lambda h: 4 * STAKE, lambda _: six) is None
+    assert finalized_by(P, headers, b2.hash, lambda h: 3 * STAKE, lambda _: six) is None
+
+
 def test_may_attest_forbids_double_and_surround_votes() -> None:
     assert may_attest(target_height=5, source_height=3, last_height=4, last_source_height=3)
     assert not may_attest(5, 3, 5, 3)  # same height: double vote

@@ -28,7 +28,7 @@ def test_presets_differ_in_identity_and_speed() -> None:
     assert len({p.chain_id for p in PRESETS.values()}) == 3
     assert DEVNET.stake_maturity_blocks == 0  # instant maturity on devnet (PROTOCOL §2)
     assert DEVNET.vdf_iterations < TESTNET.vdf_iterations < MAINNET.vdf_iterations
-    assert DEVNET.finality_threshold_permille == 667  # 2/3 (PROTOCOL §4.4)
+    assert (DEVNET.finality_threshold_num, DEVNET.finality_threshold_den) == (2, 3)  # §4.4, exact
 
 
 def test_unknown_network_is_a_config_error() -> None:
@@ -59,7 +59,9 @@ def test_overrides_apply_and_convert_enums() -> None:
         ({"aggregation_rule": True}, "aggregation_rule"),
         ({"lora_targets": "q_proj"}, "lora_targets must be a list of strings"),
         ({"vdf_discriminant_bits": 2048}, "vdf_discriminant_bits"),
-        ({"finality_threshold_permille": 500}, "finality_threshold_permille"),
+        ({"finality_threshold_num": 1, "finality_threshold_den": 2}, "finality_threshold_num"),
+        ({"finality_threshold_num": 4, "finality_threshold_den": 3}, "finality_threshold_num"),
+        ({"finality_threshold_den": 0}, "finality_threshold_num"),
         ({"reputation_start": 2000}, "reputation_start"),
         ({"slash_double_attest_permille": 1001}, "slash_double_attest_permille"),
         ({"max_tx_bytes": 10**9}, "max_tx_bytes"),

@@ -17,7 +17,7 @@ from chain.types import ZERO_PUBKEY, Amount, BlockHash, Height, PubKey, StateRoo
 from tests.sim.world import KEYS, PARAMS, STAKE, equal_stakes, validator_state
 
 P = dataclasses.replace(PARAMS, epoch_blocks=Height(3))  # checkpoints at heights 1, 4, 7, ...
-NEW = KEYS[5].pubkey
+NEW = KEYS[7].pubkey
 
 
 def _header(height: int, prev: BlockHash, signers: list[PubKey]) -> Header:
@@ -49,10 +49,10 @@ def _header(height: int, prev: BlockHash, signers: list[PubKey]) -> Header:
     )
 
 
-def _run(heights: int, signers: list[PubKey], *, stake_new_at: int = 2) -> list[MemoryState]:
+def _run(heights: int, signers: list[PubKey], *, stake_new_at: int = 2, n: int = 4) -> list[MemoryState]:
     """States after blocks 0..heights, each block certifying its parent with `signers`; at height
     `stake_new_at` a new validator bonds stake and validator 0's reputation jumps to the maximum."""
-    state = validator_state(P, equal_stakes(4))
+    state = validator_state(P, equal_stakes(n))
     states = [state]
     prev = BlockHash(H(b"genesis"))
     for h in range(1, heights + 1):
@@ -112,3 +112,19 @@ def test_without_threshold_certificates_the_set_never_changes() -> None:
     final = states[-1].validator_set(keys.FINAL_SET)
     assert final is not None
     assert final.checkpoint_height == 0
+
+
+def test_four_of_six_equal_stakes_justify_and_finalise_checkpoints() -> None:
+    """Exactly 2/3 is enough (PROTOCOL §4.4 "at least 2/3"): v1 compared permille, 4/6 = 666 < 667,
+    so the 4 side of a 4/2 split never justified a checkpoint and the set never changed."""
+    states = _run(9, [k.pubkey for k in KEYS[:4]], n=6, stake_new_at=99)
+    assert states[-1].justified().height == 8
+    final = states[-1].validator_set(keys.FINAL_SET)
+    assert final is not None
+    assert final.checkpoint_height == 7  # checkpoint 7 justified by block 8, its child by block 9
+
+
+def test_three_of_six_equal_stakes_justify_nothing() -> None:
+    states = _run(9, [k.pubkey for k in KEYS[:3]], n=6, stake_new_at=99)
+    assert states[-1].justified().height == 0
+    assert states[-1].validator_set(keys.PENDING_SET) is None
