@@ -45,15 +45,22 @@ async def net() -> AsyncIterator[TestNetwork]:
         yield network
 
 
+# Generous deadlines: 8 hosts, their meshes and 7 hops of validation share a loaded 2-core CI box;
+# the test asserts where the tx arrives, not how fast.
+REACH_S = 90.0
+
+
 async def test_tx_reaches_all_8_nodes(net: TestNetwork) -> None:
     nodes = await net.start_all(8, topology="line")
-    await wait_for(lambda: all(n.svc.gossip.mesh_size(GossipKind.TX) > 0 for n in nodes), 20)
+    await wait_for(lambda: all(n.svc.gossip.mesh_size(GossipKind.TX) > 0 for n in nodes), REACH_S)
     raw = tx_bytes(1)
     assert await nodes[0].svc.publish_tx(raw)
-    await wait_for(lambda: all(raw in n.validator.accepted["tx"] for n in nodes[1:]), 20)
-    # and it comes out of every node's inbound queue exactly once
+    await wait_for(lambda: all(raw in n.validator.accepted["tx"] for n in nodes[1:]), REACH_S)
+    # and it comes out of every node's inbound queue exactly once (a drain task moves it there
+    # after validation: wait for it instead of expecting it already queued)
     for node in nodes[1:]:
-        msg = node.svc.inbound.receive_nowait()
+        with trio.fail_after(REACH_S):
+            msg = await node.svc.inbound.receive()
         assert (msg.kind, msg.data) == (GossipKind.TX, raw)
         with pytest.raises(trio.WouldBlock):
             node.svc.inbound.receive_nowait()

@@ -34,6 +34,9 @@ pytestmark = pytest.mark.integration
 
 TX_TOPIC = topic_for(GossipKind.TX, DEVNET.chain_id)
 MESHSUB = "/meshsub/1.1.0"
+# Deadlines of the predicate waits: generous, for a loaded 2-core CI box (a wait returns as soon as
+# its predicate holds, so a healthy run is as fast as before). Nothing here asserts a duration.
+WAIT_S = 60.0
 
 
 def tx_bytes(nonce: int, label: str = "alice") -> bytes:
@@ -52,7 +55,7 @@ async def victim_and_honest(net: TestNetwork, **config: Any) -> tuple[NetNode, N
     await net.start(victim)
     await net.start(honest)
     await net.connect(victim, honest)
-    await wait_for(lambda: victim.svc.gossip.mesh_size(GossipKind.TX) > 0, 10)
+    await wait_for(lambda: victim.svc.gossip.mesh_size(GossipKind.TX) > 0, WAIT_S)
     return victim, honest
 
 
@@ -60,10 +63,10 @@ async def still_serves(net: TestNetwork, victim: NetNode, honest: NetNode, nonce
     """The victim still relays gossip both ways and answers status requests."""
     raw = tx_bytes(nonce, "honest")
     assert await honest.svc.publish_tx(raw)
-    await wait_for(lambda: raw in victim.validator.accepted["tx"], 10)
+    await wait_for(lambda: raw in victim.validator.accepted["tx"], WAIT_S)
     raw2 = tx_bytes(nonce + 1, "honest")
     assert await victim.svc.publish_tx(raw2)
-    await wait_for(lambda: raw2 in honest.validator.accepted["tx"], 10)
+    await wait_for(lambda: raw2 in honest.validator.accepted["tx"], WAIT_S)
 
 
 async def start_fake(net: TestNetwork, victim: NetNode, tmp_path: Path) -> tuple[FakePeer, object]:
@@ -80,7 +83,7 @@ async def test_malformed_gossip_frame_does_not_crash(net: TestNetwork, tmp_path:
     for n, payload in enumerate(garbage, start=1):
         stream = await fake.open_stream(victim_id, MESHSUB)
         await stream.write(FakePeer.frame(payload))  # 17 bytes crashed an unpatched 0.8.1 host
-        await wait_for(functools.partial(_offences_at_least, victim, Offence.MALFORMED, n), 10)
+        await wait_for(functools.partial(_offences_at_least, victim, Offence.MALFORMED, n), WAIT_S)
     await still_serves(net, victim, honest, 1)
     assert victim.svc.scores.score(str(fake.peer_id)) < 0
     await fake.stop()
@@ -92,7 +95,7 @@ async def test_garbage_key_message_is_dropped(net: TestNetwork, tmp_path: Path) 
     stream = await fake.open_stream(victim_id, MESHSUB)
     await stream.write(FakePeer.frame(FakePeer.subscribe_rpc([TX_TOPIC])))
     await stream.write(FakePeer.frame(FakePeer.garbage_key_rpc(TX_TOPIC, tx_bytes(99))))
-    await wait_for(lambda: victim.svc.scores.offences[Offence.MALFORMED] > 0, 10)
+    await wait_for(lambda: victim.svc.scores.offences[Offence.MALFORMED] > 0, WAIT_S)
     await still_serves(net, victim, honest, 1)
     assert tx_bytes(99) not in victim.validator.accepted["tx"]
     await fake.stop()
@@ -107,12 +110,12 @@ async def test_oversized_frames_are_refused(net: TestNetwork, tmp_path: Path) ->
     # request-response: a 100 MB length prefix is refused before any body is read
     stream = await fake.open_stream(victim_id, sync_protocol(DEVNET.chain_id))
     await stream.write((100 * 1024 * 1024).to_bytes(4, "big") + b"\x00" * 1024)
-    await wait_for(lambda: victim.svc.scores.offences[Offence.OVERSIZED] > 0, 10)
+    await wait_for(lambda: victim.svc.scores.offences[Offence.OVERSIZED] > 0, WAIT_S)
     # an oversized gossip payload (over max_tx_bytes) signed correctly is rejected and scored
     stream = await fake.open_stream(victim_id, MESHSUB)
     await stream.write(FakePeer.frame(FakePeer.subscribe_rpc([TX_TOPIC])))
     await stream.write(FakePeer.frame(fake.publish_rpc(TX_TOPIC, b"\x00" * (DEVNET.max_tx_bytes + 1))))
-    await wait_for(lambda: victim.svc.scores.offences[Offence.OVERSIZED] > 1, 10)
+    await wait_for(lambda: victim.svc.scores.offences[Offence.OVERSIZED] > 1, WAIT_S)
     await still_serves(net, victim, honest, 1)
     await fake.stop()
 
@@ -129,7 +132,7 @@ async def test_stream_that_stops_reading(net: TestNetwork, tmp_path: Path) -> No
     await still_serves(net, victim, honest, 1)
     # each handler ends, by a completed write into yamux buffers or by the write deadline
     served = victim.svc.server.served
-    await wait_for(lambda: served["blob"] + served["failed"] >= 3, 30)
+    await wait_for(lambda: served["blob"] + served["failed"] >= 3, WAIT_S)
     print("stops-reading:", served, victim.svc.scores.offences)
     await still_serves(net, victim, honest, 3)
     await fake.stop()
@@ -145,17 +148,22 @@ async def test_flood_of_10000_messages(net: TestNetwork, tmp_path: Path) -> None
     process = psutil.Process()
     rss_before = process.memory_info().rss
     stream = await fake.open_stream(victim_id, MESHSUB)
+    started = trio.current_time()
     await stream.write(FakePeer.frame(FakePeer.subscribe_rpc([TX_TOPIC])))
-    with trio.move_on_after(30):
+    with trio.fail_after(300):  # a hang guard only: every frame is written, or the victim hangs up
         for i in range(0, len(frames), 100):
             try:
                 await stream.write(b"".join(frames[i : i + 100]))
             except Exception:
                 break  # banned: the victim closed the connection
-    await wait_for(lambda: victim.svc.scores.is_banned(str(fake.peer_id)), 60)
+    await wait_for(lambda: victim.svc.scores.is_banned(str(fake.peer_id)), WAIT_S)
     stats = victim.svc.gossip.statistics()
     assert stats.rate_limited > 0
-    assert stats.accepted <= victim.svc.config.gossip.burst_per_peer + 100
+    # The token bucket's bound, however slowly this box validated: the burst plus what the rate
+    # refilled while the flood lasted (an earlier fixed "burst + 100" held only for a ~2 s flood).
+    gossip = victim.svc.config.gossip
+    bound = gossip.burst_per_peer + gossip.rate_per_peer * (trio.current_time() - started)
+    assert stats.accepted <= bound, (stats.accepted, bound)
     await still_serves(net, victim, honest, 1)
     rss_growth = process.memory_info().rss - rss_before
     assert victim.svc.gossip.statistics().in_flight == 0

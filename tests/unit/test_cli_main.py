@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from linguachaind.devgenesis import dev_accounts
@@ -23,23 +22,20 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )  # fmt: skip
 
 
-def test_help_is_fast_and_imports_nothing_heavy() -> None:
+def test_help_imports_nothing_heavy() -> None:
+    """`--help` stays fast by importing no heavy module (what made it slow before); its speed is
+    not asserted here: a timed assertion flaked on a loaded CI box (STYLE.md: speed is measured in
+    benchmarks, never in timed tests)."""
     code = (
-        "import sys, time; t = time.perf_counter(); from linguachain_cli.main import cli\n"
+        "import sys; from linguachain_cli.main import cli\n"
         "try:\n    cli(['--help'], prog_name='linguachain-cli')\nexcept SystemExit:\n    pass\n"
         f"bad = [m for m in {HEAVY!r} if m in sys.modules]\n"
-        "print('BAD', bad, time.perf_counter() - t, file=sys.stderr)"
+        "print('BAD', bad, file=sys.stderr)"
     )
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert "BAD []" in proc.stderr, proc.stderr
     assert "wallet" in proc.stdout
     assert "stake" in proc.stdout
-    in_process = float(proc.stderr.split()[-1])
-    # Measured here: about 0.05 s in-process and 0.08 s wall; the bounds leave room for a loaded box.
-    assert in_process < 0.5, f"importing the CLI and printing --help took {in_process:.2f} s"
-    assert wall < 2.0, f"linguachain-cli --help took {wall:.2f} s"
 
 
 def test_unreachable_node_is_one_line(tmp_path: Path) -> None:
