@@ -111,6 +111,7 @@ class ErrorCode(IntEnum):
     UPDATE_WRONG_TENSORS = 165  # a tensor missing, extra or misnamed for the chain's LoRA layout
     UPDATE_WRONG_SHAPE = 166
     UPDATE_WRONG_DTYPE = 167  # not int32 fixed point (PROTOCOL §1.4)
+    BLOB_SIZE_MISMATCH = 168  # a unit's blob length differs from the unit's declared byte_size
 
     @property
     def is_transient(self) -> bool:

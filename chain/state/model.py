@@ -197,4 +197,5 @@ class UnitRecord:
     blob_hash: BlobHash
     base_version_id: Hash32  # ZERO_HASH for data units
     height: Height  # height of the block that registered it
+    byte_size: U32  # the unit's declared blob length: a blob of another length is never used (§3.3, §3.4)
     used_height: Height = Height(0)  # noqa: RUF009 - NewType call is free

@@ -246,7 +246,9 @@ def _register_unit(ov: StateOverlay, unit: DataUnit | LearningUnit, height: Heig
     if ov.unit(unit_id) is not None:
         return ErrorCode.BAD_UNIT  # the same unit registered twice
     if isinstance(unit, DataUnit):
-        rec = UnitRecord(UnitKind.DATA, unit.author, unit.n_examples, unit.blob_hash, ZERO_HASH, height)
+        rec = UnitRecord(
+            UnitKind.DATA, unit.author, unit.n_examples, unit.blob_hash, ZERO_HASH, height, unit.byte_size
+        )
     else:
         rec = UnitRecord(
             UnitKind.LEARNING,
@@ -255,6 +257,7 @@ def _register_unit(ov: StateOverlay, unit: DataUnit | LearningUnit, height: Heig
             unit.adapter_blob_hash,
             unit.base_version_id,
             height,
+            unit.byte_size,
         )
     ov.set_unit(unit_id, rec)
     return None

@@ -235,6 +235,8 @@ class DataBlocks:
                 self.want(unit.blob_hash)
                 self.missing += 1
                 return ErrorCode.BLOB_MISSING
+            if len(blob) != unit.byte_size:  # the rule is consensus, not only the blob store's
+                return ErrorCode.BLOB_SIZE_MISMATCH
             units.append((unit, blob))
         active = self.active_examples(parent, parent.height)
         if active is None:

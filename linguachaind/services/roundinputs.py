@@ -4,7 +4,8 @@ Owns: `RoundInputs` (what round k's version aggregates and is scored on, fixed `
 earlier: the learning units registered in TX blocks up to the inputs round and unused, their
 staleness, the version current at that point, and the test sets of the DATA blocks up to it),
 `inputs_for`, `RoundResult` (the aggregate and the scores this node computed), `body_for` (the
-VERSION body a result makes) and `expected_for` (what `scoring.check_version_body` compares with).
+VERSION body a result makes), `expected_for` (what `scoring.check_version_body` compares with) and
+`unit_update` (a candidate's aggregation input from its blob's bytes).
 Must not: evaluate, read blobs or wait (linguachaind.services.rounds does); every function here is a
 pure read of the state passed in, so every node computes the same inputs from the same chain.
 
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chain.block import UnitWeight, VersionBody
-from chain.consensus.aggregation import Excluded
+from chain.consensus.aggregation import Excluded, UnitUpdate
 from chain.consensus.scoring import (
     AnnouncedUnit,
     ExpectedVersion,
@@ -29,8 +30,10 @@ from chain.consensus.scoring import (
     inputs_round,
     total_score,
 )
+from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.header import round_for_height
+from chain.lora import LoraLayout, check_update_blob
 from chain.params import ChainParams
 from chain.state import keys, learning
 from chain.state.model import ModelVersion, UnitKind, UnitRecord
@@ -44,6 +47,20 @@ class Candidate:
     staleness: int
     blob_hash: BlobHash
     n_examples: int
+    byte_size: int  # declared by the unit: a blob of another length is excluded as MALFORMED
+
+
+def unit_update(candidate: Candidate, blob: bytes, layout: LoraLayout) -> UnitUpdate:
+    """The aggregation input of one candidate from its blob: no tensors (so `aggregate` excludes
+    it as MALFORMED and the author loses reputation) when the blob does not parse for the chain's
+    layout or its length is not the unit's declared `byte_size` (finding 9 of issue 10: the
+    mempool and the blob store check the size, but a proposer's TX block need not have; every
+    node recomputes the aggregate, so this is a consensus rule of VERSION blocks)."""
+    update = (
+        check_update_blob(blob, layout) if len(blob) == candidate.byte_size else ErrorCode.BLOB_SIZE_MISMATCH
+    )
+    tensors = {} if isinstance(update, ErrorCode) else update.as_dict()
+    return UnitUpdate(candidate.unit_id, tensors, candidate.n_examples, candidate.staleness)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +131,9 @@ def inputs_for(
     announced = [AnnouncedUnit(p.unit_id, round_for_height(p.record.height), p.base_version) for p in units]
     chosen = candidate_units(params, version_round, int(current.version), announced, frozenset())
     candidates = tuple(
-        Candidate(u, s, records[bytes(u)].blob_hash, int(records[bytes(u)].n_examples)) for u, s in chosen
+        Candidate(u, s, r.blob_hash, int(r.n_examples), int(r.byte_size))
+        for u, s in chosen
+        for r in (records[bytes(u)],)
     )
     sets = learning.recent_test_sets(reader, data_height, params.max_test_examples)
     return RoundInputs(

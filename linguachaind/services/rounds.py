@@ -61,6 +61,7 @@ from linguachaind.services.roundinputs import (
     expected_for,
     inputs_for,
     pending_units,
+    unit_update,
     unscored_noop,
 )
 from linguachaind.services.worker import LazyWorker
@@ -256,9 +257,7 @@ class RoundsService:
         if blob is None:
             self.data.want(candidate.blob_hash)
             raise _Missing(f"the blob of unit {candidate.unit_id.hex()[:16]}")
-        update = check_update_blob(blob, layout)
-        tensors = {} if isinstance(update, ErrorCode) else update.as_dict()  # {}: MALFORMED
-        return UnitUpdate(candidate.unit_id, tensors, candidate.n_examples, candidate.staleness)
+        return unit_update(candidate, blob, layout)
 
     def _adapter(self, base: ModelVersion, layout: LoraLayout) -> dict[str, Int32Array]:
         if base.version == 0:
