@@ -63,7 +63,7 @@ from linguachaind.services.chain_service import ChainService
 from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import WallClock
-from linguachaind.services.producer import Producer
+from linguachaind.services.producer import Producer, agreed_final
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.trainer import Adversary, ProgressRelay, Trainer, TrainerSettings, sender_nonce
@@ -458,6 +458,8 @@ class Node:
             synced=synced,
             data_blocks=parts.data,
             versions=parts.rounds,
+            # held back while its chain lacks the final block its peers agree on (catching up)
+            peer_final=lambda: agreed_final(list(p2p.peers_mgr.finals().values())),
         )
         reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs)
         await self.start_service(nursery, "attester", attester.run)

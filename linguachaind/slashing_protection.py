@@ -2,10 +2,15 @@
 
 Owns: a small LevelDB (`<datadir>/slashing/`) of what this validator key signed, per height: the
 signing root of each proposed header and the block hash of each attestation (PROTOCOL §4.4, §5.3).
-A record is written with a synced batch *before* the signature is made, the way Ethereum validator
-clients keep their slashing-protection database (EIP-3076): a crash after recording and before
-signing only costs a missed duty, never a double signature. Must not: sign (the services do after
-asking), or know about the chain beyond heights and hashes.
+A record is written with a synced batch *before* the signature leaves the process, the way Ethereum
+validator clients keep their slashing-protection database (EIP-3076): a crash after recording only
+costs a missed duty, never a double signature. A proposal is recorded together with its signed block
+and an *unpublished* mark in one batch (`record_signed_proposal`); the producer clears the mark
+(`mark_published`) once its block store holds the block and before the block is published. A height
+whose block is still marked unpublished and is not in the block store never left the process (a
+full disk failed the store write, a crash came first): `release` reopens it, so it cannot halt a
+lone validator (docs/security.md "Slashing protection and a block that was never stored").
+Must not: sign (the services do after asking), or know about the chain beyond heights and hashes.
 
 Records older than `keep_heights` below the highest signed height are pruned; every height at or below
 the pruning watermark is refused, so pruning never reopens a height.
@@ -25,6 +30,7 @@ log = logging.getLogger(__name__)
 PROPOSAL: Final = b"P"
 ATTEST: Final = b"A"
 SIGNED_BLOCK: Final = b"S"  # the encoded block signed at a height, to re-use after a crash
+UNPUBLISHED: Final = b"U"  # a proposal recorded with its block, not yet stored and published
 META_WATERMARK: Final = b"Mwatermark"  # heights <= this are refused (pruned)
 META_KEY: Final = b"Mkey"  # the validator public key the records belong to
 META_LAST_VOTE: Final = b"Mlastvote"  # height || source height of the latest attestation
@@ -145,11 +151,51 @@ class SlashingProtection:
         self._last_vote = (height, source_height)
         return True
 
-    def remember_signed_block(self, height: int, encoded_block: bytes) -> None:
-        """Keep the block signed at `height` (after `record_proposal` allowed it): after a crash
-        between signing and importing, the producer re-uses it instead of stalling at that height."""
-        if self.proposed(height) is not None:
-            self._db.write([(SIGNED_BLOCK + _h8(height), bytes(encoded_block))])
+    def record_signed_proposal(self, height: int, signing_root: bytes, encoded_block: bytes) -> bool:
+        """`record_proposal` for a block signed in memory (Ed25519 is deterministic: the same header
+        always gets the same signature), written in one synced batch with the block and the
+        unpublished mark; the caller stores the block, then `mark_published`, then publishes.
+
+        True: the block may be stored and published (recorded now, or this very header was recorded
+        before). False: another header is recorded at the height, or the height is pruned."""
+        if height <= self._watermark:
+            log.warning("slashing protection: refused to sign at pruned height %d", height)
+            return False
+        existing = self.proposed(height)
+        if existing is not None:
+            if existing != signing_root:
+                log.warning("slashing protection: refused a second proposal at height %d", height)
+            return existing == signing_root
+        key = _h8(height)
+        self._db.write([(PROPOSAL + key, bytes(signing_root)), (SIGNED_BLOCK + key, bytes(encoded_block)),
+                        (UNPUBLISHED + key, b"")])  # fmt: skip
+        self._max_signed = max(self._max_signed, height)
+        self._prune()
+        return True
+
+    def unpublished(self, height: int) -> bool:
+        """Whether the proposal at `height` is recorded and still marked unpublished."""
+        return self._db.get(UNPUBLISHED + _h8(height)) is not None
+
+    def mark_published(self, height: int) -> None:
+        """The proposal at `height` is in the block store and may leave the process: it can never be
+        released. Synced; call before publishing (a failed write means: do not publish)."""
+        if self.unpublished(height):
+            self._db.write([], [UNPUBLISHED + _h8(height)])
+
+    def release(self, height: int) -> bool:
+        """Reopen `height` after its signed block was lost before it was stored: the caller has
+        checked that the block store does not hold the recorded block. Only a proposal still marked
+        unpublished is released (records of older versions, which have no mark, never are). True
+        if the height is open again."""
+        if height <= self._watermark or not self.unpublished(height):
+            return False
+        key = _h8(height)
+        self._db.write([], [PROPOSAL + key, SIGNED_BLOCK + key, UNPUBLISHED + key])
+        log.warning(
+            "slashing protection: released height %d (its block was never stored or published)", height
+        )
+        return True
 
     def _record(
         self, ns: bytes, height: int, value: bytes, extra: list[tuple[bytes, bytes]] | None = None
@@ -173,7 +219,7 @@ class SlashingProtection:
         if cut <= self._watermark:
             return
         deletes: list[bytes] = []
-        for ns in (PROPOSAL, ATTEST, SIGNED_BLOCK):
+        for ns in (PROPOSAL, ATTEST, SIGNED_BLOCK, UNPUBLISHED):
             for key, _ in self._db.iterate(ns):  # ascending heights: stop at the first one kept
                 if int.from_bytes(key[1:], "big") > cut:
                     break

@@ -140,6 +140,11 @@ class PeerManager:
         """Each peer's best (height, hash) from its last status (the syncer's fork detection)."""
         return {p: (s.status.best_height, s.status.best_hash) for p, s in self.peers.items() if s.status}
 
+    def finals(self) -> dict[Any, tuple[int, bytes]]:
+        """Each peer's final (height, hash) from its last status (the producer holds back while its
+        chain does not hold the final block its peers agree on: linguachaind.services.producer)."""
+        return {p: (s.status.final_height, s.status.final_hash) for p, s in self.peers.items() if s.status}
+
     def make_status(self) -> Status:
         best_h, best = self.chain.tip()
         final_h, final = self.chain.final()

@@ -1,12 +1,15 @@
 """The block producer: waits for the VDF of the next height, computes its rank, and when its time
 comes assembles, signs, imports and publishes the block (PROTOCOL §4.1-§4.3, ARCHITECTURE §4 step 2).
 
-Owns: the proposal loop over the chain tip (held back while the node is still syncing), block
+Owns: the proposal loop over the chain tip (held back while the node is still syncing, or while
+its chain does not hold the final block its peers agree on: a node catching up after a partition
+must not propose at heights its peers finalised; never at or below its own final height), block
 assembly (a TX body from the mempool template, each tx applied to the block's state as it is chosen
 so the body is exactly valid; a DATA body from the data-unit selection when the node has one
 (`DataBodySource`), a VERSION body from the rounds service's cached result (`VersionBodySource`,
 an unscored no-op without one), the header's certificate, state root, PoW and signature, and
-asking slashing protection before signing.
+recording the signed block in slashing protection before it is stored (marked published once
+stored, before it is published; a recorded block that was never stored releases its height).
 Must not: decide ranks or timing rules (chain.consensus.duties does), validate (the chain service
 imports our own block through the header and body rules before it is published; the transition is
 the one assembly ran, handed over, not run twice), or compute the VDF itself.
@@ -16,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Final, Protocol
 
 import trio
@@ -56,6 +59,17 @@ SYNC_POLL_S: Final = 0.5  # how often a producer held back by sync looks again (
 
 def always_synced() -> bool:
     return True
+
+
+def no_peer_final() -> tuple[int, bytes] | None:
+    return None
+
+
+def agreed_final(claims: Collection[tuple[int, bytes]]) -> tuple[int, bytes] | None:
+    """The final block (height, hash) at least half of the peers report at or above: the median
+    claim, so that one lying peer cannot hold the producer back by claiming a far final height."""
+    ordered = sorted(claims, key=lambda c: c[0], reverse=True)
+    return ordered[len(ordered) // 2] if ordered else None
 
 
 class VdfSource(Protocol):
@@ -108,10 +122,13 @@ class Producer:
         synced: Callable[[], bool] = always_synced,
         data_blocks: DataBodySource | None = None,
         versions: VersionBodySource | None = None,
+        peer_final: Callable[[], tuple[int, bytes] | None] = no_peer_final,
     ) -> None:
         """`synced()` says whether the node has caught up with its peers (the daemon passes the
         syncer's status); while it is False the producer proposes nothing: a block on a stale tip
-        would only lose fork choice and waste a signature."""
+        would only lose fork choice and waste a signature. `peer_final()` is the final block its
+        peers agree on (`agreed_final` of their statuses): while the chain does not hold it (behind
+        it, or on a branch without it) the producer proposes nothing either."""
         self.chain = chain
         self.params = chain.params
         self._vdf = vdf_source
@@ -121,6 +138,7 @@ class Producer:
         self._network = network
         self._mempool = mempool
         self._synced = synced
+        self._peer_final = peer_final
         self._data = data_blocks  # DATA bodies (linguachaind.services.datablocks); None: empty ones
         self._versions = versions  # VERSION bodies (linguachaind.services.rounds); None: no-ops
         self.proposed = 0
@@ -149,15 +167,26 @@ class Producer:
 
     async def _wait_synced(self) -> None:
         """Return once `synced()` holds (at once, normally). A tip change cancels the wait."""
-        while not self._synced():
+        while not self._synced() or self.behind_peers_final():
             if not self.waiting_for_sync:  # logged once per sync, not once per imported block
                 self.waiting_for_sync = True
-                log.info("%s", event("producer_waiting_for_sync", height=self.chain.height))
+                claim = self._peer_final()
+                final = claim[0] if claim else "-"
+                log.info("%s", event("producer_waiting_for_sync", height=self.chain.height, peer_final=final))
             with trio.move_on_after(SYNC_POLL_S):  # the sync status has no event: poll it
                 await self.chain.wait_change(self.chain.version)
         if self.waiting_for_sync:
             self.waiting_for_sync = False
             log.info("%s", event("producer_synced", height=self.chain.height))
+
+    def behind_peers_final(self) -> bool:
+        """The main chain does not hold the final block the peers agree on: it is below its height,
+        or another block is at that height (a branch the peers finalised against)."""
+        claim = self._peer_final()
+        if claim is None:
+            return False
+        height, block_hash = claim
+        return self.chain.height < height or self.chain.store.hash_at(height) != block_hash
 
     async def _work_on(self, parent: Header) -> Block | None:
         """Wait for sync, the VDF and our rank time on `parent`; the imported block to publish, or None."""
@@ -167,8 +196,8 @@ class Producer:
         if reader is None:
             return None
         duty = proposal_duty(self.params, parent, reader, output, self._key.pubkey)
-        if duty is None:
-            return None
+        if duty is None or duty.height <= self.chain.store.final_height:
+            return None  # never at or below a final height
         await self._clock.sleep_until_ms(duty.not_before_ms)
         await self._wait_synced()  # sync may have started meanwhile
         if not should_propose(duty, self._clock.now_ms(), self.chain.child_ranks(parent.hash)):
@@ -180,7 +209,10 @@ class Producer:
         result = self.chain.import_block(block, effects=effects)
         if result not in (AddBlockResult.NEW_TIP, AddBlockResult.SIDE_BLOCK):
             log.error("own block at height %d was not added: %s", block.height, result.name)
+            if self.chain.header(block.hash) is None:
+                self._protection.release(block.height)  # never stored, never published
             return None
+        self._protection.mark_published(block.height)  # stored: from now on it may leave the process
         self.proposed += 1
         log.info(
             "%s", event("block_proposed", height=block.height, hash=block.hash.hex()[:16], rank=duty.rank)
@@ -244,12 +276,27 @@ class Producer:
             self.params.pow_bits_header
         )
         signing_root = Hash32(H(unsigned_bytes(header)))
-        if not self._protection.record_proposal(duty.height, signing_root):
-            again = self._signed_before(parent, duty.height)
-            return None if again is None else (again, None)
+        # Signed in memory first (Ed25519 is deterministic): the record holds the block itself, in
+        # the same synced batch, before the block can be stored or published.
         block = Block(header.signed(self._key), body)
-        self._protection.remember_signed_block(duty.height, encode(block))
+        if not self._protection.record_signed_proposal(duty.height, signing_root, encode(block)):
+            again = self._signed_before(parent, duty.height)
+            if again is None and self._release_lost(duty.height):
+                return self._build(parent, duty, output, proof)
+            return None if again is None else (again, None)
         return block, _for_block(effects, Block(draft, body).hash, block)
+
+    def _release_lost(self, height: int) -> bool:
+        """Reopen `height` when the block recorded there never reached the block store (a full disk
+        failed its store write, a crash came first): it never left this process."""
+        raw = self._protection.signed_block(height)
+        recorded = None if raw is None else decode(Block, raw)
+        if not isinstance(recorded, Block):
+            return False
+        if self.chain.header(recorded.hash) is not None:
+            self._protection.mark_published(height)  # stored before a crash: it may have left
+            return False
+        return self._protection.release(height)
 
     def tx_template(self, reader: StateView, draft: Header) -> list[Tx]:
         """The mempool's best txs for the TX block `draft`, each applied (`apply_tx`) to the block's
@@ -283,6 +330,7 @@ class Producer:
             )
             return None
         if self.chain.header(block.hash) is not None:
+            self._protection.mark_published(height)  # stored before a crash: it may have left
             return None
         log.info("re-using the block signed at height %d before a restart", height)
         return block
