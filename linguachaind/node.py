@@ -1,12 +1,12 @@
 """The node: every component, started in one order and stopped in the reverse (ARCHITECTURE.md §1).
 
 Owns: the start order, which reads top to bottom in `_start_all`: datadir lock and PID file ->
-genesis and validator key -> chain store -> blob store and DATA blocks -> mempool -> chain service
--> rounds service -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound
+genesis and validator key -> chain store -> blob store and DATA blocks -> mempool -> rounds service
+-> chain service -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound
 message) -> blob fetch, training worker, rounds -> tx submitter -> chain retries and VDF ->
 (validators) attester, producer, evidence reporter -> (train_data) trainer -> mempool expiry.
-Everything is passed in at construction except three `connect_*` steps, each a true cycle and
-commented where it happens (ARCHITECTURE.md "Start order").
+Every component gets what it uses at construction, built before it, or, for a service's background
+loop, as an argument of its `run` (ARCHITECTURE.md "Start order"); nothing is set afterwards.
 And the stop order (each service cancelled and awaited in reverse, then stores closed in reverse),
 the PID, port and cookie files, signal handling (SIGINT/SIGTERM -> ordered stop), the mock clock
 of devnet, and the `RpcContext` the RPC methods read. Must not: implement any rule or protocol
@@ -76,6 +76,7 @@ from p2p.blobstore import FileBlobStore
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
 from p2p.service import P2PConfig, P2PService
+from p2p.syncer import SyncState
 from training.base_model import BaseModelError, lora_layout_of, resolve_base_model
 from training.supervisor import TrainingSupervisor, WorkerConfig
 from vdf.prover import VdfProver
@@ -277,11 +278,11 @@ class Node:
         if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
             height, digest = parse_checkpoint(config.checkpoint)
             checkpoint = Checkpoint(Height(height), BlockHash(digest))
-        chain = self.parts.chain = ChainService(store, self.clock, mempool=mempool, checkpoint=checkpoint)
-        rounds = self._open_rounds(store, chain, data)
-        # connect 1 of 3 (a cycle): the rounds service reads the chain's states, and the chain
-        # service's import asks it about DATA and VERSION bodies.
-        chain.connect_learning_check(rounds.check_block)
+        sync = SyncState()  # set by p2p's syncer (started below), read by the rounds service
+        rounds = self._open_rounds(store, data, sync)
+        chain = self.parts.chain = ChainService(
+            store, self.clock, mempool=mempool, checkpoint=checkpoint, learning_check=rounds.check_block
+        )
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
         computes = config.validator or config.timelord
         prover = functools.partial(VdfProver, observe=self.metrics.observe_vdf)  # prove times: /metrics
@@ -289,8 +290,8 @@ class Node:
             store.params, compute=computes, headers=chain, prover_factory=prover
         )
         api = NodeApi(store, chain, mempool, vdf, self.clock.now_ms, fetch_unit_blob=data.fetch_unit_blob)
-        p2p = await self._start_p2p(nursery, api, data.blobs)
-        await self._start_blob_fetch(nursery, data, rounds, p2p)
+        p2p = await self._start_p2p(nursery, api, data.blobs, sync)
+        await self._start_blob_fetch(nursery, data, rounds, chain, p2p)
         outbound = Outbound(p2p)  # what the services publish: encode, then p2p
         txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
         await self.start_service(nursery, "tx-submit", txs.run)
@@ -357,37 +358,40 @@ class Node:
         data = self.parts.data = DataBlocks(store.params, store, blobs, layout)
         return data
 
-    def _open_rounds(self, store: BlockStore, chain: ChainService, data: DataBlocks) -> RoundsService:
-        """The rounds service (VERSION results) over the shared training worker, which starts on
-        first use (None without the base model)."""
+    def _open_rounds(self, store: BlockStore, data: DataBlocks, sync: SyncState) -> RoundsService:
+        """The rounds service (VERSION results; the chain service's import check of DATA and
+        VERSION bodies) over the shared training worker, which starts on first use (None without the
+        base model)."""
         assert self.genesis is not None
         factory = None
         if self.base_dir is not None:
             genesis_hash = bytes(store.genesis_hash)
             factory = worker_factory(self.genesis, self.base_dir, genesis_hash, self.config, self.progress)
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
-        rounds = self.parts.rounds = RoundsService(chain, data, worker)
+        rounds = self.parts.rounds = RoundsService(store, data, worker, syncing=sync.is_syncing)
         return rounds
 
     async def _start_blob_fetch(
-        self, nursery: trio.Nursery, data: DataBlocks, rounds: RoundsService, p2p: P2PService
+        self,
+        nursery: trio.Nursery,
+        data: DataBlocks,
+        rounds: RoundsService,
+        chain: ChainService,
+        p2p: P2PService,
     ) -> None:
-        """Blobs a check found missing (units of a DATA block, test sets) are fetched from peers;
-        then the training worker and the rounds service."""
+        """Blobs a check found missing (units of a DATA block, test sets) and gossiped units' blobs
+        are fetched from peers through p2p (one download per hash at a time); then the training
+        worker and the rounds service's background computation, which follows the chain service."""
 
         async def fetch_blob(blob_hash: BlobHash, peers: Sequence[str] | None) -> ErrorCode | None:
             return (await p2p.fetch_blob(blob_hash, peers)).error
 
-        # connect 2 of 3 (a cycle): p2p hands gossiped units to NodeApi, which asks `data` to fetch
-        # their blobs, and `data` fetches through p2p. One download per hash at a time.
-        data.connect_fetch(BlobFetches(fetch_blob).fetch)
-        await self.start_service(nursery, "blob-fetch", data.run)
+        await self.start_service(
+            nursery, "blob-fetch", functools.partial(data.run, BlobFetches(fetch_blob).fetch)
+        )
         if self.parts.worker is not None:  # the training worker process starts on first use
             await self.start_service(nursery, "training-worker", self.parts.worker.run)
-        # connect 3 of 3 (a cycle): the rounds service is built before p2p (the chain service that
-        # p2p's NodeApi imports into asks it), and a syncing node checks aggregates only (§6.5).
-        rounds.connect_sync_status(lambda: p2p.sync_status().syncing)
-        await self.start_service(nursery, "rounds", rounds.run)
+        await self.start_service(nursery, "rounds", functools.partial(rounds.run, chain))
 
     async def _start_rpc(self, nursery: trio.Nursery) -> None:
         assert self.ctx is not None
@@ -413,8 +417,11 @@ class Node:
         self.layout.rpc_port_file.write_text(f"{self.rpc_port}\n")
         self.metrics.gauge("up", "1 while the node runs", lambda: 1.0)
 
-    async def _start_p2p(self, nursery: trio.Nursery, api: NodeApi, blobs: FileBlobStore) -> P2PService:
-        """The libp2p host, gossip, sync and blob protocols; `api` handles what arrives."""
+    async def _start_p2p(
+        self, nursery: trio.Nursery, api: NodeApi, blobs: FileBlobStore, sync: SyncState
+    ) -> P2PService:
+        """The libp2p host, gossip, sync and blob protocols; `api` handles what arrives; the syncer
+        sets `sync` while it catches up."""
         adopt_library_logger("libp2p")
         config = self.config
         p2p_config = P2PConfig(
@@ -422,7 +429,7 @@ class Node:
             host=HostConfig(listen_addrs=config.listen, enable_mdns=config.mdns),
             bootstrap=config.bootstrap,
         )
-        p2p = self.parts.p2p = P2PService(p2p_config, api.chain.params, api, api, api, blobs)
+        p2p = self.parts.p2p = P2PService(p2p_config, api.chain.params, api, api, api, blobs, sync_state=sync)
         await self.start_service(nursery, "p2p", p2p.run)
         self.metrics.gauge("peers", "connected peers", lambda: float(len(p2p.peers())))
         return p2p

@@ -33,12 +33,12 @@ class Parts:
     the node keeps to itself); `txs` the one way a tx is submitted."""
 
     store: BlockStore | None = None
-    mempool: Mempool | None = None
-    chain: ChainService | None = None
     blobs: FileBlobStore | None = None
     data: DataBlocks | None = None
+    mempool: Mempool | None = None
     worker: LazyWorker | None = None
     rounds: RoundsService | None = None
+    chain: ChainService | None = None
     vdf: VdfService | None = None
     p2p: P2PService | None = None
     txs: TxSubmitter | None = None

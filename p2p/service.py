@@ -38,7 +38,7 @@ from p2p.messages.gossip import GossipKind
 from p2p.peers import PeerEvent, PeerManager
 from p2p.reqresp import ReqRespServer
 from p2p.scoring import Offence, PeerScores, ScoreConfig
-from p2p.syncer import Syncer, SyncStats
+from p2p.syncer import Syncer, SyncState, SyncStats
 
 if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
@@ -90,6 +90,7 @@ class P2PService:
         chain: ChainSource,
         sink: BlockSink,
         blobs: BlobStore | None = None,
+        sync_state: SyncState | None = None,
     ) -> None:
         self.config, self.params = config, params
         self.validator, self.chain, self.sink, self.blobs = validator, chain, sink, blobs
@@ -130,6 +131,7 @@ class P2PService:
             batch=config.sync_batch,
             timeout_s=config.request_timeout_s,
             peer_tips=self.peers_mgr.tips,
+            state=sync_state,
         )
         self.fetcher = BlobFetcher(self.host, chain_id, blobs, self.penalise) if blobs is not None else None
         self._started = trio.Event()

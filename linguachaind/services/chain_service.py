@@ -77,6 +77,9 @@ class AddBlockResult(Enum):
     ORPHAN = "orphan"  # its parent is unknown: kept until the parent arrives
 
 
+# The import check of DATA and VERSION bodies on their parent state (BLOB_MISSING is transient).
+LearningCheck: TypeAlias = Callable[[Block, StateView], ErrorCode | None]
+
 # An `ErrorCode` is an invalid block (FUTURE_BLOCK: too early, kept and retried by `run`).
 ImportResult: TypeAlias = AddBlockResult | ErrorCode
 
@@ -105,7 +108,11 @@ class ChainService:
         mempool: MempoolLike | None = None,
         verify_vdf: VdfVerifier = vdf.verify,
         checkpoint: Checkpoint | None = None,
+        learning_check: LearningCheck | None = None,
     ) -> None:
+        """`learning_check`: the import check of DATA and VERSION bodies with blobs and background
+        results (the rounds service's `check_block`, built before this service); None in tests that
+        run without blobs."""
         self.store = store
         self.params = store.params
         self.clock = clock
@@ -133,17 +140,8 @@ class ChainService:
         self._changed = trio.Event()
         self._imported = self._rejected = self._reorgs = 0
         self._watchers: list[ChainWatcher] = []
-        # The federated-learning import check of DATA and VERSION bodies with blobs and background
-        # results (linguachaind.services.datablocks): None in tests that run without blobs.
-        self.learning_check: Callable[[Block, StateView], ErrorCode | None] | None = None
+        self.learning_check = learning_check
         self._load_main_headers()
-
-    def connect_learning_check(self, check: Callable[[Block, StateView], ErrorCode | None]) -> None:
-        """The node's start order, once: the rounds service's check of DATA and VERSION bodies. Not
-        a constructor parameter because that service reads this one's states (a cycle)."""
-        if self.learning_check is not None:
-            raise RuntimeError("the learning check is connected already")
-        self.learning_check = check
 
     def add_watcher(self, watcher: ChainWatcher) -> None:
         """Show `watcher` every block header handed to `import_block` (with its result) and every

@@ -45,13 +45,12 @@ from chain.consensus.scoring import (
     within_tolerance,
 )
 from chain.errors import ErrorCode
-from chain.header import Header, round_for_height
+from chain.header import round_for_height
 from chain.lora import Int32Array, LoraLayout, check_update_blob
 from chain.params import ChainParams
 from chain.state.model import ModelVersion
 from chain.state.view import StateView
-from chain.types import BlockHash
-from linguachaind.services.chain_service import ChainService
+from chain.store.blockstore import BlockStore
 from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.roundinputs import (
     Candidate,
@@ -64,6 +63,7 @@ from linguachaind.services.roundinputs import (
     unit_update,
     unscored_noop,
 )
+from linguachaind.services.wakeup import ChainChanges, Poke, wait_change_or_poke
 from linguachaind.services.worker import LazyWorker
 from training import protocol as wp
 from training.supervisor import JobFailed, TrainingSupervisor
@@ -100,52 +100,43 @@ class RoundsService:
 
     def __init__(
         self,
-        chain: ChainService,
+        store: BlockStore,
         data: DataBlocks,
         worker: LazyWorker | None,
+        *,
+        syncing: Callable[[], bool] = lambda: False,
     ) -> None:
-        self.chain = chain
-        self.params: ChainParams = chain.params
+        """Built before the chain service, whose import asks `check_block`; `run` is given the
+        chain service to watch. `syncing`: whether the node is catching up now (then a scored body is
+        checked on its aggregate only, PROTOCOL §6.5), read from the p2p syncer's `SyncState`."""
+        self.store = store
+        self.params: ChainParams = store.params
         self.data = data
         self._worker_handle = worker
         self._cache: OrderedDict[bytes, RoundResult] = OrderedDict()
         self._requested: OrderedDict[bytes, RoundInputs] = OrderedDict()
         self._failed_at: dict[bytes, float] = {}  # key -> when its computation last failed
-        self._poke = trio.Event()
+        self._poke = Poke()
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
-        self.syncing: Callable[[], bool] = lambda: False  # see connect_sync_status
-        self._last: tuple[int, str, int, str] = (-1, "", 0, "")
-
-    def connect_sync_status(self, syncing: Callable[[], bool]) -> None:
-        """The node's start order, once p2p runs: whether the node is syncing (then a scored body
-        is checked on its aggregate only, PROTOCOL §6.5). Not a constructor parameter because this
-        service is built before p2p (the chain service, which p2p imports into, asks it)."""
         self.syncing = syncing
+        self._last: tuple[int, str, int, str] = (-1, "", 0, "")
 
     # -- the background loop ----------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, chain: ChainChanges, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Compute coming rounds; look again when `chain` (the chain service) changes, an import
+        asks for a result, or every `POLL_S` (blob arrivals have no event)."""
         task_status.started()
-        seen = self.chain.version
+        seen = chain.version
         while True:
             inputs = self._next_inputs() if self._worker_handle is not None else None
             if inputs is not None and await self._compute_logged(inputs):
                 continue
-            with trio.move_on_after(POLL_S):  # blob arrivals have no event: look again
-                async with trio.open_nursery() as wait:
-                    wait.start_soon(self._wait_change, seen, wait.cancel_scope)
-                    wait.start_soon(self._wait_poke, wait.cancel_scope)
-            seen = self.chain.version
-
-    async def _wait_change(self, seen: int, scope: trio.CancelScope) -> None:
-        await self.chain.wait_change(seen)
-        scope.cancel()
-
-    async def _wait_poke(self, scope: trio.CancelScope) -> None:
-        await self._poke.wait()
-        self._poke = trio.Event()
-        scope.cancel()
+            await wait_change_or_poke(chain, seen, self._poke, POLL_S)
+            seen = chain.version
 
     def _next_inputs(self) -> RoundInputs | None:
         """Inputs an import asked for first, then the coming VERSION rounds whose inputs are fixed
@@ -156,7 +147,7 @@ class RoundsService:
             _, inputs = self._requested.popitem(last=False)
             if inputs.key not in self._cache and inputs.key not in self._failed_at:
                 return inputs
-        reader = self.chain.reader()
+        reader = self.store.reader()
         tip = reader.height
         next_version = tip + 1 + (-(tip + 1)) % 3  # VERSION heights are multiples of 3
         first = round_for_height(next_version)
@@ -349,9 +340,9 @@ class RoundsService:
             self.improved += 1
         return None
 
-    def recomputed(self, header: Header, body: VersionBody) -> RecomputedScores | None:
-        """FALSE_SCORE's oracle (`scoring.false_score_rule`): this node's scores of that block."""
-        parent = self.chain.state(BlockHash(header.prev_hash))
+    def recomputed(self, parent: StateView | None, body: VersionBody) -> RecomputedScores | None:
+        """FALSE_SCORE's oracle (`scoring.false_score_rule`): this node's scores of that block, on
+        its `parent` state (the caller's `ChainService.state(header.prev_hash)`)."""
         inputs = inputs_for(self.params, parent, body.round) if parent is not None else None
         result = self._cache.get(inputs.key) if inputs is not None else None
         if result is None or result.new_scores is None or result.previous_scores is None:

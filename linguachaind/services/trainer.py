@@ -41,6 +41,7 @@ from chain.units import Encryption, LearningUnit
 from linguachaind.logsetup import event
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.datablocks import DataBlocks
+from linguachaind.services.wakeup import Poke, wait_change_or_poke
 from linguachaind.services.worker import LazyWorker
 from training import protocol as wp
 from training.supervisor import JobFailed
@@ -152,7 +153,7 @@ class Trainer:
         self.workdir = workdir
         self._synced = synced
         self.enabled = True
-        self._poke = trio.Event()
+        self._poke = Poke()
         self._job_scope: trio.CancelScope | None = None
         self._state = "idle"
         self._trained_on: bytes | None = None  # version id of the last finished attempt
@@ -204,20 +205,7 @@ class Trainer:
             if target is not None:
                 await self._attempt(target)
                 continue
-            seen = self.chain.version
-            with trio.move_on_after(POLL_S):
-                async with trio.open_nursery() as wait:
-                    wait.start_soon(self._wait_change, seen, wait.cancel_scope)
-                    wait.start_soon(self._wait_poke, wait.cancel_scope)
-
-    async def _wait_change(self, seen: int, scope: trio.CancelScope) -> None:
-        await self.chain.wait_change(seen)
-        scope.cancel()
-
-    async def _wait_poke(self, scope: trio.CancelScope) -> None:
-        await self._poke.wait()
-        self._poke = trio.Event()
-        scope.cancel()
+            await wait_change_or_poke(self.chain, self.chain.version, self._poke, POLL_S)
 
     def _target(self) -> ModelVersion | None:
         """The final global version when it is one we have not trained on yet (and we may train)."""

@@ -71,7 +71,9 @@ TEXTS = [
 
 
 class Node:
-    def __init__(self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker) -> None:
+    def __init__(
+        self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker, *, syncing: bool = False
+    ) -> None:
         genesis, self.keys = dev_genesis(1, funded=("alice", "bob"), params=P)
         self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
         self.blobs = FileBlobStore(tmp / f"{name}-blobs")
@@ -84,9 +86,10 @@ class Node:
             now_ms=clock.now_ms(),
             unit_check=self.data.unit_blob_problem,
         )
-        self.chain = ChainService(self.store, clock, mempool=self.pool)
-        self.rounds = RoundsService(self.chain, self.data, worker)
-        self.chain.connect_learning_check(self.rounds.check_block)
+        self.rounds = RoundsService(self.store, self.data, worker, syncing=lambda: syncing)
+        self.chain = ChainService(
+            self.store, clock, mempool=self.pool, learning_check=self.rounds.check_block
+        )
 
     def close(self) -> None:
         self.pool.close()
@@ -174,8 +177,7 @@ async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path:
     )
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
     a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
-    c = Node(tmp_path, "c", clock, worker)  # syncs: checks aggregates, skips scores, computes nothing
-    c.rounds.connect_sync_status(lambda: True)
+    c = Node(tmp_path, "c", clock, worker, syncing=True)  # checks aggregates, skips scores, computes nothing
     key, alice, bob = keys["validator0"], keys["alice"], keys["bob"]
     try:
         async with trio.open_nursery() as nursery:
@@ -221,8 +223,8 @@ async def run_round(
     data_block = advance(honest, a, [b, c], key, clock)  # 2 DATA: the test set
     assert data_block.body.report.n_selected == len(TEXTS)  # type: ignore[union-attr]
     assert not advance(honest, a, [b, c], key, clock).body.units  # type: ignore[union-attr]  # 3: no inputs yet
-    nursery.start_soon(a.rounds.run)
-    nursery.start_soon(b.rounds.run)
+    nursery.start_soon(a.rounds.run, a.chain)
+    nursery.start_soon(b.rounds.run, b.chain)
     advance(honest, a, [b, c], key, clock)  # 4 TX
     advance(honest, a, [b, c], key, clock)  # 5 DATA (empty)
     await wait_until(

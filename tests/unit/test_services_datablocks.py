@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-import pytest
 import trio
 
 from chain.block import Block, DataBody
+from chain.codec import encode
 from chain.consensus.data_selection import jsonl_bytes, select_test_set
 from chain.consensus.duties import proposal_duty
 from chain.crypto import SecretKey
@@ -26,6 +27,7 @@ from chain.store.blockstore import BlockStore
 from chain.tx import make_tx
 from chain.types import BlobHash
 from chain.units import DataFormat, DataUnit
+from linguachaind.glue import BlobFetches
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.datablocks import DataBlocks, store_data_unit
 from linguachaind.services.producer import Producer
@@ -66,8 +68,7 @@ class Node:
             now_ms=clock.now_ms(),
             unit_check=self.data.unit_blob_problem,
         )
-        self.chain = ChainService(self.store, clock, mempool=self.pool)
-        self.chain.connect_learning_check(self.data.check)
+        self.chain = ChainService(self.store, clock, mempool=self.pool, learning_check=self.data.check)
 
     def close(self) -> None:
         self.pool.close()
@@ -169,20 +170,37 @@ def check_test_set(node: Node, test_set_hash: bytes, unit: DataUnit, data: bytes
     assert node.data.active_examples(node.store.reader(), reader.height) == expected
 
 
-def test_the_start_order_connects_each_cycle_once(tmp_path: Path) -> None:
-    """The learning check and the blob fetch are late connections with one owner (the node's start
-    order): a second connect is a start-order bug, not a silent replacement."""
-    node = Node(tmp_path, "a", FakeClock(GENESIS_TIME_MS))
+def test_a_gossiped_units_blob_is_fetched_from_its_sender_through_run(tmp_path: Path) -> None:
+    """The blob fetch is an argument of `run` (built before p2p, no late connect): a gossiped data
+    unit's admission waits while its blob is fetched from the peer that sent it, and then admits."""
+    clock = FakeClock(GENESIS_TIME_MS + 100_000)
+    a, b = Node(tmp_path, "a", clock), Node(tmp_path, "b", clock)
+    asked: list[tuple[bytes, tuple[str, ...] | None]] = []
 
-    async def no_fetch(blob_hash: BlobHash, peers: object) -> ErrorCode | None:
-        return ErrorCode.BLOB_MISSING
+    async def from_a(blob_hash: BlobHash, peers: Sequence[str] | None) -> ErrorCode | None:
+        asked.append((bytes(blob_hash), tuple(peers) if peers is not None else None))
+        blob = a.blobs.read(blob_hash)
+        if blob is None:
+            return ErrorCode.BLOB_MISSING
+        await b.blobs.put_bytes(blob)
+        return None
+
+    async def admit(raw: bytes) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(b.data.run, BlobFetches(from_a).fetch)  # as the node does
+            await b.data.fetch_unit_blob(raw, "peer-a")  # NodeApi.validate_tx, on BLOB_MISSING
+            nursery.cancel_scope.cancel()
 
     try:
-        with pytest.raises(RuntimeError, match="connected already"):
-            node.chain.connect_learning_check(node.data.check)
-        node.data.connect_fetch(no_fetch)
-        with pytest.raises(RuntimeError, match="connected already"):
-            node.data.connect_fetch(no_fetch)
-        assert node.data.fetch is no_fetch
+        data = b"".join(json.dumps({"text": t}).encode() + b"\n" for t in TEXTS[:8])
+        alice = a.keys["alice"]
+        unit = trio.run(store_data_unit, DEVNET, a.blobs, alice, data, DataFormat.JSONL_TEXT, clock.now_ms())
+        tx = make_tx(alice, DEVNET.chain_id, 0, 1_000_000, unit)
+        assert not b.blobs.has(unit.blob_hash)
+        trio.run(admit, encode(tx))
+        assert asked == [(bytes(unit.blob_hash), ("peer-a",))]
+        assert b.blobs.read(unit.blob_hash) == data
+        assert b.pool.add_raw(encode(tx), clock.now_ms()) == tx.id
     finally:
-        node.close()
+        a.close()
+        b.close()
