@@ -214,8 +214,11 @@ def test_competing_branches_converge_without_reverting_final(n: int, seed: int) 
     heads = {node.head for node in net.nodes}
     assert len(heads) == 1, "nodes did not converge on one head"
     winner = next(iter(heads))
-    # ... and it is the fork-choice winner over everything the network knows (§4.5 + FFG source)
-    n0 = net.nodes[0]
+    # ... and it is the fork-choice winner over everything the network knows (§4.5 + FFG source),
+    # seen by a node that holds every block (the winning side need not hear of the losing branch
+    # once it finalised past the fork; which side wins depends on the genesis and the seed)
+    n0 = next((node for node in net.nodes if set(node.view.headers) == set(net.all_blocks)), None)
+    assert n0 is not None, "no node holds every block"
     assert len({node.final for node in net.nodes}) == 1
     union: dict[BlockHash, set[bytes]] = {}
     for node in net.nodes:
@@ -229,7 +232,6 @@ def test_competing_branches_converge_without_reverting_final(n: int, seed: int) 
     def source(bh: BlockHash) -> int:
         return n0.header(vote_source(net.params, n0.view.headers, bh, n0.eligible_for, n0.final)).height
 
-    assert set(n0.view.headers) == set(net.all_blocks)
     assert choose_head(n0.view.headers, n0.final, weight, source) == winner
     chain = {h.hash for h in n0.chain(winner)}
     lost = [tips[i] for i in (0, n - 1) if tips[i] not in chain]
@@ -320,7 +322,7 @@ def test_literal_rule_is_unsafe_and_ffg_rule_is_safe() -> None:
     Byzantine equivocating double-voter, drops and delays) finalise two conflicting blocks. The
     FFG reading (2-chain finality, no surround votes, justified-first fork choice) stays safe."""
     schedule = Schedule(
-        seed=25,
+        seed=138,
         n=4,
         byzantine=0,
         behaviour=Behaviour(equivocate=True, double_attest=True),
