@@ -165,16 +165,19 @@ def validate_block(
     now_ms: int,
     verify_vdf: VdfVerifier,
     checkpoint: Checkpoint | None = None,
+    *,
+    signatures_checked: bool = False,
 ) -> ErrorCode | None:
     """Every rule of §4.7 before the state transition: the header, then the body's stateless rules.
 
     The caller then applies the block to its parent state (`chain.state.transition.apply_block`)
     and checks the result with `check_state_root`: the daemon's chain service sequences the four.
+    `signatures_checked`: see `check_body_stateless` (the node's own block only).
     """
     code = validate_header(params, view, block.header, now_ms, verify_vdf, checkpoint)
     if code is not None:
         return code
-    return check_body_stateless(params, block)
+    return check_body_stateless(params, block, signatures_checked=signatures_checked)
 
 
 def conflicts_with_checkpoint(header: Header, checkpoint: Checkpoint) -> bool:

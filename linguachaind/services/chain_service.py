@@ -2,7 +2,7 @@
 
 Owns: the one writer of the block store. `import_block` sequences validation (PROTOCOL §4.7, over
 this service as the `ChainView`): header and body rules (chain.consensus.validate_block, which
-checks every tx signature), the state transition on the parent state (chain.state.transition,
+checks every tx signature of a received block), the state transition on the parent state (chain.state.transition,
 signatures not verified again), the state root; then connects to the tip or keeps a valid side
 block, tells the mempool, updates finality and fork choice and reorganises through the store's undo
 records. It answers an `ImportResult`. It also holds orphans until their parent arrives and
@@ -322,9 +322,10 @@ class ChainService:
     # -- block import --------------------------------------------------------------------------
 
     def import_block(self, block: Block, *, effects: BlockEffects | None = None) -> ImportResult:
-        """Validate and add `block` (PROTOCOL §4.7), then finality, fork choice, reorg. `effects`: the
-        block applied to its parent state by the caller (the producer, which just built it from that
-        state): the transition is not run twice."""
+        """Validate and add `block` (PROTOCOL §4.7), then finality, fork choice, reorg. `effects`: only
+        for this node's own block, which the producer just assembled on its parent state from
+        mempool-admitted txs (their signatures verified at admission) and applied there: neither the
+        transition nor the signature checks run twice. A received block never comes with effects."""
         stored = self._import_one(block, effects)
         for watcher in self._watchers:
             watcher.saw_header(block.header, stored)
@@ -385,7 +386,10 @@ class ChainService:
     def _validate(self, block: Block, effects: BlockEffects | None) -> BlockEffects | ErrorCode:
         """§4.7 in order: header and body rules, the transition on the parent state, the state root."""
         now = self.clock.now_ms()
-        code = validate_block(self.params, self, block, now, self._verify_vdf, self.checkpoint)
+        own = effects is not None  # assembled here from mempool-admitted txs: signatures checked
+        code = validate_block(
+            self.params, self, block, now, self._verify_vdf, self.checkpoint, signatures_checked=own
+        )
         if code is not None:
             return code
         if effects is None:
