@@ -1,12 +1,15 @@
 """Block bodies of the three kinds and the `Block` envelope (PROTOCOL §3.2).
 
-Owns: `TxBody`, `DataBody` with its `QualityReport`, `VersionBody`, `Block`, `body_root`.
+Owns: `TxBody`, `DataBody` with its `QualityReport` and per-unit accepted counts, `VersionBody` with
+its included and excluded units (`Exclusion`, the reason a unit was left out) and both adapters'
+per-batch scores, `Block`, `body_root`.
 Must not: validate bodies against state or the mempool (chain.consensus and the FL rules do).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Annotated, Any, Final
 
 from chain.codec import I64, U32, U64, MaxItems, encode, variant
@@ -40,8 +43,12 @@ class QualityReport:
 
 @dataclass(frozen=True, slots=True)
 class DataBody:
+    """`accepted[i]`: the examples of `unit_ids[i]` in the selection (PROTOCOL §5.1: the data pool is
+    split by them); one count per unit, summing to `report.n_selected`, recomputed on import."""
+
     unit_ids: Annotated[tuple[UnitId, ...], MaxItems(4096)]
     report: QualityReport
+    accepted: Annotated[tuple[U32, ...], MaxItems(4096)] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +57,30 @@ class UnitWeight:
     weight: U64
 
 
+class Exclusion(IntEnum):
+    """Why a candidate unit is not part of the aggregate (recorded for reputation, PROTOCOL §5.2)."""
+
+    STALE = 1  # base version more than max_staleness versions old: refused
+    MALFORMED = 2  # tensor names, shapes or dtype differ from the chain's layout
+    NO_EXAMPLES = 3  # n_examples == 0 (consensus requires > 0; never weighted)
+    NORM_OUTLIER = 4  # norm-filtered: L2 norm above factor x median norm
+    DIRECTION_OUTLIER = 5  # norm-filtered: negative inner product with the coordinate-wise median
+    RARELY_KEPT = 6  # trimmed-mean / median: kept in under half of the average unit's coordinates
+
+
+@dataclass(frozen=True, slots=True)
+class Excluded:
+    unit_id: UnitId
+    reason: Exclusion
+
+
 @dataclass(frozen=True, slots=True)
 class VersionBody:
+    """A VERSION block's body (PROTOCOL §3.2, §6.5). `excluded`: the candidate units the rule left
+    out, with the reason (sorted by id, listed with the units only when the version improves);
+    `previous_batch_scores`: the previous adapter's per-batch losses on the same batches, whose
+    floored mean is `previous_score` (empty in an unscored no-op, like `per_batch_scores`)."""
+
     round: Round
     base_version_id: Hash32
     units: Annotated[tuple[UnitWeight, ...], MaxItems(4096)]
@@ -60,6 +89,8 @@ class VersionBody:
     per_batch_scores: Annotated[tuple[Micro, ...], MaxItems(1024)]
     total_score: I64
     previous_score: I64
+    excluded: Annotated[tuple[Excluded, ...], MaxItems(4096)] = ()
+    previous_batch_scores: Annotated[tuple[Micro, ...], MaxItems(1024)] = ()
 
     @property
     def is_noop(self) -> bool:
@@ -82,12 +113,18 @@ def _body_type(values: Any) -> type[Any] | None:
 
 
 def body_leaves(body: Body) -> list[bytes]:
-    """Merkle leaves: each tx of a TX body; the report then each unit id of a DATA body; the
-    whole VERSION body."""
+    """Merkle leaves: each tx of a TX body; the report then, per selected unit of a DATA body, its
+    id followed by its accepted count as 4 big-endian bytes (36 bytes, so a branch proves one unit's
+    count; ids or counts left over when the two lists differ in length, which the body rules refuse,
+    are leaves of their own); the whole VERSION body."""
     if isinstance(body, TxBody):
         return [encode(tx) for tx in body.txs]
     if isinstance(body, DataBody):
-        return [encode(body.report), *body.unit_ids]
+        n = min(len(body.unit_ids), len(body.accepted))
+        ids, counts = body.unit_ids, body.accepted
+        pairs = [bytes(u) + c.to_bytes(4, "big") for u, c in zip(ids[:n], counts[:n], strict=True)]
+        rest = [bytes(u) for u in ids[n:]] + [c.to_bytes(4, "big") for c in counts[n:]]
+        return [encode(body.report), *pairs, *rest]
     return [encode(body)]
 
 

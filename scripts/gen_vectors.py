@@ -31,7 +31,17 @@ from types import UnionType
 from typing import Annotated, Any, Final, Union, get_args, get_origin, get_type_hints
 
 from chain.address import HRP_BY_NETWORK, address_of
-from chain.block import Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
+from chain.block import (
+    Block,
+    DataBody,
+    Excluded,
+    Exclusion,
+    QualityReport,
+    TxBody,
+    UnitWeight,
+    VersionBody,
+    body_root,
+)
 from chain.codec import MAX_ARRAY_LEN, NEWTYPE_CONSTRAINTS, ByteLen, IntRange, MaxItems, TextLen, encode
 from chain.crypto import DOMAIN_ATTEST, DOMAIN_HEADER, DOMAIN_TX, SecretKey, account_id, signing_digest
 from chain.evidence import (
@@ -217,7 +227,7 @@ def chain_blocks() -> list[Block]:
         n_selected=122,
         test_set_hash=h("test-set-1"),
     )
-    data_body = DataBody((data_unit().id,), report)
+    data_body = DataBody((data_unit().id,), report, (122,))
     b2 = Block(header(2, b1.hash, data_body, proposer="val1", rank=1, dt=400), data_body)
     version_body = VersionBody(
         round=Round(0),
@@ -228,6 +238,8 @@ def chain_blocks() -> list[Block]:
         per_batch_scores=(Micro(-2_100_000), Micro(-2_050_000), Micro(-1_990_000)),
         total_score=-6_140_000,
         previous_score=-6_400_000,
+        excluded=(Excluded(UnitId(h("outlier-unit")), Exclusion.NORM_OUTLIER),),
+        previous_batch_scores=(Micro(-2_000_000), Micro(-2_010_000), Micro(-1_980_000)),
     )
     b3 = Block(header(3, b2.hash, version_body), version_body)
     return [genesis, b1, b2, b3]

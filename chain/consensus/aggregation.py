@@ -27,12 +27,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from chain.block import Excluded as Excluded  # re-exported: the rule decides exclusions
+from chain.block import Exclusion as Exclusion
 from chain.block import UnitWeight
 from chain.hashing import H
 from chain.lora import update_blob
@@ -49,17 +50,6 @@ CHUNK: Final = 1 << 16  # coordinates per block in the per-coordinate rules (bou
 _LIMB_CHUNK: Final = 1 << 20  # coordinates per exact-norm partial sum (keeps int64 sums below 2^53)
 
 
-class Exclusion(IntEnum):
-    """Why a candidate unit is not part of the aggregate (recorded for reputation, PROTOCOL §5.2)."""
-
-    STALE = 1  # base version more than max_staleness versions old: refused
-    MALFORMED = 2  # tensor names, shapes or dtype differ from the chain's layout
-    NO_EXAMPLES = 3  # n_examples == 0 (consensus requires > 0; never weighted)
-    NORM_OUTLIER = 4  # norm-filtered: L2 norm above factor x median norm
-    DIRECTION_OUTLIER = 5  # norm-filtered: negative inner product with the coordinate-wise median
-    RARELY_KEPT = 6  # trimmed-mean / median: kept in under half of the average unit's coordinates
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class UnitUpdate:
     """One candidate learning unit: its update tensors (int32 fixed point) and what weights it.
@@ -72,12 +62,6 @@ class UnitUpdate:
     tensors: Mapping[str, Int32Array]
     n_examples: int
     staleness: int
-
-
-@dataclass(frozen=True, slots=True)
-class Excluded:
-    unit_id: UnitId
-    reason: Exclusion
 
 
 @dataclass(frozen=True, slots=True, eq=False)

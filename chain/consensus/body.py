@@ -27,26 +27,19 @@ from chain.types import ZERO_HASH, UnitId
 EMPTY_REPORT = QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
 
 
-def check_body_stateless(
-    params: ChainParams, block: Block, *, signatures_checked: bool = False
-) -> ErrorCode | None:
-    """First failing stateless body rule of `block`, or None. Cheap checks first (§4.7).
-
-    `signatures_checked`: every tx signature of the body was verified already on this node, so it
-    is not verified again (every other rule still runs). Only the chain service's import of a block
-    it assembled itself from mempool-admitted txs (the mempool verified each one at admission) sets
-    it; a received block, from gossip or sync, never does."""
+def check_body_stateless(params: ChainParams, block: Block) -> ErrorCode | None:
+    """First failing stateless body rule of `block`, or None. Cheap checks first (§4.7)."""
     if body_root(block.body) != block.header.body_root:
         return ErrorCode.BAD_BODY_ROOT
     if len(encode(block)) > params.max_block_bytes:
         return ErrorCode.BLOCK_TOO_LARGE
     body = block.body
     if isinstance(body, TxBody):
-        return _check_txs(params, body, signatures_checked)
+        return _check_txs(params, body)
     return check_fl_body_stateless(params, block)
 
 
-def _check_txs(params: ChainParams, body: TxBody, signatures_checked: bool) -> ErrorCode | None:
+def _check_txs(params: ChainParams, body: TxBody) -> ErrorCode | None:
     if len(body.txs) > params.max_txs_per_block:
         return ErrorCode.TOO_MANY_TXS
     seen: set[bytes] = set()
@@ -59,7 +52,7 @@ def _check_txs(params: ChainParams, body: TxBody, signatures_checked: bool) -> E
         if tx_id in seen:
             return ErrorCode.DUPLICATE_TX
         seen.add(tx_id)
-        if not signatures_checked and not tx.signature_valid():
+        if not tx.signature_valid():
             return ErrorCode.INVALID_TX_IN_BLOCK
     return None
 
@@ -98,7 +91,8 @@ def check_leaf_stateless(
     body with more than `max_txs_per_block` leaves, or a leaf that is not a canonical tx of this
     chain within `max_tx_bytes` with a valid signature; a DATA report that breaks
     `check_data_body_stateless` (its counts, limits, the zero hash of no selection, its unit count
-    against the leaf count) or a unit leaf that is not 32 bytes; a VERSION body with more than one
+    against the leaf count) or a unit leaf that is not 36 bytes (id and accepted count) or counts
+    more than `max_test_examples`; a VERSION body with more than one
     leaf or one that breaks `check_version_body_stateless`. Faults that need two leaves (a
     duplicate tx) or the whole body (`max_block_bytes`) are not provable this way.
     """
@@ -112,8 +106,9 @@ def check_leaf_stateless(
             return ErrorCode.INVALID_TX_IN_BLOCK
         return None if tx.signature_valid() else ErrorCode.INVALID_TX_IN_BLOCK
     if header.kind == BlockKind.DATA:
-        if index > 0:
-            return None if len(leaf) == 32 else ErrorCode.BAD_BODY  # a selected unit id
+        if index > 0:  # a selected unit: its id and its accepted count (chain.block.body_leaves)
+            ok = len(leaf) == 36 and int.from_bytes(leaf[32:], "big") <= params.max_test_examples
+            return None if ok else ErrorCode.BAD_BODY
         report = decode(QualityReport, leaf, max_bytes=params.max_block_bytes)
         if isinstance(report, ErrorCode) or report.n_units != count - 1:
             return ErrorCode.BAD_BODY
@@ -129,10 +124,11 @@ def check_leaf_stateless(
 
 
 def _report_rules(params: ChainParams, report: QualityReport) -> ErrorCode | None:
-    """The DATA report's own rules (`check_data_body_stateless` without the unit-id order, which
-    one leaf cannot show)."""
+    """The DATA report's own rules (`check_data_body_stateless` without the unit-id order and the
+    accepted counts' sum, which one leaf cannot show)."""
     ids = tuple(UnitId(i.to_bytes(32, "big")) for i in range(report.n_units))
-    return check_data_body_stateless(params, DataBody(ids, report))
+    accepted = (report.n_selected,) + (0,) * (report.n_units - 1) if report.n_units else ()
+    return check_data_body_stateless(params, DataBody(ids, report, accepted))
 
 
 def faulty_leaf(params: ChainParams, block: Block) -> int | None:

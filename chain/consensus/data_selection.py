@@ -275,13 +275,22 @@ def active_test_set(recent: Sequence[Sequence[Example]], max_test_examples: int)
     return tuple(out)
 
 
+def data_body(selection: Selection) -> DataBody:
+    """The DATA body of a selection: its units in id order, its report, their accepted counts."""
+    return DataBody(
+        tuple(u for u, _ in selection.accepted), selection.report, tuple(n for _, n in selection.accepted)
+    )
+
+
 def check_data_body_stateless(params: ChainParams, body: DataBody) -> ErrorCode | None:
-    """What a DATA body shows by itself (for `check_fl_body_stateless`, so provable by
-    INVALID_BLOCK evidence): unit ids strictly increasing, report counts that add up within the
-    input limit, at most `max_test_examples` selected, and the zero hash for an empty test set
-    (the empty DATA body the producer makes today is the selection of no units)."""
+    """What a DATA body shows by itself (for `check_fl_body_stateless`): unit ids strictly
+    increasing, one accepted count per unit summing to the selected examples, report counts that
+    add up within the input limit, at most `max_test_examples` selected, and the zero hash for an
+    empty test set (the empty DATA body the producer makes is the selection of no units)."""
     ids = [bytes(i) for i in body.unit_ids]
     if any(a >= b for a, b in itertools.pairwise(ids)):
+        return ErrorCode.BAD_BODY
+    if len(body.accepted) != len(ids) or sum(body.accepted) != body.report.n_selected:
         return ErrorCode.BAD_BODY
     r = body.report
     dropped = r.n_malformed + r.n_exact_duplicates + r.n_near_duplicates + r.n_outliers
@@ -303,7 +312,7 @@ def check_data_body(
     """Re-run the selection on the body's units (resolved by the caller, in any order) and compare.
 
     BAD_BODY when the stateless rules fail, the unit ids differ from `units`, a unit's blob
-    disagrees with it, or the recomputed report differs from the body's.
+    disagrees with it, or the recomputed report or per-unit accepted counts differ from the body's.
     """
     stateless = check_data_body_stateless(params, body)
     if stateless is not None:
@@ -315,4 +324,4 @@ def check_data_body(
         selection = select_test_set(params, units, active_keys)
     except SelectionError:
         return ErrorCode.BAD_BODY
-    return None if selection.report == body.report else ErrorCode.BAD_BODY
+    return None if data_body(selection) == body else ErrorCode.BAD_BODY

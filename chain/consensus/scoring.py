@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from chain.block import UnitWeight, VersionBody, body_root
+from chain.block import Excluded, UnitWeight, VersionBody, body_root
 from chain.codec import decode
-from chain.consensus.aggregation import Excluded, Exclusion
+from chain.consensus import reputation
+from chain.consensus.reputation import PENALISED
 from chain.consensus.rewards import split_floor
 from chain.errors import ErrorCode
 from chain.hashing import H
@@ -127,18 +128,40 @@ def within_tolerance(params: ChainParams, claimed: Sequence[int], recomputed: Ma
     )
 
 
-def is_false_score(
-    params: ChainParams, body: VersionBody, recomputed: Mapping[int, int], previous: int | None = None
+def assigned_batches_agree(
+    params: ChainParams,
+    body: VersionBody,
+    batches: Sequence[int],
+    new_scores: Sequence[int],
+    previous_scores: Sequence[int],
 ) -> bool:
-    """FALSE_SCORE (§5.3): a recomputed batch score (or the previous adapter's total, when given)
-    differs from the claim by more than `score_slash_tolerance_micro`. That tolerance is ten times
-    the attesters' and far above float variation across machines, so honest nodes never disagree."""
+    """An attester's vote check of a scored VERSION body (§6.5): on each of its assigned `batches`
+    both the new and the previous adapter's claimed losses are within `score_tolerance_micro` of
+    its own (`new_scores`/`previous_scores`: this node's per-batch losses, every batch)."""
+    return within_tolerance(
+        params, body.per_batch_scores, {b: new_scores[b] for b in batches}
+    ) and within_tolerance(params, body.previous_batch_scores, {b: previous_scores[b] for b in batches})
+
+
+def is_false_score(
+    params: ChainParams,
+    body: VersionBody,
+    recomputed: Mapping[int, int],
+    previous: int | None = None,
+    previous_batches: Mapping[int, int] | None = None,
+) -> bool:
+    """FALSE_SCORE (§5.3): a recomputed batch score of the new adapter (or of the previous one, or
+    the previous adapter's total, when given) differs from the claim by more than
+    `score_slash_tolerance_micro`. That tolerance is ten times the attesters' and far above float
+    variation across machines, so honest nodes never disagree."""
     limit = params.score_slash_tolerance_micro
     if previous is not None and abs(body.previous_score - previous) > limit:
         return True
+    claims = [(body.per_batch_scores, recomputed), (body.previous_batch_scores, previous_batches or {})]
     return any(
-        0 <= b < len(body.per_batch_scores) and abs(body.per_batch_scores[b] - score) > limit
-        for b, score in recomputed.items()
+        0 <= b < len(claimed) and abs(claimed[b] - score) > limit
+        for claimed, mine in claims
+        for b, score in mine.items()
     )
 
 
@@ -171,11 +194,6 @@ def learning_pool_shares(
     return shares
 
 
-PENALISED: Final = frozenset(
-    {Exclusion.MALFORMED, Exclusion.NORM_OUTLIER, Exclusion.DIRECTION_OUTLIER, Exclusion.RARELY_KEPT}
-)
-
-
 def unit_reputation_deltas(
     params: ChainParams, outcome: VersionOutcome, included: Sequence[UnitWeight], excluded: Sequence[Excluded]
 ) -> list[tuple[UnitId, int]]:
@@ -186,8 +204,8 @@ def unit_reputation_deltas(
     is no fault. The caller applies them to authors that are validators, clamped (reputation.clamp)."""
     if outcome != VersionOutcome.IMPROVED:
         return []
-    moves = [(w.unit_id, params.reputation_unit_bonus) for w in included]
-    moves += [(e.unit_id, -params.reputation_unit_penalty) for e in excluded if e.reason in PENALISED]
+    moves = [(w.unit_id, reputation.unit_move(params, None)) for w in included]
+    moves += [(e.unit_id, reputation.unit_move(params, e.reason)) for e in excluded if e.reason in PENALISED]
     return sorted(moves, key=lambda m: bytes(m[0]))
 
 
@@ -208,31 +226,43 @@ class ExpectedVersion:
     included: tuple[UnitWeight, ...]  # from chain.consensus.aggregation.aggregate, sorted by id
     new_adapter_hash: BlobHash  # blob hash of current adapter + aggregate
     n_test_examples: int
+    excluded: tuple[Excluded, ...] = ()  # the aggregate's exclusions, sorted by id
 
 
 def check_version_body_stateless(params: ChainParams, body: VersionBody) -> ErrorCode | None:
     """The parts of the VERSION rules a body shows by itself (for `check_fl_body_stateless`, and so
-    provable by INVALID_BLOCK evidence): units strictly increasing by id with positive weights;
-    either unscored (no batches, equal totals, no units) or `n_score_batches` batch scores with
-    `total_score` their floored mean; units listed only when the total improves on the previous."""
+    provable by INVALID_BLOCK evidence): included units strictly increasing by id with positive
+    weights, excluded units strictly increasing by id and none of them included; either unscored
+    (no batches of either adapter, equal totals, no units, no exclusions) or `n_score_batches`
+    batch scores of each adapter with `total_score` and `previous_score` their floored means;
+    units listed only when the total improves on the previous, exclusions only with units."""
     ids = [bytes(w.unit_id) for w in body.units]
     if any(a >= b for a, b in itertools.pairwise(ids)) or any(w.weight <= 0 for w in body.units):
         return ErrorCode.BAD_BODY
-    if not body.per_batch_scores:
+    out = [bytes(e.unit_id) for e in body.excluded]
+    if any(a >= b for a, b in itertools.pairwise(out)) or set(out) & set(ids):
+        return ErrorCode.BAD_BODY
+    if body.excluded and not body.units:
+        return ErrorCode.BAD_BODY  # a no-op consumes no units, so it judges none
+    if not body.per_batch_scores and not body.previous_batch_scores:
         unscored = not body.units and body.total_score == body.previous_score
         return None if unscored else ErrorCode.BAD_BODY
-    if len(body.per_batch_scores) != params.n_score_batches:
+    n = params.n_score_batches
+    if len(body.per_batch_scores) != n or len(body.previous_batch_scores) != n:
         return ErrorCode.BAD_BODY
     if body.total_score != total_score(body.per_batch_scores):
+        return ErrorCode.BAD_BODY
+    if body.previous_score != total_score(body.previous_batch_scores):
         return ErrorCode.BAD_BODY
     improved = decide_by_scores(body.total_score, body.previous_score) == VersionOutcome.IMPROVED
     return None if improved == bool(body.units) else ErrorCode.BAD_BODY
 
 
 def check_version_body(params: ChainParams, body: VersionBody, expected: ExpectedVersion) -> ErrorCode | None:
-    """BAD_BODY unless the body is the version the rules make of `expected`: exact unit weights and
-    adapter hash, a consistent total, and the outcome its scores imply. Whether the scores are true
-    is the attesters' check (`within_tolerance`) and FALSE_SCORE's (`is_false_score`)."""
+    """BAD_BODY unless the body is the version the rules make of `expected`: exact unit weights,
+    exclusions (with their reasons) and adapter hash, consistent totals, and the outcome its scores
+    imply. Whether the scores are true is the attesters' check (`assigned_batches_agree`) and
+    FALSE_SCORE's (`is_false_score`)."""
     stateless = check_version_body_stateless(params, body)
     if stateless is not None:
         return stateless
@@ -250,12 +280,13 @@ def check_version_body(params: ChainParams, body: VersionBody, expected: Expecte
         unscored = not body.per_batch_scores and body.total_score == body.previous_score
         keeps = bytes(body.new_adapter_blob_hash) == bytes(expected.current_adapter_hash)
         return None if (not body.units and unscored and keeps) else ErrorCode.BAD_BODY
-    scores = body.per_batch_scores
-    if len(scores) != params.n_score_batches or body.total_score != total_score(scores):
-        return ErrorCode.BAD_BODY
+    if not body.per_batch_scores:
+        return ErrorCode.BAD_BODY  # the rules make a scored body here (stateless: both lists complete)
     if decide_by_scores(body.total_score, body.previous_score) == VersionOutcome.IMPROVED:
-        ok = body.units == expected.included and bytes(body.new_adapter_blob_hash) == bytes(
-            expected.new_adapter_hash
+        ok = (
+            body.units == expected.included
+            and body.excluded == expected.excluded
+            and bytes(body.new_adapter_blob_hash) == bytes(expected.new_adapter_hash)
         )
     else:
         ok = not body.units and bytes(body.new_adapter_blob_hash) == bytes(expected.current_adapter_hash)
@@ -265,10 +296,12 @@ def check_version_body(params: ChainParams, body: VersionBody, expected: Expecte
 @dataclass(frozen=True, slots=True)
 class RecomputedScores:
     """This node's own evaluation of a VERSION block: per-batch losses of its new adapter (batch
-    index -> micro) and, when it scored the whole test set, the previous adapter's total."""
+    index -> micro) and, when it scored the whole test set, the previous adapter's total and
+    per-batch losses."""
 
     per_batch: Mapping[int, int]
     previous_total: int | None = None
+    previous_per_batch: Mapping[int, int] | None = None
 
 
 ScoreOracle = Callable[[Header, VersionBody], RecomputedScores | None]
@@ -292,7 +325,7 @@ def false_score_rule(oracle: ScoreOracle) -> FalseScoreRule:
         mine = oracle(header, body)
         if mine is None:
             return ErrorCode.BLOB_MISSING
-        if is_false_score(params, body, mine.per_batch, mine.previous_total):
+        if is_false_score(params, body, mine.per_batch, mine.previous_total, mine.previous_per_batch):
             return None
         return ErrorCode.EVIDENCE_NOT_A_FAULT
 

@@ -3,7 +3,8 @@
 Owns: `apply_block` (-> `BlockEffects`: writes, undo record, reward records, new `state_root`),
 release of matured unbonding, the implicit coinbase of each block kind, and reputation (the
 proposer's bonus, the miss penalty of the validators ranked before a rank-r proposer, the unit
-bonus of validator keys that authored a selected or included unit).
+moves of validator keys that authored a data unit with accepted examples (+), an included learning
+unit (+) or a learning unit the aggregation rule rejected (-), capped per block).
 Re-exports `apply_tx` (chain.state.txrules) for the mempool's simulation.
 Must not: check headers, VDF, ranks or certificates (chain.consensus does, before calling this),
 compare `state_root` with the header (the caller does), or touch storage (the store applies
@@ -12,11 +13,12 @@ compare `state_root` with the header (the caller does), or touch storage (the st
 Coinbase per kind (amounts from `ChainParams`, splits in chain.consensus.rewards):
 - TX: `reward_tx` (reason TX_PROPOSER) and the block's fees (TX_FEES) to the proposer's stakers.
 - DATA: `reward_data_proposer` to the proposer's stakers; `reward_data_pool` to the authors of
-  the selected (registered, not yet used) data units, pro rata to `n_examples`.
+  the selected (registered, not yet used) data units, pro rata to their accepted examples (the
+  body's `accepted`, which import checked against the re-run selection).
 - VERSION: `reward_version_proposer` to the proposer's stakers; unless the block is a no-op,
   `reward_learning_pool` to the authors of the included learning units, pro rata to weight, only
-  if `total_score < previous_score` (lower loss is better); the model version advances unless
-  the block is a no-op.
+  if `total_score < previous_score` (lower loss is better); the included and the excluded units
+  are used up; the model version advances unless the block is a no-op.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 
-from chain.block import Block, DataBody, TxBody, VersionBody
+from chain.block import Block, DataBody, Exclusion, TxBody, VersionBody
 from chain.codec import encode
 from chain.consensus import reputation
 from chain.consensus.election import eligible_validators, leader_ranks
@@ -164,15 +166,13 @@ def _cap_reputation_gain(params: ChainParams, parent: StateView, ov: StateOverla
             ov.set_validator(dataclasses.replace(rec, reputation=cap))
 
 
-def _unit_bonus(params: ChainParams, ov: StateOverlay, author: PubKey) -> None:
-    """PROTOCOL §5.2: + `reputation_unit_bonus` for a unit included, if its author key is a validator."""
+def _unit_move(params: ChainParams, ov: StateOverlay, author: PubKey, excluded: Exclusion | None) -> None:
+    """PROTOCOL §5.2: the author of a unit included (`excluded` None) or excluded by the rule moves
+    by `reputation.unit_move`, if its key is a validator (clamped; gains capped per block)."""
     rec = ov.validator(author)
-    if rec is not None:
-        ov.set_validator(
-            dataclasses.replace(
-                rec, reputation=reputation.clamp(params, rec.reputation + params.reputation_unit_bonus)
-            )
-        )
+    move = reputation.unit_move(params, excluded)
+    if rec is not None and move != 0:
+        ov.set_validator(dataclasses.replace(rec, reputation=reputation.clamp(params, rec.reputation + move)))
 
 
 def _pay_validator(
@@ -196,6 +196,8 @@ def _pay_validator(
 def _data_block(params: ChainParams, ov: StateOverlay, block: Block, body: DataBody) -> ErrorCode | None:
     height = Height(block.header.height)
     units = []
+    if len(body.accepted) != len(body.unit_ids):
+        return ErrorCode.BAD_BODY
     for unit_id in body.unit_ids:
         rec = ov.unit(unit_id)
         if rec is None or rec.kind != UnitKind.DATA or rec.used_height != 0:
@@ -208,7 +210,7 @@ def _data_block(params: ChainParams, ov: StateOverlay, block: Block, body: DataB
     )
     if code is not None:
         return code
-    weights = [(i, rec.n_examples) for i, (_, rec) in enumerate(units)]
+    weights = [(i, int(n)) for i, n in enumerate(body.accepted)]  # PROTOCOL §5.1: accepted examples
     shares, _ = split_floor(params.reward_data_pool, weights)
     for i, share in shares:
         unit_id, rec = units[i]
@@ -217,9 +219,10 @@ def _data_block(params: ChainParams, ov: StateOverlay, block: Block, body: DataB
         if code is not None:
             return code
         ov.rewards.append(RewardRecord(height, author, share, RewardReason.DATA_CONTRIBUTOR, Hash32(unit_id)))
-    for unit_id, rec in units:
+    for (unit_id, rec), accepted in zip(units, body.accepted, strict=True):
         ov.set_unit(unit_id, dataclasses.replace(rec, used_height=height))
-        _unit_bonus(params, ov, rec.author)
+        if accepted > 0:  # a unit whose examples were all dropped earns no reputation
+            _unit_move(params, ov, rec.author, None)
     if body.report.n_selected > 0:
         report = body.report
         rnd = Round(round_for_height(height))
@@ -240,7 +243,14 @@ def _version_block(
         if rec is None or rec.kind != UnitKind.LEARNING or rec.used_height != 0:
             return ErrorCode.BAD_BODY
         units.append((uw, rec))
-    if len({uw.unit_id for uw, _ in units}) != len(units):
+    excluded = []
+    for ex in body.excluded:
+        rec = ov.unit(ex.unit_id)
+        if rec is None or rec.kind != UnitKind.LEARNING or rec.used_height != 0:
+            return ErrorCode.BAD_BODY
+        excluded.append((ex, rec))
+    ids = [bytes(u.unit_id) for u in body.units] + [bytes(e.unit_id) for e in body.excluded]
+    if len(set(ids)) != len(ids):
         return ErrorCode.BAD_BODY
     code = _pay_validator(
         ov,
@@ -270,7 +280,10 @@ def _version_block(
             )
     for uw, rec in units:
         ov.set_unit(uw.unit_id, dataclasses.replace(rec, used_height=height))
-        _unit_bonus(params, ov, rec.author)
+        _unit_move(params, ov, rec.author, None)
+    for ex, rec in excluded:  # judged by this version's rule: used up, so never judged twice
+        ov.set_unit(ex.unit_id, dataclasses.replace(rec, used_height=height))
+        _unit_move(params, ov, rec.author, ex.reason)
     new = ModelVersion(
         version=current.version + 1,
         version_id=H(encode(body)),

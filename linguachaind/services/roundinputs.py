@@ -185,6 +185,8 @@ def body_for(params: ChainParams, inputs: RoundInputs, result: RoundResult | Non
         per_batch_scores=tuple(Micro(s) for s in result.new_scores),
         total_score=total_score(result.new_scores),
         previous_score=total_score(result.previous_scores),
+        excluded=result.excluded if improved else (),
+        previous_batch_scores=tuple(Micro(s) for s in result.previous_scores),
     )
 
 
@@ -211,4 +213,5 @@ def expected_for(inputs: RoundInputs, result: RoundResult) -> ExpectedVersion:
         included=result.included,
         new_adapter_hash=result.new_adapter_hash,
         n_test_examples=result.n_test_examples,
+        excluded=result.excluded,
     )

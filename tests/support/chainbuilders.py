@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from chain.block import Block, Body, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
+from chain.block import (
+    Block,
+    Body,
+    DataBody,
+    Excluded,
+    Exclusion,
+    QualityReport,
+    TxBody,
+    UnitWeight,
+    VersionBody,
+    body_root,
+)
 from chain.crypto import SecretKey, account_id
 from chain.genesis import Allocation, BaseModel, Genesis, GenesisValidator
 from chain.hashing import H
@@ -110,8 +121,11 @@ def empty_body(height: int, base_version_id: Hash32 = ZERO_HASH) -> Body:
     return version_body(height, base_version_id, (), BlobHash(ZERO_HASH), 0, 0)
 
 
-def data_body(unit_ids: Sequence[UnitId]) -> DataBody:
-    return DataBody(tuple(unit_ids), QualityReport(len(unit_ids), 0, 0, 0, 0, 0, 0, ZERO_HASH))
+def data_body(unit_ids: Sequence[UnitId], accepted: Sequence[int] | None = None) -> DataBody:
+    """A DATA body for the transition alone (no selection behind it): `accepted` examples per unit
+    (default 1 each), which split the data pool."""
+    counts = tuple(accepted) if accepted is not None else (1,) * len(unit_ids)
+    return DataBody(tuple(unit_ids), QualityReport(len(unit_ids), 0, 0, 0, 0, 0, 0, ZERO_HASH), counts)
 
 
 def version_body(
@@ -121,6 +135,7 @@ def version_body(
     adapter: BlobHash,
     total_score: int,
     previous_score: int,
+    excluded: Sequence[tuple[UnitId, Exclusion]] = (),
 ) -> VersionBody:
     return VersionBody(
         round=Round(round_for_height(height)),
@@ -131,6 +146,8 @@ def version_body(
         per_batch_scores=(Micro(total_score),),
         total_score=total_score,
         previous_score=previous_score,
+        excluded=tuple(Excluded(u, r) for u, r in excluded),
+        previous_batch_scores=(Micro(previous_score),),
     )
 
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 
-from chain.block import Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody, body_root
+from chain.block import (
+    Block,
+    DataBody,
+    Excluded,
+    Exclusion,
+    QualityReport,
+    TxBody,
+    UnitWeight,
+    VersionBody,
+    body_root,
+)
 from chain.consensus.body import check_body_stateless
 from chain.crypto import account_id
 from chain.errors import ErrorCode
@@ -82,13 +92,17 @@ def test_data_and_version_bodies_follow_their_stateless_rules() -> None:
     is the import check's: it recomputes the aggregate and the scores)."""
     u, v = sorted([UnitId(H(b"u")), UnitId(H(b"v"))])
     report = QualityReport(2, 10, 0, 0, 0, 0, 10, H(b"test set"))
-    data = block(DataBody((u, v), report), height=2)
+    data = block(DataBody((u, v), report, (4, 6)), height=2)
     assert check_body_stateless(P, data) is None
-    assert check_body_stateless(P, block(DataBody((v, u), report), height=2)) == ErrorCode.BAD_BODY
+    assert check_body_stateless(P, block(DataBody((v, u), report, (4, 6)), height=2)) == ErrorCode.BAD_BODY
     fake_report = block(DataBody((), report), height=2)
     assert check_body_stateless(P, fake_report) == ErrorCode.BAD_BODY
     no_hash = QualityReport(2, 10, 0, 0, 0, 0, 0, H(b"test set"))
-    assert check_body_stateless(P, block(DataBody((u, v), no_hash), height=2)) == ErrorCode.BAD_BODY
+    assert check_body_stateless(P, block(DataBody((u, v), no_hash, (0, 0)), height=2)) == ErrorCode.BAD_BODY
+    for counts in [(), (10,), (4, 7), (4, 6, 0)]:  # one accepted count per unit, summing to n_selected
+        assert (
+            check_body_stateless(P, block(DataBody((u, v), report, counts), height=2)) == ErrorCode.BAD_BODY
+        )
     scores = tuple(Micro(1_000_000 + i) for i in range(P.n_score_batches))
     version = VersionBody(
         round=Round(0),
@@ -99,13 +113,52 @@ def test_data_and_version_bodies_follow_their_stateless_rules() -> None:
         per_batch_scores=scores,
         total_score=sum(scores) // len(scores),
         previous_score=2_000_000,
+        previous_batch_scores=tuple(Micro(2_000_000) for _ in scores),
     )
     assert check_body_stateless(P, block(version, height=3)) is None
     one_batch = dataclasses.replace(version, per_batch_scores=(Micro(1),), total_score=1)
     assert check_body_stateless(P, block(one_batch, height=3)) == ErrorCode.BAD_BODY
     wrong_total = dataclasses.replace(version, total_score=version.total_score - 1)
     assert check_body_stateless(P, block(wrong_total, height=3)) == ErrorCode.BAD_BODY
-    not_better = dataclasses.replace(version, previous_score=version.total_score)
+    not_better = dataclasses.replace(
+        version, previous_score=version.total_score, previous_batch_scores=scores
+    )
     assert check_body_stateless(P, block(not_better, height=3)) == ErrorCode.BAD_BODY  # units, no gain
     scored_noop = dataclasses.replace(not_better, units=())
     assert check_body_stateless(P, block(scored_noop, height=3)) is None
+
+
+def test_version_bodies_carry_previous_batches_and_exclusions_by_the_rules() -> None:
+    """The previous adapter's batches are complete and `previous_score` is their floored mean (so an
+    attester can check the improvement per batch); exclusions are sorted, disjoint from the units,
+    and listed only beside units (a no-op judges nobody)."""
+    u, v, w = sorted([UnitId(H(b"u")), UnitId(H(b"v")), UnitId(H(b"w"))])
+    new = tuple(Micro(1_000_000 + i) for i in range(P.n_score_batches))
+    old = tuple(Micro(2_000_000 + 3 * i) for i in range(P.n_score_batches))
+    version = VersionBody(
+        round=Round(0),
+        base_version_id=ZERO_HASH,
+        units=(UnitWeight(v, 1),),
+        aggregation_rule=P.aggregation_rule,
+        new_adapter_blob_hash=BlobHash(H(b"new adapter")),
+        per_batch_scores=new,
+        total_score=sum(new) // len(new),
+        previous_score=sum(old) // len(old),
+        excluded=(Excluded(u, Exclusion.NORM_OUTLIER), Excluded(w, Exclusion.RARELY_KEPT)),
+        previous_batch_scores=old,
+    )
+    assert check_body_stateless(P, block(version, height=3)) is None
+    bad = [
+        dataclasses.replace(version, previous_batch_scores=()),
+        dataclasses.replace(version, previous_batch_scores=old[:-1]),
+        dataclasses.replace(version, previous_score=version.previous_score + 1),
+        dataclasses.replace(version, excluded=version.excluded[::-1]),
+        dataclasses.replace(version, excluded=(Excluded(v, Exclusion.MALFORMED),)),  # included and excluded
+    ]
+    for body in bad:
+        assert check_body_stateless(P, block(body, height=3)) == ErrorCode.BAD_BODY, body
+    noop = dataclasses.replace(
+        version, units=(), previous_score=version.total_score, previous_batch_scores=new
+    )
+    assert check_body_stateless(P, block(noop, height=3)) == ErrorCode.BAD_BODY  # excludes, includes nobody
+    assert check_body_stateless(P, block(dataclasses.replace(noop, excluded=()), height=3)) is None

@@ -22,6 +22,7 @@ from chain.consensus.data_selection import (
     check_data_body,
     check_data_body_stateless,
     choose_units,
+    data_body,
     exact_key,
     input_limits,
     jsonl_bytes,
@@ -238,35 +239,59 @@ def test_data_body_check_reruns_the_selection() -> None:
     units = _fixture()
     sel = select_test_set(DEVNET, units)
     ids = tuple(sorted(u.id for u, _ in units))
-    assert check_data_body(DEVNET, DataBody(ids, sel.report), units) is None
+    body = data_body(sel)
+    assert body == DataBody(ids, sel.report, tuple(n for _, n in sel.accepted))
+    assert check_data_body(DEVNET, body, units) is None
     wrong = dataclasses.replace(sel.report, n_near_duplicates=0)
-    assert check_data_body(DEVNET, DataBody(ids, wrong), units) == ErrorCode.BAD_BODY
-    assert check_data_body(DEVNET, DataBody(ids[::-1], sel.report), units) == ErrorCode.BAD_BODY
-    assert check_data_body(DEVNET, DataBody(ids[:2], sel.report), units) == ErrorCode.BAD_BODY
+    assert check_data_body(DEVNET, dataclasses.replace(body, report=wrong), units) == ErrorCode.BAD_BODY
+    assert check_data_body(DEVNET, dataclasses.replace(body, unit_ids=ids[::-1]), units) == ErrorCode.BAD_BODY
+    assert (
+        check_data_body(DEVNET, DataBody(ids[:2], sel.report, body.accepted[:2]), units) == ErrorCode.BAD_BODY
+    )
     tampered = [(u, b if i else b + b"\n") for i, (u, b) in enumerate(units)]
-    assert check_data_body(DEVNET, DataBody(ids, sel.report), tampered) == ErrorCode.BAD_BODY
+    assert check_data_body(DEVNET, body, tampered) == ErrorCode.BAD_BODY
+
+
+def test_data_body_check_recomputes_the_accepted_counts() -> None:
+    """PROTOCOL §5.1: the data pool is split by accepted examples, so a proposer must not move
+    accepted examples between units (the sum, which the stateless rules check, is unchanged)."""
+    units = _fixture()
+    body = data_body(select_test_set(DEVNET, units))
+    a, b, c = body.accepted
+    assert a > 0  # the pinned fixture: every unit has selected examples
+    moved = dataclasses.replace(body, accepted=(a - 1, b + 1, c))
+    assert check_data_body_stateless(DEVNET, moved) is None
+    assert check_data_body(DEVNET, moved, units) == ErrorCode.BAD_BODY
 
 
 def test_stateless_data_rules() -> None:
     units = _fixture()
     sel = select_test_set(DEVNET, units)
     ids = tuple(sorted(u.id for u, _ in units))
-    assert check_data_body_stateless(DEVNET, DataBody(ids, sel.report)) is None
+    counts = tuple(n for _, n in sel.accepted)
+    assert check_data_body_stateless(DEVNET, DataBody(ids, sel.report, counts)) is None
     empty = select_test_set(DEVNET, [_unit([b"{"])]).report
     assert empty.test_set_hash == ZERO_HASH
-    assert check_data_body_stateless(DEVNET, DataBody((_unit([b"{"])[0].id,), empty)) is None
+    assert check_data_body_stateless(DEVNET, DataBody((_unit([b"{"])[0].id,), empty, (0,))) is None
     # the empty DATA body the producer makes today is the selection of no units
     nothing = select_test_set(DEVNET, [])
     assert nothing.report == QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH)
     assert check_data_body(DEVNET, DataBody((), nothing.report), []) is None
     r = sel.report
     bad = [
-        DataBody(ids[::-1], r),
-        DataBody(ids[:2], r),  # n_units disagrees
-        DataBody(ids, dataclasses.replace(r, n_malformed=r.n_malformed + 1)),  # more out than in
-        DataBody(ids, dataclasses.replace(r, n_examples_in=10_000, n_malformed=9_990)),  # over the limit
-        DataBody(ids, dataclasses.replace(r, n_selected=DEVNET.max_test_examples + 1, n_examples_in=500)),
-        DataBody(ids, dataclasses.replace(r, n_selected=0)),  # no examples but a test-set hash
+        DataBody(ids[::-1], r, counts),
+        DataBody(ids[:2], r, counts[:2]),  # n_units disagrees
+        DataBody(ids, r),  # no accepted counts
+        DataBody(ids, r, counts[:2]),  # one count missing
+        DataBody(ids, r, (counts[0] + 1, *counts[1:])),  # counts add up to more than selected
+        DataBody(ids, dataclasses.replace(r, n_malformed=r.n_malformed + 1), counts),  # more out than in
+        DataBody(
+            ids, dataclasses.replace(r, n_examples_in=10_000, n_malformed=9_990), counts
+        ),  # over the limit
+        DataBody(
+            ids, dataclasses.replace(r, n_selected=DEVNET.max_test_examples + 1, n_examples_in=500), counts
+        ),
+        DataBody(ids, dataclasses.replace(r, n_selected=0), (0, 0, 0)),  # no examples but a test-set hash
     ]
     for body in bad:
         assert check_data_body_stateless(DEVNET, body) == ErrorCode.BAD_BODY, body.report

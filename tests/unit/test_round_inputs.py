@@ -17,12 +17,14 @@ from chain.header import BlockKind
 from chain.params import DEVNET
 from chain.store.blockstore import BlockStore
 from chain.types import BlobHash, Hash32, Micro, Round
+from linguachaind.services.chain_service import ChainService
 from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.roundinputs import RoundResult, body_for, inputs_for
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.worker import LazyWorker
 from p2p.blobstore import FileBlobStore
 from tests.support.chainbuilders import (
+    GENESIS_TIME_MS,
     MemChain,
     dev_genesis,
     make_block,
@@ -30,6 +32,7 @@ from tests.support.chainbuilders import (
     mine_learning_unit,
     version_body,
 )
+from tests.support.doubles import FakeClock
 
 P = dataclasses.replace(DEVNET, version_lag_rounds=2, max_staleness=1)
 
@@ -45,7 +48,7 @@ def test_units_and_test_sets_count_up_to_the_inputs_round(chain: MemChain) -> No
     data = mine_data_unit(P, chain.keys["bob"], 4)
     chain.add_txs([chain.tx("alice", early), chain.tx("bob", data)])  # height 1 (round 0)
     test_set = Hash32(H(b"test set"))
-    chain.add(DataBody((data.id,), QualityReport(1, 4, 0, 0, 0, 0, 4, test_set)))  # height 2
+    chain.add(DataBody((data.id,), QualityReport(1, 4, 0, 0, 0, 0, 4, test_set), (4,)))  # height 2
     late = mine_learning_unit(P, chain.keys["bob"], base.version_id, 7)
     chain.add_txs([chain.tx("bob", late)])  # height 4 (round 1)
     assert inputs_for(P, chain.state, 1) is None  # round 1 - lag 2 < 0: no inputs
@@ -112,12 +115,13 @@ def test_import_of_a_scored_version_waits_for_this_nodes_result(chain: MemChain,
     unit = mine_learning_unit(P, chain.keys["alice"], base.version_id, 5)
     data = mine_data_unit(P, chain.keys["bob"], 16)
     chain.add_txs([chain.tx("alice", unit), chain.tx("bob", data)])  # height 1
-    chain.add(DataBody((data.id,), QualityReport(1, 16, 0, 0, 0, 0, 16, Hash32(H(b"set")))))  # 2
+    chain.add(DataBody((data.id,), QualityReport(1, 16, 0, 0, 0, 0, 16, Hash32(H(b"set"))), (16,)))  # 2
     store = BlockStore.open(tmp_path / "chain", chain.genesis)
     try:
+        service = ChainService(store, FakeClock(GENESIS_TIME_MS))
         blobs = DataBlocks(P, store, FileBlobStore(tmp_path / "blobs"))
-        rounds = RoundsService(store, blobs, LazyWorker(P, lambda: pytest.fail("no worker may start")))
-        blind = RoundsService(store, blobs, None)
+        rounds = RoundsService(service, blobs, LazyWorker(P, lambda: pytest.fail("no worker may start")))
+        blind = RoundsService(service, blobs, None)
         scores = tuple(Micro(1_000_000) for _ in range(P.n_score_batches))
         scored = VersionBody(
             Round(1),
@@ -128,6 +132,7 @@ def test_import_of_a_scored_version_waits_for_this_nodes_result(chain: MemChain,
             scores,
             1_000_000,
             1_000_000,
+            previous_batch_scores=scores,
         )
         key = chain.keys["validator0"]
         early = make_block(chain.tip, scored, key, bytes(32), chain.tip.timestamp_ms + 1, pow_bits=0)

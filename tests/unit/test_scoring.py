@@ -19,6 +19,7 @@ from chain.consensus.scoring import (
     RecomputedScores,
     VersionOutcome,
     assign_score_batches,
+    assigned_batches_agree,
     batch_bounds,
     candidate_units,
     check_version_body,
@@ -40,7 +41,7 @@ from chain.errors import ErrorCode
 from chain.evidence import Evidence, EvidenceKind, FalseScore
 from chain.hashing import H
 from chain.header import BlockKind, Header
-from chain.params import DEVNET, ChainParams
+from chain.params import DEVNET, AggregationRule, ChainParams
 from chain.types import BlobHash, BlockHash, Hash32, Height, Micro, PubKey, Round, UnitId
 from tests.sim.world import KEYS, STAKE, genesis_like, validator_state
 from tests.sim.world import PARAMS as WORLD
@@ -156,7 +157,8 @@ NEW = BlobHash(H(b"adapter 4 + aggregate"))
 INCLUDED = tuple(
     sorted((UnitWeight(UnitId(H(b"u1")), 1000), UnitWeight(UnitId(H(b"u2")), 500)), key=lambda w: w.unit_id)
 )  # sorted by unit id, as aggregate() lists them
-EXPECTED = ExpectedVersion(Round(7), BASE, True, CURRENT, INCLUDED, NEW, 64)
+EXCLUDED = (Excluded(UnitId(H(b"u3")), Exclusion.NORM_OUTLIER),)  # the rule left it out
+EXPECTED = ExpectedVersion(Round(7), BASE, True, CURRENT, INCLUDED, NEW, 64, EXCLUDED)
 
 
 def _body(
@@ -166,7 +168,10 @@ def _body(
     previous: int,
     units: tuple[UnitWeight, ...] = INCLUDED,
     adapter: BlobHash = NEW,
+    excluded: tuple[Excluded, ...] | None = None,
 ) -> VersionBody:
+    """A body as `body_for` makes it: the exclusions beside the units (the expected ones by
+    default), the previous adapter's batches all equal to `previous` when scored."""
     return VersionBody(
         round=Round(7),
         base_version_id=BASE,
@@ -176,6 +181,8 @@ def _body(
         per_batch_scores=tuple(Micro(s) for s in per_batch),
         total_score=total,
         previous_score=previous,
+        excluded=(EXCLUDED if units else ()) if excluded is None else excluded,
+        previous_batch_scores=tuple(Micro(previous) for _ in per_batch),
     )
 
 
@@ -218,6 +225,11 @@ def test_stateless_version_rules() -> None:
         {"total_score": 2_000_001},  # inconsistent with the batches
         {"per_batch_scores": (Micro(2_000_000),) * 7},  # a batch missing
         {"previous_score": 2_000_000},  # claims improvement without one
+        {"excluded": ()},  # the outlier not listed (its author would escape the penalty)
+        {"excluded": (Excluded(EXCLUDED[0].unit_id, Exclusion.RARELY_KEPT),)},  # a wrong reason
+        {"excluded": (*EXCLUDED, Excluded(UnitId(H(b"\xffu4")), Exclusion.MALFORMED))},  # one too many
+        {"previous_batch_scores": (Micro(2_300_000),) * 7},  # a previous batch missing
+        {"previous_batch_scores": (Micro(2_300_001),) * 8},  # inconsistent with previous_score
     ],
 )
 def test_a_wrong_version_body_is_rejected(change: dict[str, object]) -> None:
@@ -310,16 +322,81 @@ def test_a_version_built_by_the_rules_passes_its_check_end_to_end() -> None:
     current = {"m.lora_B.weight": np.zeros((8, 4), dtype=np.int32)}
     agg = aggregate(P, units, shapes)
     _, _, new_hash = next_adapter(current, agg)
-    expected = ExpectedVersion(Round(7), BASE, True, CURRENT, agg.included, new_hash, 64)
+    expected = ExpectedVersion(Round(7), BASE, True, CURRENT, agg.included, new_hash, 64, agg.excluded)
     scores = [1_900_000 + b for b in range(8)]
     body = _body(
-        per_batch=scores, total=total_score(scores), previous=2_000_000, units=agg.included, adapter=new_hash
+        per_batch=scores,
+        total=total_score(scores),
+        previous=2_000_000,
+        units=agg.included,
+        adapter=new_hash,
+        excluded=agg.excluded,
     )
     assert check_version_body(P, body, expected) is None
     bumped = (dataclasses.replace(agg.included[0], weight=agg.included[0].weight + 1), *agg.included[1:])
     assert check_version_body(P, dataclasses.replace(body, units=bumped), expected) == ErrorCode.BAD_BODY
     paid = learning_pool_shares(P, VersionOutcome.IMPROVED, body.units)
     assert [u for u, _ in paid] == [w.unit_id for w in agg.included]
+
+
+def test_a_version_lists_the_units_its_rule_excluded_bit_for_bit() -> None:
+    """Norm-filtered fedavg drops a x50 copy: the body must list it with NORM_OUTLIER (reputation
+    moves by it, PROTOCOL §5.2); a body that hides it, or names another reason, is refused."""
+    params = dataclasses.replace(P, aggregation_rule=AggregationRule.NORM_FILTERED_FEDAVG)
+    shapes = {"m.lora_B.weight": (8, 4)}
+    rng = np.random.default_rng(5)
+    honest = rng.integers(2**10, 2**12, (8, 4)).astype(np.int32)
+    tensors = [honest + i for i in range(4)] + [honest * 50]
+    units = [UnitUpdate(UnitId(H(b"n%d" % i)), {"m.lora_B.weight": t}, 10, 0) for i, t in enumerate(tensors)]
+    agg = aggregate(params, units, shapes)
+    outlier = units[4].unit_id
+    assert [(e.unit_id, e.reason) for e in agg.excluded] == [(outlier, Exclusion.NORM_OUTLIER)]
+    _, _, new_hash = next_adapter({"m.lora_B.weight": np.zeros((8, 4), dtype=np.int32)}, agg)
+    expected = ExpectedVersion(Round(7), BASE, True, CURRENT, agg.included, new_hash, 64, agg.excluded)
+    scores = [1_900_000] * 8
+    body = dataclasses.replace(
+        _body(per_batch=scores, total=1_900_000, previous=2_000_000, units=agg.included, adapter=new_hash),
+        aggregation_rule=params.aggregation_rule,
+        excluded=agg.excluded,
+    )
+    assert check_version_body(params, body, expected) is None
+    hidden = dataclasses.replace(body, excluded=())
+    assert check_version_body(params, hidden, expected) == ErrorCode.BAD_BODY
+    other = dataclasses.replace(body, excluded=(Excluded(outlier, Exclusion.DIRECTION_OUTLIER),))
+    assert check_version_body(params, other, expected) == ErrorCode.BAD_BODY
+    moves = dict(unit_reputation_deltas(params, VersionOutcome.IMPROVED, body.units, body.excluded))
+    assert moves[outlier] == -params.reputation_unit_penalty
+
+
+def test_an_attester_checks_both_adapters_on_its_assigned_batches_only() -> None:
+    """PROTOCOL §6.5: an attester recomputes the batches the VDF output assigned it and attests
+    only if the claimed losses of the new and the previous adapter are within `score_tolerance`."""
+    mine_new = [1_900_000 + i for i in range(8)]
+    mine_old = [2_000_000 + i for i in range(8)]
+    off = P.score_tolerance_micro + 1
+    claimed_new = [*mine_new[:3], mine_new[3] - off, *mine_new[4:]]  # batch 3 falsified
+    body = dataclasses.replace(
+        IMPROVED,
+        per_batch_scores=tuple(Micro(s) for s in claimed_new),
+        total_score=total_score(claimed_new),
+        previous_batch_scores=tuple(Micro(s) for s in mine_old),
+        previous_score=total_score(mine_old),
+    )
+    assert check_version_body_stateless(P, body) is None
+    assert assigned_batches_agree(P, body, (0, 5), mine_new, mine_old)
+    assert not assigned_batches_agree(P, body, (3,), mine_new, mine_old)
+    old_off = [*mine_old[:6], mine_old[6] + off, mine_old[7]]
+    assert not assigned_batches_agree(P, body, (6,), mine_new, old_off)  # the previous adapter's batch
+    assert assigned_batches_agree(P, body, (5,), mine_new, old_off)
+    near = [s + P.score_tolerance_micro for s in mine_old]
+    assert assigned_batches_agree(P, body, tuple(range(8))[4:], mine_new, near)  # within tolerance
+
+
+def test_a_false_previous_batch_is_a_false_score() -> None:
+    limit = P.score_slash_tolerance_micro
+    assert not is_false_score(P, IMPROVED, {}, None, {1: 2_300_000 + limit})
+    assert is_false_score(P, IMPROVED, {}, None, {1: 2_300_000 + limit + 1})
+    assert is_false_score(P, IMPROVED, {}, None, {7: 2_300_000 - limit - 1})
 
 
 def test_inputs_are_fixed_version_lag_rounds_earlier() -> None:

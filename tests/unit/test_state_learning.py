@@ -74,7 +74,9 @@ def test_data_blocks_with_a_selection_record_their_test_set_newest_first(chain: 
         chain.skip_to(BlockKind.DATA)
         test_set = Hash32(H(b"set-%d" % i))
         hashes.append(test_set)
-        _, effects = chain.add(DataBody((unit.id,), QualityReport(1, 4, 0, 0, 0, 0, 4 - i, test_set)))
+        _, effects = chain.add(
+            DataBody((unit.id,), QualityReport(1, 4, 0, 0, 0, 0, 4 - i, test_set), (4 - i,))
+        )
     chain.skip_to(BlockKind.DATA)
     chain.add()  # an empty selection records nothing
     recent = learning.recent_test_sets(chain.state, chain.height, 100)

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from chain.block import Exclusion
 from chain.codec import encode
 from chain.errors import ErrorCode
 from chain.hashing import H
@@ -56,16 +57,20 @@ def test_unit_txs_check_author_chain_pow_and_register_once(chain: MemChain) -> N
     assert failed(chain.try_txs([chain.tx("alice", unit)])) == ErrorCode.BAD_UNIT
 
 
-def test_data_block_pays_proposer_and_authors_pro_rata(chain: MemChain) -> None:
+def test_data_block_pays_proposer_and_authors_by_accepted_examples(chain: MemChain) -> None:
+    """PROTOCOL §5.1: the data pool is split by accepted examples (the body's counts, which import
+    recomputes), not by the examples a unit declares: bob declares twice alice's examples but
+    only a third of his are accepted."""
     p = chain.params
     a = mine_data_unit(p, chain.keys["alice"], 10)
     b = mine_data_unit(p, chain.keys["bob"], 20)
     chain.add_txs([chain.tx("alice", a), chain.tx("bob", b)])
     alice, bob, staker = chain.balance("alice"), chain.balance("bob"), chain.balance("staker0")
     assert chain.height + 1 == 2  # the DATA block of round 0
-    block, effects = chain.add(data_body([a.id, b.id]))
-    assert chain.balance("alice") - alice == p.reward_data_pool * 10 // 30
-    assert chain.balance("bob") - bob == p.reward_data_pool * 20 // 30
+    ids, accepted = zip(*sorted([(a.id, 9), (b.id, 6)], key=lambda x: bytes(x[0])), strict=True)
+    block, effects = chain.add(data_body(ids, accepted))
+    assert chain.balance("alice") - alice == p.reward_data_pool * 9 // 15
+    assert chain.balance("bob") - bob == p.reward_data_pool * 6 // 15
     assert chain.balance("staker0") - staker == p.reward_data_proposer
     reasons = sorted((r.reason, r.ref) for r in effects.rewards)
     assert reasons == sorted(
@@ -93,6 +98,76 @@ def test_data_block_refuses_unknown_used_or_learning_units(chain: MemChain) -> N
     chain.skip_to(BlockKind.DATA)
     block = make_block(chain.tip, data_body([a.id]), key, bytes(32), chain.tip.timestamp_ms + 1, pow_bits=0)
     assert apply_block(p, chain.state, block) == ErrorCode.BAD_BODY  # already rewarded
+
+
+def test_a_data_unit_with_no_accepted_example_earns_nothing() -> None:
+    """All of bob's examples were dropped (duplicates, say): no share of the pool, no reputation,
+    and the unit is used up all the same."""
+    c = MemChain(*dev_genesis(n_validators=2))
+    p = c.params
+    c.add_txs([c.tx("alice", Transfer(c.account("validator1"), Amount(COIN)))])
+    dropped = mine_data_unit(p, c.keys["validator1"], 5)
+    kept = mine_data_unit(p, c.keys["alice"], 5)
+    c.add_txs([c.tx("validator1", dropped), c.tx("alice", kept)])
+    author = c.keys["validator1"].pubkey
+    before, balance = c.state.validator(author).reputation, c.balance("validator1")  # type: ignore[union-attr]
+    ids, accepted = zip(*sorted([(dropped.id, 0), (kept.id, 5)], key=lambda x: bytes(x[0])), strict=True)
+    c.skip_to(BlockKind.DATA)
+    short = make_block(c.tip, data_body(ids, accepted[:1]), c.keys["validator0"], bytes(32), 0, pow_bits=0)
+    assert apply_block(p, c.state, short) == ErrorCode.BAD_BODY  # one count per unit
+    block, effects = c.add(data_body(ids, accepted))
+    assert c.balance("validator1") == balance
+    assert c.state.validator(author).reputation == before  # type: ignore[union-attr]
+    assert [bytes(r.ref) for r in effects.rewards if r.reason == RewardReason.DATA_CONTRIBUTOR] == [kept.id]
+    assert c.state.unit(dropped.id).used_height == block.header.height  # type: ignore[union-attr]
+
+
+def test_version_block_moves_reputation_for_included_and_excluded_units() -> None:
+    """PROTOCOL §5.2: + for a unit included, - for a unit the rule rejected (an outlier), nothing
+    for a stale one; excluded units are used up (judged once); the undo record restores it all."""
+    c = MemChain(*dev_genesis(n_validators=4))
+    p = c.params
+    names = ["validator1", "validator2", "validator3"]
+    c.add_txs(
+        [
+            c.tx("alice", Transfer(c.account(n), Amount(COIN)), nonce=c.nonce("alice") + i)
+            for i, n in enumerate(names)
+        ]
+    )
+    base = c.state.model_version().version_id
+    good, bad, old = (mine_learning_unit(p, c.keys[n], base, 5) for n in names)
+    c.add_txs([c.tx("validator1", good), c.tx("validator2", bad), c.tx("validator3", old)])
+    c.skip_to(BlockKind.VERSION)
+    reps = {n: c.state.validator(c.keys[n].pubkey).reputation for n in names}  # type: ignore[union-attr]
+    out = sorted([(bad.id, Exclusion.NORM_OUTLIER), (old.id, Exclusion.STALE)], key=lambda x: bytes(x[0]))
+    body = version_body(
+        c.height + 1, base, [(good.id, 5)], BlobHash(H(b"adapter")), 1_900_000, 2_000_000, out
+    )
+    block, effects = c.add(body)
+    after = {n: c.state.validator(c.keys[n].pubkey).reputation for n in names}  # type: ignore[union-attr]
+    assert after == {
+        "validator1": reps["validator1"] + p.reputation_unit_bonus,
+        "validator2": reps["validator2"] - p.reputation_unit_penalty,
+        "validator3": reps["validator3"],
+    }
+    for unit in (good, bad, old):
+        assert c.state.unit(unit.id).used_height == block.header.height  # type: ignore[union-attr]
+    assert [bytes(r.ref) for r in effects.rewards if r.reason == RewardReason.LEARNING_CONTRIBUTOR] == [
+        good.id
+    ]
+    c.rollback()
+    assert {n: c.state.validator(c.keys[n].pubkey).reputation for n in names} == reps  # type: ignore[union-attr]
+    assert c.state.unit(bad.id).used_height == 0  # type: ignore[union-attr]
+    key = c.keys["validator0"]
+    twice = version_body(
+        c.height + 1, base, [(good.id, 5)], BlobHash(H(b"a")), 1, 2, [(good.id, Exclusion.MALFORMED)]
+    )
+    unknown = version_body(
+        c.height + 1, base, [(good.id, 5)], BlobHash(H(b"a")), 1, 2, [(UnitId(H(b"?")), Exclusion.MALFORMED)]
+    )
+    for wrong in (twice, unknown):
+        draft = make_block(c.tip, wrong, key, bytes(32), c.tip.timestamp_ms + 1, pow_bits=0)
+        assert apply_block(p, c.state, draft) == ErrorCode.BAD_BODY
 
 
 def test_version_block_pays_learners_only_when_the_score_improves(chain: MemChain) -> None:
