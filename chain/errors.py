@@ -74,6 +74,7 @@ class ErrorCode(IntEnum):
     CONFLICTS_WITH_FINAL = 86
     BAD_PARENT = 87  # the parent is known to be invalid
     BAD_GENESIS = 88
+    BAD_VRF = 89  # the header's VRF proof or the seed it claims (PROTOCOL §4.2, docs/consensus.md)
 
     # -- attestations, certificates, evidence (PROTOCOL §4.4, §5.3) ------------------------------
     BAD_CERTIFICATE = 100

@@ -16,6 +16,7 @@ from chain.crypto import DOMAIN_ATTEST, DOMAIN_HEADER, SecretKey
 from chain.hashing import H
 from chain.signed import pow_ok, sign_object, solve_pow, verify_object
 from chain.types import (
+    ZERO_HASH,
     ZERO_SIGNATURE,
     BlockHash,
     ChainId,
@@ -28,6 +29,7 @@ from chain.types import (
 )
 
 PROTOCOL_VERSION = 1
+VRF_PROOF_BYTES = 80  # chain.vrf.PROOF_BYTES (RFC 9381 ECVRF-EDWARDS25519-SHA512-TAI)
 VDF_OUTPUT_MAX = 256
 VDF_PROOF_MAX = 2048
 MAX_CERTIFICATE = 1024
@@ -82,6 +84,10 @@ class Header:
     body_root: Hash32
     state_root: StateRoot
     parent_certificate: Annotated[tuple[Attestation, ...], MaxItems(MAX_CERTIFICATE)]
+    # The proposer's RFC 9381 VRF proof over the parent's seed and the height, and the seed it gives
+    # (chain.consensus.election: next leader orders derive from it). Empty / zero in the genesis.
+    vrf_proof: Annotated[bytes, ByteLen(0, VRF_PROOF_BYTES)] = b""
+    seed: Hash32 = ZERO_HASH
     pow_nonce: U64 = 0
     signature: Signature = ZERO_SIGNATURE
 
@@ -91,7 +97,7 @@ class Header:
 
     def pow_preimage(self) -> bytes:
         """Every field before `pow_nonce` (the nonce and signature are excluded)."""
-        return encode_fields(self, 13)
+        return encode_fields(self, 15)
 
     def pow_valid(self, bits: int) -> bool:
         return pow_ok(self.pow_preimage(), self.pow_nonce, bits)

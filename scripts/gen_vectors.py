@@ -30,6 +30,7 @@ from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Final, Union, get_args, get_origin, get_type_hints
 
+from chain import vrf
 from chain.address import HRP_BY_NETWORK, address_of
 from chain.block import (
     Block,
@@ -201,6 +202,8 @@ def header(
             if height <= 1
             else (attestation(height - 1, prev, "val0"), attestation(height - 1, prev, "val1"))
         ),
+        vrf_proof=vrf.prove(key(proposer).seed, h(f"vrf-alpha-{height}")),  # a real proof, stand-in alpha
+        seed=h(f"seed-{height}"),
     )
     return unsigned.mined(PARAMS.pow_bits_header).signed(key(proposer))
 

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from chain.consensus.certificate import check_attestation
-from chain.consensus.election import earliest_time_ms, eligible_validators, leader_ranks
+from chain.consensus.election import child_seed, earliest_time_ms, eligible_validators, leader_ranks
 from chain.consensus.finality import may_attest
 from chain.consensus.validators import may_propose, vote_source_of, vote_weights
 from chain.header import PROTOCOL_VERSION, Attestation, Header, kind_for_height
@@ -69,9 +69,17 @@ def unsigned_header(
     state_root: StateRoot,
     certificate: tuple[Attestation, ...],
     me: PubKey,
+    *,
+    vrf_proof: bytes,
 ) -> Header:
-    """The header to mine and sign: timestamp = max(now, rank time, parent + 1) (§1.3, §4.3)."""
+    """The header to mine and sign: timestamp = max(now, rank time, parent + 1) (§1.3, §4.3).
+
+    `vrf_proof` is `chain.vrf.prove(my seed, election.alpha_for_child(chain_id, parent))` (the
+    caller holds the key); the header's seed follows from it (`election.child_seed`)."""
     ts = max(now_ms, duty.not_before_ms, parent.timestamp_ms + 1)
+    seed = child_seed(parent, vrf_proof)
+    if seed is None:
+        raise ValueError("vrf_proof does not decode")
     return Header(
         version=PROTOCOL_VERSION,
         chain_id=params.chain_id,
@@ -86,6 +94,8 @@ def unsigned_header(
         body_root=body_root,
         state_root=state_root,
         parent_certificate=certificate,
+        vrf_proof=vrf_proof,
+        seed=seed,
     )
 
 

@@ -1,9 +1,15 @@
-"""Leader election: VDF challenge, eligible validators, weighted ranks, rank timing (PROTOCOL §4.2-§4.3).
+"""Leader election: VRF seed, VDF challenge, eligible validators, weighted ranks, rank timing (§4.2-§4.3).
 
-Owns: `vdf_challenge` / `challenge_for_child`,
-`eligible_validators`, `leader_ranks` (Efraimidis-Spirakis with exactly
+Owns: the seed chain (`seed_of`, `vrf_alpha` / `alpha_for_child`, `next_seed`, `child_seed`,
+`vrf_valid`: RANDAO-style over RFC 9381 VRF outputs, chain.vrf), `vdf_challenge` /
+`challenge_for_child`, `eligible_validators`, `leader_ranks` (Efraimidis-Spirakis with exactly
 reproducible integer arithmetic), `earliest_time_ms`, `VdfVerifier`. Must not: import `vdf` or
-chiavdf (the verifier comes in as a parameter), read the clock, or touch storage.
+chiavdf (the verifier comes in as a parameter), hold secret keys (the proposer proves its VRF and
+passes the proof in), read the clock, or touch storage.
+
+Seed. Block h carries its proposer's VRF proof over alpha(h) = H(chain_id, seed(h-1), h) and
+seed(h) = H(seed(h-1) || beta(h)); the order at h+1 ranks by the VDF output over seed(h). beta is
+unique per (key, alpha), so the proposer's only choice is to publish or withhold (docs/consensus.md).
 
 Ranks. Efraimidis-Spirakis orders validators by the key u_i^(1/w_i), largest first, where
 u_i = H(y || pubkey_i) read as a number in (0, 1]. Taking -ln, this is the "exponential clocks" order:
@@ -22,15 +28,20 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from fractions import Fraction
+from functools import lru_cache
 from typing import Final
 
+from chain import vrf
 from chain.consensus.validators import leader_weights
 from chain.crypto import DOMAIN_VDF
 from chain.hashing import H_many
 from chain.header import Header
 from chain.params import ChainParams
 from chain.state.model import StateReader
-from chain.types import ChainId, PubKey
+from chain.types import ChainId, Hash32, PubKey
+
+DOMAIN_VRF_ALPHA: Final = b"LC/vrf-alpha/1"
+DOMAIN_SEED: Final = b"LC/seed/1"
 
 FRAC_BITS: Final = 192
 _WORK_BITS: Final = 256
@@ -43,25 +54,70 @@ VdfVerifier = Callable[[bytes, int, int, bytes, bytes], bool]
 chain.consensus never imports vdf (ARCHITECTURE.md §3); the daemon passes `vdf.verify` in."""
 
 
-def vdf_challenge(chain_id: ChainId, parent_vdf_output: bytes, height: int) -> bytes:
-    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || parent's VDF output || u64_be(height)).
+def genesis_seed(genesis_hash: bytes) -> Hash32:
+    """The seed of height 0: H(b"LC/seed/1" || b"genesis" || genesis hash)."""
+    return H_many(DOMAIN_SEED, b"genesis", genesis_hash)
 
-    Nothing the parent's proposer chooses enters (transactions, timestamp, pow_nonce, certificate
-    subset, signature): the outputs form one sequential VDF chain from the genesis, so no variant
-    of a block, and not even withholding it, changes the next leader order (see `vdf_seed`).
-    """
-    return H_many(DOMAIN_VDF, chain_id.encode(), parent_vdf_output, height.to_bytes(8, "big"))
+
+def seed_of(header: Header) -> Hash32:
+    """The randomness seed after `header`: the one it carries (checked by validation), or for the
+    genesis (which has no proposer) the hash-derived one."""
+    return genesis_seed(header.hash) if header.height == 0 else header.seed
+
+
+def vrf_alpha(chain_id: ChainId, parent_seed: bytes, height: int) -> bytes:
+    """What the proposer at `height` proves its VRF over: H(b"LC/vrf-alpha/1" || chain_id ||
+    parent's seed || u64_be(height)). Nothing in it is chosen by anyone."""
+    return H_many(DOMAIN_VRF_ALPHA, chain_id.encode(), parent_seed, height.to_bytes(8, "big"))
+
+
+def alpha_for_child(chain_id: ChainId, parent: Header) -> bytes:
+    return vrf_alpha(chain_id, seed_of(parent), parent.height + 1)
+
+
+def next_seed(parent_seed: bytes, beta: bytes) -> Hash32:
+    """seed(h) = H(b"LC/seed/1" || seed(h-1) || beta(h)), beta = the proposer's unique VRF output."""
+    return H_many(DOMAIN_SEED, parent_seed, beta)
+
+
+def child_seed(parent: Header, vrf_proof: bytes) -> Hash32 | None:
+    """The seed a child of `parent` carrying `vrf_proof` must claim (None: the proof does not decode).
+    Does not verify the proof: `vrf_valid` does."""
+    beta = vrf.proof_to_hash(vrf_proof)
+    return None if beta is None else next_seed(seed_of(parent), beta)
+
+
+@lru_cache(maxsize=4096)
+def _vrf_beta(pubkey: bytes, alpha: bytes, proof: bytes) -> bytes | None:
+    return vrf.verify(pubkey, alpha, proof)  # about 2 ms: every node of the simulation checks each
+
+
+def vrf_valid(chain_id: ChainId, parent: Header, header: Header) -> bool:
+    """§4.2 (docs/consensus.md): the header's VRF proof is valid for its proposer's key over
+    `alpha_for_child(parent)`, and its seed is `next_seed(seed_of(parent), beta)`."""
+    beta = _vrf_beta(bytes(header.proposer), alpha_for_child(chain_id, parent), bytes(header.vrf_proof))
+    return beta is not None and header.seed == next_seed(seed_of(parent), beta)
+
+
+def vdf_challenge(chain_id: ChainId, parent_seed: bytes, parent_vdf_output: bytes, height: int) -> bytes:
+    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || parent's seed || parent's VDF output || u64_be(h)).
+
+    Nothing the parent's proposer chooses enters except its unique VRF output (through the seed):
+    not its transactions, timestamp, pow_nonce, certificate subset, signature or proof nonce. The
+    parent's VDF output keeps the VDFs one sequential chain (n blocks take n VDF times to forge,
+    even for whoever holds every key); the seed makes the input unpredictable before the parent."""
+    return H_many(DOMAIN_VDF, chain_id.encode(), parent_seed, parent_vdf_output, height.to_bytes(8, "big"))
 
 
 def vdf_seed(parent: Header) -> bytes:
-    """What the challenge of the child of `parent` chains from: its VDF output, or for the genesis
-    (which has none) its hash, the chain's identity."""
+    """The VDF output the child's challenge chains from: the parent's, or for the genesis (which
+    has none) its hash, the chain's identity."""
     return parent.hash if parent.height == 0 else parent.vdf_output
 
 
 def challenge_for_child(chain_id: ChainId, parent: Header) -> bytes:
-    """The VDF challenge of the block after `parent`."""
-    return vdf_challenge(chain_id, vdf_seed(parent), parent.height + 1)
+    """The VDF challenge of the block after `parent`: known only once `parent` exists."""
+    return vdf_challenge(chain_id, seed_of(parent), vdf_seed(parent), parent.height + 1)
 
 
 def eligible_validators(reader: StateReader, height: int) -> list[tuple[PubKey, int]]:

@@ -1,8 +1,8 @@
 """Header and block validation in the order of PROTOCOL §4.7, over a small `ChainView`.
 
 Owns: `ChainView` (what validation needs to look up), `decode_block` (size limit, decode, canonical),
-`validate_header` (chain id -> PoW -> signature -> parent known -> height/kind/timestamp -> VDF ->
-rank -> certificate signatures), `validate_block` (header, then the body's stateless rules) and
+`validate_header` (chain id -> PoW -> signature -> parent known -> height/kind/timestamp -> VRF
+seed -> VDF -> rank -> certificate signatures), `validate_block` (header, then the body's stateless rules) and
 `check_state_root` (after the caller applied the block with chain.state.transition). Must not:
 store blocks, read the clock (`now_ms` is a parameter) or import `vdf`
 (`verify_vdf` is a parameter; the daemon passes `vdf.verify`).
@@ -22,6 +22,7 @@ from chain.consensus.election import (
     earliest_time_ms,
     eligible_validators,
     leader_ranks,
+    vrf_valid,
 )
 from chain.consensus.validators import may_propose, source_matches, vote_weights
 from chain.errors import ErrorCode
@@ -117,6 +118,9 @@ def validate_header(
     if not extends_final(view, parent):
         return ErrorCode.CONFLICTS_WITH_FINAL
     # VDF (§4.2)
+    # VRF seed (§4.2, docs/consensus.md): the proposer's unique output over the parent's seed
+    if not vrf_valid(params.chain_id, parent, header):
+        return ErrorCode.BAD_VRF
     challenge = challenge_for_child(params.chain_id, parent)
     if not verify_vdf(
         challenge, params.vdf_discriminant_bits, params.vdf_iterations, header.vdf_output, header.vdf_proof

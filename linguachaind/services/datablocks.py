@@ -10,7 +10,7 @@ recomputed; a missing blob is BLOB_MISSING, transient, and is queued for a fetch
 `active_examples`, the active test set of a state (chain.state.learning's test-set records and
 their blobs); `store_data_unit`, the seam for RPC and the CLI (store a blob, build the unit).
 Must not: decide the selection rules (chain.consensus.data_selection does), write the chain, or
-talk to the network except through the fetch function it is given.
+talk to the network except through the fetch function `run` is given.
 """
 
 from __future__ import annotations
@@ -76,17 +76,13 @@ class DataBlocks:
         self.layout = layout
         self._want_send, self._want_recv = trio.open_memory_channel[BlobHash](FETCH_QUEUE)
         self._wanted: set[bytes] = set()
-        self.fetch: Fetch | None = None  # see connect_fetch
+        # Gossiped units' blobs, each from the peer that announced it (`fetch_unit_blob`): fetched by
+        # `run` at once, beside the queue above, and the waiting admission woken when done.
+        self._urgent_send, self._urgent_recv = trio.open_memory_channel[tuple[BlobHash, str, trio.Event]](
+            FETCH_QUEUE
+        )
         self._warm = trio.Event()  # set at the first data unit: load MinHash off the trio thread
         self.selected = self.checked = self.missing = 0
-
-    def connect_fetch(self, fetch: Fetch) -> None:
-        """The node's start order, once p2p runs: how blobs are fetched from peers. Not a
-        constructor parameter because p2p's inbound handler asks this object for unit blobs (a
-        cycle); until then a missing blob stays queued."""
-        if self.fetch is not None:
-            raise RuntimeError("the blob fetch is connected already")
-        self.fetch = fetch
 
     # -- units and blobs ----------------------------------------------------------------------------
 
@@ -132,23 +128,26 @@ class DataBlocks:
         except trio.WouldBlock:
             pass
 
-    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Fetch the wanted blobs one after the other from every peer (`self.fetch`, p2p); at the
-        first data unit, import the selection's MinHash (scipy, seconds) in a thread, so that the
-        first DATA block's selection does not stall the node on the import."""
+    async def run(self, fetch: Fetch, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Fetch the wanted blobs one after the other from every peer, and each gossiped unit's blob
+        from its sender at once, through `fetch` (p2p's, which starts after this object is built:
+        until `run` starts, wanted blobs stay queued); at the first data unit, import the selection's
+        MinHash (scipy, seconds) in a thread, so that the first DATA block's selection does not stall
+        the node on the import."""
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._warm_up)
+            nursery.start_soon(self._unit_blob_loop, fetch, nursery)
             task_status.started()
-            await self._fetch_loop()
+            await self._fetch_loop(fetch)
 
     async def _warm_up(self) -> None:
         await self._warm.wait()
         await trio.to_thread.run_sync(signature, "warm up")
 
-    async def _fetch_loop(self) -> None:
+    async def _fetch_loop(self, fetch: Fetch) -> None:
         async for blob_hash in self._want_recv:
-            if not self.blobs.has(blob_hash) and self.fetch is not None:
-                error = await self.fetch(blob_hash, None)
+            if not self.blobs.has(blob_hash):
+                error = await fetch(blob_hash, None)
                 if error is not None:
                     log.info("blob %s not fetched: %s", blob_hash.hex()[:16], error.name)
             self._wanted.discard(bytes(blob_hash))
@@ -161,12 +160,29 @@ class DataBlocks:
             return
         unit = tx.payload
         blob_hash = unit.blob_hash if isinstance(unit, DataUnit) else unit.adapter_blob_hash
-        if self.fetch is None or self.blobs.has(blob_hash):
+        if self.blobs.has(blob_hash):
             return
+        done = trio.Event()
+        try:
+            self._urgent_send.send_nowait((blob_hash, peer, done))
+        except trio.WouldBlock:
+            return  # too many at once: admission answers BLOB_MISSING, the unit comes again
         with trio.move_on_after(UNIT_BLOB_FETCH_S):
-            error = await self.fetch(blob_hash, [peer])
-            if error is not None:
-                log.info("unit blob %s not fetched from %s: %s", blob_hash.hex()[:16], peer, error.name)
+            await done.wait()
+
+    async def _unit_blob_loop(self, fetch: Fetch, nursery: trio.Nursery) -> None:
+        async for blob_hash, peer, done in self._urgent_recv:
+            nursery.start_soon(self._fetch_unit_blob, fetch, blob_hash, peer, done)
+
+    @staticmethod
+    async def _fetch_unit_blob(fetch: Fetch, blob_hash: BlobHash, peer: str, done: trio.Event) -> None:
+        try:
+            with trio.move_on_after(UNIT_BLOB_FETCH_S):
+                error = await fetch(blob_hash, [peer])
+                if error is not None:
+                    log.info("unit blob %s not fetched from %s: %s", blob_hash.hex()[:16], peer, error.name)
+        finally:
+            done.set()
 
     # -- the active test set --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import trio
 if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
 
+from chain import vrf
 from chain.block import Block, Body, DataBody, QualityReport, TxBody, VersionBody, body_root
 from chain.codec import decode, encode
 from chain.consensus.duties import (
@@ -36,6 +37,7 @@ from chain.consensus.duties import (
     should_propose,
     unsigned_header,
 )
+from chain.consensus.election import alpha_for_child
 from chain.crypto import SecretKey
 from chain.hashing import H
 from chain.header import BlockKind, Header, kind_for_height, round_for_height
@@ -247,6 +249,7 @@ class Producer:
             StateRoot(ZERO_HASH),
             cert,
             self._key.pubkey,
+            vrf_proof=vrf.prove(self._key.seed, alpha_for_child(self.params.chain_id, parent)),
         )
         body: Body = empty_body(kind, reader, duty.height) if kind != BlockKind.TX else TxBody()
         if kind == BlockKind.TX and self._mempool is not None:

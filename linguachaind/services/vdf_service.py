@@ -1,6 +1,7 @@
 """The VDF service: the proof of time for the next height, computed or received (PROTOCOL §4.2).
 
-Owns: the wanted challenge (the child of the current tip), a `vdf.VdfProver` child process computing
+Owns: the wanted challenge (the child of the current tip: it depends on the tip's VRF seed, so no
+VDF can be computed before its parent block exists), a `vdf.VdfProver` child process computing
 it (cancelled at once when the tip moves or a valid proof arrives by gossip), a bounded cache of
 valid proofs by challenge, and publishing what it computed (timelord role: one proof serves every
 node). Must not: validate blocks, compute ranks (the producer does), or import chiavdf (vdf does).
@@ -76,12 +77,13 @@ class VdfService:
         self.received = 0
 
     def challenge_for(self, prev_hash: bytes) -> bytes:
-        """The challenge of the child of `prev_hash`: it chains from the parent's VDF output and the
-        height (§4.2), so the parent's header is looked up. Without a lookup (the service's own unit
-        tests) or for an unknown parent it is derived from the hash alone, which no valid block uses."""
+        """The challenge of the child of `prev_hash`: it chains from the parent's seed (its proposer's
+        VRF output), its VDF output and the height (§4.2), so it exists only once the parent does and
+        the parent's header is looked up. Without a lookup (the service's own unit tests) or for an
+        unknown parent it is derived from the hash alone, which no valid block uses."""
         parent = self._headers.header(BlockHash(prev_hash)) if self._headers is not None else None
         if parent is None:
-            return vdf_challenge(self.params.chain_id, prev_hash, 0)
+            return vdf_challenge(self.params.chain_id, prev_hash, prev_hash, 0)
         return challenge_for_child(self.params.chain_id, parent)
 
     # -- inputs --------------------------------------------------------------------------------

@@ -320,9 +320,11 @@ def test_literal_rule_is_unsafe_and_ffg_rule_is_safe() -> None:
     """Regression for the design change in chain/consensus/finality.py: read literally, PROTOCOL §4.4
     ("final = 2/3 attestations", honest nodes attest once per height) let this schedule (N=4, one
     Byzantine equivocating double-voter, drops and delays) finalise two conflicting blocks. The
-    FFG reading (2-chain finality, no surround votes, justified-first fork choice) stays safe."""
+    FFG reading (2-chain finality, no surround votes, justified-first fork choice) stays safe.
+    (The schedule seed was 138 until the VRF seed changed every leader order; 5, 50 and 115 of
+    0-115 now show the literal rule's violation with the FFG run safe.)"""
     schedule = Schedule(
-        seed=138,
+        seed=5,
         n=4,
         byzantine=0,
         behaviour=Behaviour(equivocate=True, double_attest=True),

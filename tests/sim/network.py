@@ -51,7 +51,7 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.state.view import MemoryState, StateView
 from chain.tx import SlashEvidence, Transfer, make_tx
 from chain.types import ZERO_HASH, AccountId, Amount, BlockHash, ChainId, Hash32, Height, PubKey, StateRoot
-from tests.sim.world import MemoryView, VdfImpl, idle_body
+from tests.sim.world import MemoryView, VdfImpl, idle_body, vrf_proof_for
 from tests.support.chainbuilders import dev_genesis
 
 MAX_ANNOUNCED_VOTES = 256  # like the daemon's MAX_REANNOUNCED_VOTES: re-sent votes are bounded
@@ -384,6 +384,7 @@ class SimNode:
                 self.eligible_for(parent.hash).items(),
                 self.votes.get(parent.hash, {}).values(),
             )
+        vrf_proof = vrf_proof_for(self.params, parent, self.key)
         draft = unsigned_header(
             self.params,
             parent,
@@ -395,12 +396,11 @@ class SimNode:
             StateRoot(b"\x00" * 32),
             cert,
             self.pubkey,
+            vrf_proof=vrf_proof,
         )
         effects = apply_block(self.params, pstate, Block(draft, body))
         assert isinstance(effects, BlockEffects), effects
-        header = unsigned_header(
-            self.params, parent, duty, now, y, proof, body_root(body), effects.state_root, cert, self.pubkey
-        )
+        header = dataclasses.replace(draft, state_root=effects.state_root)
         return Block(header.mined(self.params.pow_bits_header).signed(self.key), body)
 
     def build_invalid_block(self, duty: ProposalDuty, now: int) -> Block:
@@ -410,8 +410,19 @@ class SimNode:
         bad = make_tx(self.key, ChainId("lc-elsewhere"), 0, self.params.min_fee, Transfer(to, Amount(1)))
         body = TxBody((bad,))
         y, proof = self.net.vdf_of(duty.parent_hash)
+        vrf_proof = vrf_proof_for(self.params, parent, self.key)
         header = unsigned_header(
-            self.params, parent, duty, now, y, proof, body_root(body), parent.state_root, (), self.pubkey
+            self.params,
+            parent,
+            duty,
+            now,
+            y,
+            proof,
+            body_root(body),
+            parent.state_root,
+            (),
+            self.pubkey,
+            vrf_proof=vrf_proof,
         )
         return Block(header.mined(self.params.pow_bits_header).signed(self.key), body)
 

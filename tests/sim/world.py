@@ -16,9 +16,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import vdf
+from chain import vrf
 from chain.block import Body, DataBody, QualityReport, TxBody, VersionBody, body_root
 from chain.consensus.duties import proposal_duty, unsigned_header
-from chain.consensus.election import challenge_for_child, eligible_validators, leader_ranks
+from chain.consensus.election import alpha_for_child, challenge_for_child, eligible_validators, leader_ranks
 from chain.crypto import SecretKey, account_id
 from chain.hashing import H, H_many
 from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header, kind_for_height, round_for_height
@@ -171,6 +172,11 @@ def key_of(pubkey: PubKey) -> SecretKey:
     raise KeyError(pubkey.hex())
 
 
+def vrf_proof_for(params: ChainParams, parent: Header, key: SecretKey) -> bytes:
+    """The VRF proof `key` puts in its child of `parent` (what the daemon's producer computes)."""
+    return vrf.prove(key.seed, alpha_for_child(params.chain_id, parent))
+
+
 def vdf_for(params: ChainParams, parent: Header, impl: VdfImpl) -> tuple[bytes, bytes]:
     challenge = challenge_for_child(params.chain_id, parent)
     return impl.prove(challenge, params.vdf_discriminant_bits, params.vdf_iterations)
@@ -212,6 +218,7 @@ def child_header(
         state_root if state_root is not None else parent.state_root,
         certificate,
         me,
+        vrf_proof=vrf_proof_for(params, parent, key_of(me)),
     )
     if overrides:
         header = dataclasses.replace(header, **overrides)  # type: ignore[arg-type]
@@ -247,4 +254,5 @@ __all__ = [
     "key_of",
     "validator_state",
     "vdf_for",
+    "vrf_proof_for",
 ]

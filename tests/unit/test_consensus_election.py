@@ -11,10 +11,13 @@ from chain.consensus.election import (
     FRAC_BITS,
     earliest_time_ms,
     eligible_validators,
+    genesis_seed,
     leader_ranks,
     neg_ln_u_fixed,
+    next_seed,
     rank_of,
     vdf_challenge,
+    vrf_alpha,
 )
 from chain.consensus.validators import bonded_members, vote_weights
 from chain.crypto import SecretKey
@@ -57,9 +60,19 @@ def test_ranks_are_a_permutation_and_skip_zero_weight() -> None:
 
 
 def test_vdf_challenge_vector() -> None:
-    """PROTOCOL §4.2: H(b"LC/vdf/1" || chain_id || parent's VDF output || u64_be(height))."""
-    got = vdf_challenge(ChainId("lc-devnet"), b"\x11" * 32, 7)
-    assert got == H(b"LC/vdf/1" + b"lc-devnet" + b"\x11" * 32 + (7).to_bytes(8, "big"))
+    """§4.2: H(b"LC/vdf/1" || chain_id || parent's seed || parent's VDF output || u64_be(height))."""
+    got = vdf_challenge(ChainId("lc-devnet"), b"\x22" * 32, b"\x11" * 32, 7)
+    assert got == H(b"LC/vdf/1" + b"lc-devnet" + b"\x22" * 32 + b"\x11" * 32 + (7).to_bytes(8, "big"))
+
+
+def test_seed_and_alpha_vectors() -> None:
+    """alpha(h) = H(b"LC/vrf-alpha/1" || chain_id || seed(h-1) || u64_be(h));
+    seed(h) = H(b"LC/seed/1" || seed(h-1) || beta(h)); seed(0) = H(b"LC/seed/1" || b"genesis" || hash)."""
+    assert vrf_alpha(ChainId("lc-devnet"), b"\x33" * 32, 9) == H(
+        b"LC/vrf-alpha/1" + b"lc-devnet" + b"\x33" * 32 + (9).to_bytes(8, "big")
+    )
+    assert next_seed(b"\x33" * 32, b"\x44" * 64) == H(b"LC/seed/1" + b"\x33" * 32 + b"\x44" * 64)
+    assert genesis_seed(b"\x55" * 32) == H(b"LC/seed/1" + b"genesis" + b"\x55" * 32)
 
 
 def test_fixed_point_ln_matches_ln2_constant_and_bounds() -> None:
@@ -140,12 +153,14 @@ def test_no_proposer_controlled_field_changes_the_next_leader_order() -> None:
     """Finding 2 (issue 10): v1's challenge was H(prev_hash), so re-mining only the pow_nonce of a
     block gave 200 valid variants of which 61 kept the proposer at rank 0 for the next height. Now
     200 variants of block 2 (pow_nonce, timestamp, certificate subset, and with it the justified
-    checkpoint in the state) give one and the same leader order for height 3."""
+    checkpoint in the state, and the VRF proof's nonce: the seed depends only on its unique output)
+    give one and the same leader order for height 3."""
     import dataclasses
     import itertools
 
+    from chain import vrf
     from chain.block import Block, TxBody
-    from chain.consensus.election import challenge_for_child
+    from chain.consensus.election import alpha_for_child, challenge_for_child, vrf_valid
     from chain.signed import solve_pow
     from chain.state.transition import BlockEffects, apply_block
     from tests.sim.world import FAKE_VDF, attest, child_header, genesis_like, key_of
@@ -162,14 +177,22 @@ def test_no_proposer_controlled_field_changes_the_next_leader_order() -> None:
     votes = [attest(params, b1, k) for k in KEYS[:4]]
     body2 = empty_body(2, state1.model_version().version_id)
     subsets = [c for r in (1, 2, 3, 4) for c in itertools.combinations(votes, r)]
+    b2_proposer = child_header(params, b1, state1, FAKE_VDF, sign=False).proposer
+    x, _ = vrf._secret_scalar(key_of(b2_proposer).seed)
+    alpha = alpha_for_child(params.chain_id, b1)
+    h_point = vrf._encode_to_curve(bytes(b2_proposer), alpha)
+    assert h_point is not None
     orders, challenges, headers = set(), set(), set()
     for i in range(200):
         cert = tuple(sorted(subsets[i % len(subsets)], key=lambda a: a.validator))
         draft = child_header(
             params, b1, state1, FAKE_VDF, body=body2, certificate=cert, delay_ms=i % 37, sign=False
         )
+        proof = vrf._prove_with_nonce(x, h_point, alpha, i + 1) if i % 2 else draft.vrf_proof
+        draft = dataclasses.replace(draft, vrf_proof=proof)
         nonce = solve_pow(draft.pow_preimage(), params.pow_bits_header, start=i * 10_000)
         variant = dataclasses.replace(draft, pow_nonce=nonce).signed(key_of(draft.proposer))
+        assert vrf_valid(params.chain_id, b1, variant)
         effects = apply_block(params, state1, Block(variant, body2))
         assert isinstance(effects, BlockEffects)
         after = state1.copy()

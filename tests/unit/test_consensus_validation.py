@@ -7,9 +7,10 @@ import dataclasses
 import pytest
 
 import vdf
+from chain import vrf
 from chain.block import Block, TxBody
 from chain.codec import encode
-from chain.consensus.election import eligible_validators, leader_ranks
+from chain.consensus.election import alpha_for_child, child_seed, eligible_validators, leader_ranks
 from chain.consensus.validation import (
     check_state_root,
     decode_block,
@@ -38,6 +39,7 @@ from tests.sim.world import (
     genesis_like,
     key_of,
     validator_state,
+    vrf_proof_for,
 )
 
 P = PARAMS
@@ -107,10 +109,33 @@ def test_each_rule_in_order(world: tuple[MemoryView, Header, MemoryState]) -> No
     assert check(view, resign(good, vdf_output=good.vdf_output[:-1] + b"\x01")) == ErrorCode.BAD_VDF
     assert check(view, resign(good, vdf_proof=b"")) == ErrorCode.BAD_VDF
     assert check(view, resign(good, rank=1)) == ErrorCode.BAD_RANK
-    outsider = resign(good, proposer=KEYS[N].pubkey)
+    outsider_proof = vrf_proof_for(P, genesis, KEYS[N])
+    outsider = resign(
+        good, proposer=KEYS[N].pubkey, vrf_proof=outsider_proof, seed=child_seed(genesis, outsider_proof)
+    )
     assert check(view, outsider) == ErrorCode.NOT_ELIGIBLE
     assert ErrorCode.FUTURE_BLOCK.is_transient
     assert ErrorCode.ORPHAN.is_transient
+
+
+def test_vrf_proof_and_seed_are_checked_before_the_vdf(world: tuple[MemoryView, Header, MemoryState]) -> None:
+    """The header's VRF proof must be its proposer's over alpha(parent seed, height), and its seed
+    H(parent seed || beta): checked just before the (more expensive) VDF."""
+    view, genesis, state = world
+    good = child_header(P, genesis, state, REAL_VDF)
+    assert check(view, good) is None
+    flipped = bytearray(good.vrf_proof)
+    flipped[40] ^= 0x04
+    others_proof = vrf_proof_for(P, genesis, KEYS[1] if good.proposer != KEYS[1].pubkey else KEYS[2])
+    wrong_alpha = vrf.prove(key_of(good.proposer).seed, alpha_for_child(P.chain_id, good))
+    for bad in (bytes(flipped), others_proof, wrong_alpha, b"", good.vrf_proof[:-1]):
+        seed = child_seed(genesis, bad) or good.seed
+        assert check(view, resign(good, vrf_proof=bad, seed=seed)) == ErrorCode.BAD_VRF
+    assert check(view, resign(good, seed=H(b"another seed"))) == ErrorCode.BAD_VRF
+    # VRF before VDF: a header wrong in both is refused for its VRF
+    both = resign(good, vrf_proof=bytes(flipped), vdf_output=good.vdf_output[:-1] + b"\x01")
+    assert check(view, both) == ErrorCode.BAD_VRF
+    assert ErrorCode.BAD_VRF.is_permanent
 
 
 def test_conflicts_with_final(world: tuple[MemoryView, Header, MemoryState]) -> None:

@@ -11,7 +11,16 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chain.consensus.election import leader_ranks, neg_ln_u_fixed, vdf_challenge
+from chain import vrf
+from chain.consensus.election import (
+    genesis_seed,
+    leader_ranks,
+    neg_ln_u_fixed,
+    next_seed,
+    vdf_challenge,
+    vrf_alpha,
+)
+from chain.crypto import SecretKey
 from chain.types import ChainId, PubKey
 
 VECTORS: dict[str, Any] = json.loads(
@@ -30,9 +39,33 @@ def test_rank_vectors() -> None:
 def test_vdf_challenge_vectors() -> None:
     for case in VECTORS["vdf_challenge"]:
         got = vdf_challenge(
-            ChainId(case["chain_id"]), bytes.fromhex(case["parent_vdf_output"]), case["height"]
+            ChainId(case["chain_id"]),
+            bytes.fromhex(case["parent_seed"]),
+            bytes.fromhex(case["parent_vdf_output"]),
+            case["height"],
         )
         assert got.hex() == case["challenge"]
+
+
+def test_seed_chain_vectors() -> None:
+    """Two blocks of the VRF seed chain: alpha, the proposer's proof (deterministic, RFC 9381),
+    beta and the seed each block must carry."""
+    doc = VECTORS["seed_chain"]
+    chain_id = ChainId(doc["chain_id"])
+    seed = genesis_seed(bytes.fromhex(doc["genesis_hash"]))
+    assert seed.hex() == doc["genesis_seed"]
+    for i, case in enumerate(doc["blocks"]):
+        assert seed.hex() == case["parent_seed"]
+        alpha = vrf_alpha(chain_id, seed, case["height"])
+        assert alpha.hex() == case["alpha"]
+        key = SecretKey.from_label(f"seed-vector-{i}")
+        assert key.pubkey.hex() == case["proposer"]
+        assert vrf.prove(key.seed, alpha).hex() == case["vrf_proof"]
+        beta = vrf.verify(key.pubkey, alpha, bytes.fromhex(case["vrf_proof"]))
+        assert beta is not None
+        assert beta.hex() == case["beta"]
+        seed = next_seed(seed, beta)
+        assert seed.hex() == case["seed"]
 
 
 def test_fixed_point_ln_vectors() -> None:
