@@ -54,7 +54,16 @@ class NodeConfig:
     rpc_read_timeout_s: float = 30.0
     validator: bool = True
     timelord: bool = False
+    # gossip deadlines (docs/operator-guide.md): the validation of one gossiped message, and within
+    # it the fetch of a gossiped unit's blob from its sender; raise both on a slow or loaded machine
+    gossip_validation_timeout_s: float = 2.0
+    unit_blob_fetch_s: float = 1.5
     checkpoint: str = ""  # weak subjectivity: "HEIGHT:HASH" of a final block this node must have
+    # without `checkpoint` and without a final block of its own, a node asks its bootstrap peers
+    # (p2p.checkpoint): at least this many of them must agree (capped at the number configured; 0:
+    # never ask), waiting up to checkpoint_wait_s for their answers
+    checkpoint_peers: int = 2
+    checkpoint_wait_s: float = 30.0
     # [training] (docs/learning.md "Training on a node"): with train_data, the node trains on each
     # new final global version and announces a learning unit; the rest tune the worker's job.
     train_data: Path | None = None  # a JSONL file of this node's training examples
@@ -118,6 +127,10 @@ def _coerce(key: str, value: Any, where: str) -> Any:
         "rpc_port": "int",
         "rpc_max_request_bytes": "int",
         "rpc_read_timeout_s": "float",
+        "checkpoint_peers": "int",
+        "checkpoint_wait_s": "float",
+        "gossip_validation_timeout_s": "float",
+        "unit_blob_fetch_s": "float",
         "validator": "bool",
         "timelord": "bool",
         "mdns": "bool",
@@ -305,6 +318,7 @@ def validate(config: NodeConfig) -> None:
             f"rpc_read_timeout_s must be a number of seconds in (0, {MAX_READ_TIMEOUT_S:g}], "
             f"got {config.rpc_read_timeout_s!r}"
         )
+    _validate_gossip(config)
     if config.device not in DEVICES:
         raise ConfigError(f"device must be cpu or cuda, got {config.device!r}")
     if config.log_level.upper() not in LOG_LEVELS:
@@ -319,6 +333,12 @@ def validate(config: NodeConfig) -> None:
             raise ConfigError(f"bootstrap address {addr!r} needs a /p2p/<peer id> part")
     if config.checkpoint:
         parse_checkpoint(config.checkpoint)
+    if not 0 <= config.checkpoint_peers <= 64:
+        raise ConfigError(
+            f"checkpoint_peers must be in 0..64 (0: never ask peers), got {config.checkpoint_peers}"
+        )
+    if not (math.isfinite(config.checkpoint_wait_s) and 0 < config.checkpoint_wait_s <= MAX_READ_TIMEOUT_S):
+        raise ConfigError(f"checkpoint_wait_s must be in (0, {MAX_READ_TIMEOUT_S:g}] seconds")
     _validate_training(config)
     for item in filter(None, (s.strip() for s in config.log_debug.split(","))):
         _, sep, level = item.partition("=")
@@ -327,6 +347,20 @@ def validate(config: NodeConfig) -> None:
 
 
 ADVERSARIES: Final = ("sign-flip", "scale", "noise")
+MAX_GOSSIP_TIMEOUT_S: Final = 600.0
+
+
+def _validate_gossip(config: NodeConfig) -> None:
+    validation, fetch = config.gossip_validation_timeout_s, config.unit_blob_fetch_s
+    if not (math.isfinite(validation) and 0 < validation <= MAX_GOSSIP_TIMEOUT_S):
+        raise ConfigError(
+            f"gossip_validation_timeout_s must be in (0, {MAX_GOSSIP_TIMEOUT_S:g}], got {validation!r}"
+        )
+    if not (math.isfinite(fetch) and 0 < fetch < validation):
+        raise ConfigError(
+            f"unit_blob_fetch_s must be above 0 and below gossip_validation_timeout_s ({validation:g}): "
+            f"the fetch runs inside the validation, got {fetch!r}"
+        )
 
 
 def _validate_training(config: NodeConfig) -> None:

@@ -51,7 +51,7 @@ class NodeApi:
         vdf: VdfService,
         now_ms: Callable[[], int],
         *,
-        fetch_unit_blob: Callable[[bytes, str], Awaitable[None]],
+        fetch_unit_blob: Callable[[bytes, str], Awaitable[ErrorCode | None]],
     ) -> None:
         self.store = store
         self.chain = chain
@@ -67,7 +67,11 @@ class NodeApi:
     async def validate_tx(self, raw: bytes, peer: str) -> ErrorCode | None:
         result = self.mempool.add_raw(raw, self._now_ms())
         if result is ErrorCode.BLOB_MISSING:
-            await self.fetch_unit_blob(raw, peer)  # from the sender, within the gossip deadline
+            fetched = await self.fetch_unit_blob(raw, peer)  # from the sender, within the gossip deadline
+            if fetched is ErrorCode.BLOB_SIZE_MISMATCH:
+                # The sender serves a blob of another size than the unit it gossips declares: an
+                # honest node forwards a unit only once it holds its blob at the declared size.
+                return fetched
             result = self.mempool.add_raw(raw, self._now_ms())
         return result if isinstance(result, ErrorCode) else None
 

@@ -73,6 +73,7 @@ from linguachaind.slashing_protection import SlashingProtection
 from mempool.config import MempoolConfig
 from mempool.mempool import Mempool
 from p2p.blobstore import FileBlobStore
+from p2p.gossip import GossipConfig
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
 from p2p.service import P2PConfig, P2PService
@@ -355,7 +356,9 @@ class Node:
         self.base_dir = base_model_dir(self.genesis)
         layout = base_layout(self.base_dir, store.params) if self.base_dir is not None else None
         blobs = self.parts.blobs = FileBlobStore(self.layout.blobs)
-        data = self.parts.data = DataBlocks(store.params, store, blobs, layout)
+        data = self.parts.data = DataBlocks(
+            store.params, store, blobs, layout, unit_blob_fetch_s=self.config.unit_blob_fetch_s
+        )
         return data
 
     def _open_rounds(self, store: BlockStore, data: DataBlocks, sync: SyncState) -> RoundsService:
@@ -428,6 +431,7 @@ class Node:
             keys_dir=self.layout.keys,
             host=HostConfig(listen_addrs=config.listen, enable_mdns=config.mdns),
             bootstrap=config.bootstrap,
+            gossip=GossipConfig(validation_timeout_s=config.gossip_validation_timeout_s),
         )
         p2p = self.parts.p2p = P2PService(p2p_config, api.chain.params, api, api, api, blobs, sync_state=sync)
         await self.start_service(nursery, "p2p", p2p.run)

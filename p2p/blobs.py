@@ -5,6 +5,8 @@ the blob, fetch the 1 MiB chunks in parallel from all of them, check each chunk 
 it arrives (a bad chunk scores its sender down, drops it as a source and is refetched from another
 peer), resume from what a previous attempt left in the partial file, and finally hand the file to
 `BlobStore.put_verified`, which checks the whole-blob hash before the file gets its final name.
+A blob whose units declare sizes (`BlobStore.expected_sizes`) is fetched only from peers whose
+manifest has one of them: another size is BLOB_SIZE_MISMATCH before a byte is downloaded.
 Must not: write anything under a final blob name itself.
 """
 
@@ -89,7 +91,11 @@ class BlobFetcher:
         self.streams_per_peer = streams_per_peer
         self.timeout_s = timeout_s
 
-    async def _manifest(self, peers: Sequence[Any], blob_hash: BlobHash) -> tuple[Any, list[Any]] | None:
+    async def _manifest(
+        self, peers: Sequence[Any], blob_hash: BlobHash, sizes: frozenset[int]
+    ) -> tuple[Any, list[Any]] | ErrorCode:
+        """The manifest most peers agree on and those peers; BLOB_MISSING when none answers,
+        BLOB_SIZE_MISMATCH when `sizes` (declared by units) are known and no answer has one."""
         answers: dict[Any, blobmsg.BlobManifest] = {}
 
         async def ask(peer: Any) -> None:
@@ -113,7 +119,12 @@ class BlobFetcher:
             for peer in peers:
                 nursery.start_soon(ask, peer)
         if not answers:
-            return None
+            return ErrorCode.BLOB_MISSING
+        if sizes:
+            answers = {p: m for p, m in answers.items() if m.size in sizes}
+            if not answers:
+                log.info("blob %s: no peer offers a size its units declare", blob_hash.hex()[:12])
+                return ErrorCode.BLOB_SIZE_MISMATCH
         votes = Counter((m.size, m.chunk_hashes) for m in answers.values())
         (size, hashes), _ = votes.most_common(1)[0]
         sources = [p for p, m in answers.items() if (m.size, m.chunk_hashes) == (size, hashes)]
@@ -123,9 +134,9 @@ class BlobFetcher:
         """Download `blob_hash` from `peers` into the store. Never raises (except cancellation)."""
         if self.store.has(blob_hash):
             return FetchResult(None, 0, 0, 0, {})
-        found = await self._manifest(peers, blob_hash)
-        if found is None:
-            return FetchResult(ErrorCode.BLOB_MISSING, 0, 0, 0, {})
+        found = await self._manifest(peers, blob_hash, self.store.expected_sizes(blob_hash))
+        if isinstance(found, ErrorCode):
+            return FetchResult(found, 0, 0, 0, {})
         manifest, sources = found
         path = self.store.partial_path(blob_hash)
         done = await trio.to_thread.run_sync(_check_existing, path, manifest.chunk_hashes, manifest.size)
@@ -203,11 +214,10 @@ class BlobFetcher:
         fetched = sum(per_peer.values())
         if pending:
             return FetchResult(ErrorCode.BLOB_MISSING, fetched, resumed, bad, dict(per_peer))
-        err = await self.store.put_verified(blob_hash, path)
-        if err is not None:
+        err = await self.store.put_verified(blob_hash, path)  # a refused file is removed there
+        if err is ErrorCode.BLOB_HASH_MISMATCH:
             # Every chunk matched a manifest that does not hash to the blob: the manifest lied.
             log.warning("blob %s: assembled file does not match its hash", blob_hash.hex()[:12])
             for peer in sources:
                 self.penalise(str(peer), Offence.BAD_BLOB)
-            await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
         return FetchResult(err, fetched, resumed, bad, dict(per_peer))

@@ -2,8 +2,9 @@
 
 Owns: files named by the hex BLAKE2b-256 of their content (`chain.hashing.H`), the `partial/`
 directory where downloads are assembled, and `put_verified`: hash the partial file, and only if it
-matches fsync it and rename it atomically into its final name. An unverified file never carries a
-final name. Disk work runs in a worker thread (never on the trio thread, LIBP2P-NOTES).
+matches (and has a size a unit naming it declares, `expect_size`) fsync it and rename it atomically
+into its final name; a refused partial file is removed, never kept. An unverified file never
+carries a final name. Disk work runs in a worker thread (never on the trio thread, LIBP2P-NOTES).
 Must not: talk to the network (p2p.blobs does).
 """
 
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _READ: Final = 1024 * 1024
 _MANIFEST_CACHE: Final = 256
+_EXPECTED: Final = 4096  # blob hashes whose declared sizes are remembered (oldest forgotten first)
 
 
 def _hash_file(path: Path) -> bytes:
@@ -51,6 +53,20 @@ class FileBlobStore:
         self.partial_dir = root / "partial"
         self.partial_dir.mkdir(parents=True, exist_ok=True)
         self._manifests: OrderedDict[tuple[bytes, int], tuple[Hash32, ...]] = OrderedDict()
+        self._expected: OrderedDict[bytes, frozenset[int]] = OrderedDict()
+
+    def expect_size(self, blob_hash: BlobHash, size: int) -> None:
+        """A unit declares `blob_hash` to be `size` bytes: a download of another size is refused
+        before it starts (p2p.blobs) and never stored (`put_verified`). Several units may name one
+        hash: any declared size is let through, and admission checks each unit against the blob."""
+        key = bytes(blob_hash)
+        self._expected[key] = self._expected.get(key, frozenset()) | {size}
+        self._expected.move_to_end(key)
+        while len(self._expected) > _EXPECTED:
+            self._expected.popitem(last=False)
+
+    def expected_sizes(self, blob_hash: BlobHash) -> frozenset[int]:
+        return self._expected.get(bytes(blob_hash), frozenset())
 
     def path(self, blob_hash: BlobHash) -> Path:
         return self.root / blob_hash.hex()
@@ -100,8 +116,15 @@ class FileBlobStore:
         return await trio.to_thread.run_sync(self._put_verified_sync, blob_hash, partial)
 
     def _put_verified_sync(self, blob_hash: BlobHash, partial: Path) -> ErrorCode | None:
-        if _hash_file(partial) != blob_hash:
-            return ErrorCode.BLOB_HASH_MISMATCH
+        expected = self.expected_sizes(blob_hash)
+        error = None
+        if expected and partial.stat().st_size not in expected:
+            error = ErrorCode.BLOB_SIZE_MISMATCH
+        elif _hash_file(partial) != blob_hash:
+            error = ErrorCode.BLOB_HASH_MISMATCH
+        if error is not None:
+            partial.unlink(missing_ok=True)  # refused bytes are not kept, not even as a partial file
+            return error
         fd = os.open(partial, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -77,5 +77,10 @@ class BlobStore(Protocol):
         ...
 
     async def put_verified(self, blob_hash: BlobHash, partial: Path) -> ErrorCode | None:
-        """Hash `partial`; if it is `blob_hash`, fsync and rename it into place atomically."""
+        """Hash `partial`; if it is `blob_hash` (and of an expected size), fsync and rename it into
+        place atomically; otherwise remove it."""
+        ...
+
+    def expected_sizes(self, blob_hash: BlobHash) -> frozenset[int]:
+        """The sizes the units naming `blob_hash` declare (empty: none known, any size)."""
         ...

@@ -56,7 +56,9 @@ log = logging.getLogger(__name__)
 
 FETCH_QUEUE: Final = 256  # blob hashes waiting for a fetch; more are dropped (asked again later)
 
-UNIT_BLOB_FETCH_S: Final = 1.5  # a gossiped unit's blob, from the peer that sent it (gossip deadline 2 s)
+# a gossiped unit's blob, from the peer that sent it, inside the gossip validation deadline (2 s);
+# the default of config `unit_blob_fetch_s` (a slow machine, a test under load: raise both)
+UNIT_BLOB_FETCH_S: Final = 1.5
 
 # p2p.service.P2PService.fetch_blob's shape: (blob hash, peers or None for all) -> error or None
 Fetch = Callable[[BlobHash, Sequence[str] | None], Awaitable[ErrorCode | None]]
@@ -68,9 +70,16 @@ class DataBlocks:
     """The node's DATA-block work over its block store and blob store."""
 
     def __init__(
-        self, params: ChainParams, store: BlockStore, blobs: FileBlobStore, layout: LoraLayout | None = None
+        self,
+        params: ChainParams,
+        store: BlockStore,
+        blobs: FileBlobStore,
+        layout: LoraLayout | None = None,
+        *,
+        unit_blob_fetch_s: float = UNIT_BLOB_FETCH_S,
     ) -> None:
         self.params = params
+        self.unit_blob_fetch_s = unit_blob_fetch_s
         self.store = store
         self.blobs = blobs
         self.layout = layout
@@ -78,9 +87,9 @@ class DataBlocks:
         self._wanted: set[bytes] = set()
         # Gossiped units' blobs, each from the peer that announced it (`fetch_unit_blob`): fetched by
         # `run` at once, beside the queue above, and the waiting admission woken when done.
-        self._urgent_send, self._urgent_recv = trio.open_memory_channel[tuple[BlobHash, str, trio.Event]](
-            FETCH_QUEUE
-        )
+        self._urgent_send, self._urgent_recv = trio.open_memory_channel[
+            tuple[BlobHash, str, trio.Event, list[ErrorCode | None]]
+        ](FETCH_QUEUE)
         self._warm = trio.Event()  # set at the first data unit: load MinHash off the trio thread
         self.selected = self.checked = self.missing = 0
 
@@ -92,6 +101,7 @@ class DataBlocks:
         blob passes `check_update_blob` against the layout, which the node reads from the base
         model's headers at start; size only on a node without the base model's safetensors)."""
         blob_hash = unit.blob_hash if isinstance(unit, DataUnit) else unit.adapter_blob_hash
+        self.blobs.expect_size(blob_hash, unit.byte_size)  # a download of another size is refused
         blob = self.blobs.read(blob_hash)
         if blob is None:
             self.want(blob_hash)
@@ -152,33 +162,39 @@ class DataBlocks:
                     log.info("blob %s not fetched: %s", blob_hash.hex()[:16], error.name)
             self._wanted.discard(bytes(blob_hash))
 
-    async def fetch_unit_blob(self, raw_tx: bytes, peer: str) -> None:
+    async def fetch_unit_blob(self, raw_tx: bytes, peer: str) -> ErrorCode | None:
         """Before a gossiped unit tx is admitted: fetch its blob from the peer that sent it (the
-        announcing peer holds it), within the gossip deadline. Nothing to do for other txs."""
+        announcing peer holds it), within `unit_blob_fetch_s`. Nothing to do for other txs. The
+        fetch's error, if it ended with one in time: BLOB_SIZE_MISMATCH says the sender offers a
+        blob of another size than its unit declares (nothing is downloaded)."""
         tx = decode(Tx, raw_tx, max_bytes=self.params.max_tx_bytes)
         if isinstance(tx, ErrorCode) or not isinstance(tx.payload, DataUnit | LearningUnit):
-            return
+            return None
         unit = tx.payload
         blob_hash = unit.blob_hash if isinstance(unit, DataUnit) else unit.adapter_blob_hash
         if self.blobs.has(blob_hash):
-            return
-        done = trio.Event()
+            return None
+        self.blobs.expect_size(blob_hash, unit.byte_size)
+        done, result = trio.Event(), list[ErrorCode | None]()
         try:
-            self._urgent_send.send_nowait((blob_hash, peer, done))
+            self._urgent_send.send_nowait((blob_hash, peer, done, result))
         except trio.WouldBlock:
-            return  # too many at once: admission answers BLOB_MISSING, the unit comes again
-        with trio.move_on_after(UNIT_BLOB_FETCH_S):
+            return None  # too many at once: admission answers BLOB_MISSING, the unit comes again
+        with trio.move_on_after(self.unit_blob_fetch_s):
             await done.wait()
+        return result[0] if result else None
 
     async def _unit_blob_loop(self, fetch: Fetch, nursery: trio.Nursery) -> None:
-        async for blob_hash, peer, done in self._urgent_recv:
-            nursery.start_soon(self._fetch_unit_blob, fetch, blob_hash, peer, done)
+        async for blob_hash, peer, done, result in self._urgent_recv:
+            nursery.start_soon(self._fetch_unit_blob, fetch, blob_hash, peer, done, result)
 
-    @staticmethod
-    async def _fetch_unit_blob(fetch: Fetch, blob_hash: BlobHash, peer: str, done: trio.Event) -> None:
+    async def _fetch_unit_blob(
+        self, fetch: Fetch, blob_hash: BlobHash, peer: str, done: trio.Event, result: list[ErrorCode | None]
+    ) -> None:
         try:
-            with trio.move_on_after(UNIT_BLOB_FETCH_S):
+            with trio.move_on_after(self.unit_blob_fetch_s):
                 error = await fetch(blob_hash, [peer])
+                result.append(error)
                 if error is not None:
                     log.info("unit blob %s not fetched from %s: %s", blob_hash.hex()[:16], peer, error.name)
         finally:

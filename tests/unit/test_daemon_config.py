@@ -117,3 +117,15 @@ def test_config_is_frozen(tmp_path: Path) -> None:
     cfg = build_config({"datadir": str(_datadir(tmp_path))}, {})
     with pytest.raises(AttributeError):
         cfg.rpc_port = 1  # type: ignore[misc]
+
+
+def test_gossip_deadlines_are_settings(tmp_path: Path) -> None:
+    """The gossip validation deadline and the unit-blob fetch inside it (issue 15: tests and slow
+    machines raise them); the fetch must end before the validation it runs in."""
+    d = _datadir(tmp_path, "gossip_validation_timeout_s = 30.0\n")
+    cfg = build_config({"datadir": str(d)}, {"LINGUACHAIN_UNIT_BLOB_FETCH_S": "20"})
+    assert (cfg.gossip_validation_timeout_s, cfg.unit_blob_fetch_s) == (30.0, 20.0)
+    with pytest.raises(ConfigError, match="unit_blob_fetch_s must be above 0 and below"):
+        build_config({"datadir": str(d)}, {"LINGUACHAIN_UNIT_BLOB_FETCH_S": "30"})
+    with pytest.raises(ConfigError, match="gossip_validation_timeout_s must be in"):
+        build_config({"datadir": str(d)}, {"LINGUACHAIN_GOSSIP_VALIDATION_TIMEOUT_S": "nan"})

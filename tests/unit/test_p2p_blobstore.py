@@ -50,3 +50,26 @@ def test_empty_file_has_one_chunk_hash(tmp_path: Path) -> None:
     path = tmp_path / "empty"
     path.write_bytes(b"")
     assert chunk_hashes_of_file(path, 1024) == (Hash32(blake(b"")),)
+
+
+async def test_a_refused_file_is_removed_not_kept(tmp_path: Path) -> None:
+    """A download that does not hash to its name, or whose length no unit naming it declares, is
+    removed: a lying peer cannot park bytes in the store (issue 15 finding)."""
+    store = FileBlobStore(tmp_path)
+    data = os.urandom(3000)
+    h = blake(data)
+    partial = store.partial_path(h)
+    partial.write_bytes(b"not these bytes")
+    assert await store.put_verified(h, partial) is ErrorCode.BLOB_HASH_MISMATCH
+    assert not partial.exists()
+    store.expect_size(h, 2999)  # a unit declares another size than the blob has
+    partial.write_bytes(data)
+    assert await store.put_verified(h, partial) is ErrorCode.BLOB_SIZE_MISMATCH
+    assert not partial.exists()
+    assert not store.has(h)
+    assert list(store.partial_dir.iterdir()) == []
+    store.expect_size(h, 3000)  # another unit declares the true size: any declared size is let through
+    assert store.expected_sizes(h) == frozenset({2999, 3000})
+    partial.write_bytes(data)
+    assert await store.put_verified(h, partial) is None
+    assert store.read(h) == data
