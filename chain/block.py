@@ -97,6 +97,37 @@ class VersionBody:
         """A no-op version block keeps the adapter and pays the proposer only (§6.5)."""
         return not self.units
 
+    @property
+    def scores(self) -> VersionScores:
+        """The score claim: the body's first Merkle leaf (`body_leaves`)."""
+        return VersionScores(
+            self.round,
+            self.base_version_id,
+            self.new_adapter_blob_hash,
+            self.per_batch_scores,
+            self.total_score,
+            self.previous_score,
+            self.previous_batch_scores,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionScores:
+    """What a VERSION body claims its evaluation gave (PROTOCOL §6.5): leaf 0 of its `body_leaves`,
+    so that FALSE_SCORE evidence (`chain.evidence.FalseScore`) proves the signed claim with one
+    small leaf and a Merkle branch (at most ~19 KB, whatever the number of units)."""
+
+    round: Round
+    base_version_id: Hash32
+    new_adapter_blob_hash: BlobHash
+    per_batch_scores: Annotated[tuple[Micro, ...], MaxItems(1024)]
+    total_score: I64
+    previous_score: I64
+    previous_batch_scores: Annotated[tuple[Micro, ...], MaxItems(1024)]
+
+
+VERSION_LEAVES: Final = 2  # a VERSION body's Merkle leaves: its score claim, then the whole body
+
 
 Body = TxBody | DataBody | VersionBody
 
@@ -116,7 +147,8 @@ def body_leaves(body: Body) -> list[bytes]:
     """Merkle leaves: each tx of a TX body; the report then, per selected unit of a DATA body, its
     id followed by its accepted count as 4 big-endian bytes (36 bytes, so a branch proves one unit's
     count; ids or counts left over when the two lists differ in length, which the body rules refuse,
-    are leaves of their own); the whole VERSION body."""
+    are leaves of their own); a VERSION body's score claim (`VersionScores`), then the whole
+    VERSION body."""
     if isinstance(body, TxBody):
         return [encode(tx) for tx in body.txs]
     if isinstance(body, DataBody):
@@ -125,7 +157,7 @@ def body_leaves(body: Body) -> list[bytes]:
         pairs = [bytes(u) + c.to_bytes(4, "big") for u, c in zip(ids[:n], counts[:n], strict=True)]
         rest = [bytes(u) for u in ids[n:]] + [c.to_bytes(4, "big") for c in counts[n:]]
         return [encode(body.report), *pairs, *rest]
-    return [encode(body)]
+    return [encode(body.scores), encode(body)]
 
 
 def body_root(body: Body) -> Hash32:

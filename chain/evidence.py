@@ -67,14 +67,17 @@ class InvalidBlock:
 
 @dataclass(frozen=True, slots=True)
 class FalseScore:
-    """A version block whose recomputed score is off by more than score_slash_tolerance.
-
-    `body` is the encoded version body. The rule that checks it (re-scoring within
-    `score_slash_tolerance_micro`) belongs to the federated-learning rules (§6.5).
-    """
+    """A signed VERSION header plus its score leaf (`chain.block.VersionScores`, leaf 0 of
+    `body_leaves`), the leaf count and the Merkle branch to the header's `body_root` (PROTOCOL
+    §5.3): the proposer's signed claim of per-batch losses, which honest nodes recompute. Like
+    `InvalidBlock` it carries one leaf, not the body, so it fits a tx of `max_tx_bytes` whatever
+    the number of units. Whether the claim is false is `chain.consensus.slashing`'s question."""
 
     header: Header
-    body: Annotated[bytes, ByteLen(0, MAX_EVIDENCE_BODY)]
+    leaf_index: U32
+    leaf_count: U32
+    leaf: Annotated[bytes, ByteLen(0, MAX_EVIDENCE_BODY)]
+    branch: Annotated[tuple[Hash32, ...], MaxItems(MAX_BRANCH)]
 
 
 EVIDENCE_TYPES: dict[EvidenceKind, type[Any]] = {

@@ -41,6 +41,8 @@ from chain.block import (
     TxBody,
     UnitWeight,
     VersionBody,
+    VersionScores,
+    body_leaves,
     body_root,
 )
 from chain.codec import MAX_ARRAY_LEN, NEWTYPE_CONSTRAINTS, ByteLen, IntRange, MaxItems, TextLen, encode
@@ -266,7 +268,8 @@ def evidence_of(kind: EvidenceKind) -> Evidence:
         leaves = [b"leaf-0", b"leaf-1", b"leaf-2"]  # the shape only: this leaf is not b1's
         proof = InvalidBlock(b1.header, 2, 3, leaves[2], tuple(merkle_branch(leaves, 2)))
         return Evidence(kind, proof)
-    return Evidence(kind, FalseScore(b3.header, encode(b3.body)))
+    leaves = body_leaves(b3.body)  # FALSE_SCORE: b3's score leaf and its branch
+    return Evidence(kind, FalseScore(b3.header, 0, len(leaves), leaves[0], tuple(merkle_branch(leaves, 0))))
 
 
 def txs() -> list[tuple[str, Tx]]:
@@ -337,8 +340,8 @@ END: Final = "<!-- END GENERATED FIELD TABLES -->"
 TABLE_TYPES: Final[list[type[Any]]] = [
     Tx, Transfer, Stake, Unstake, SlashEvidence, Evidence, DoubleProposal, DoubleAttest, InvalidBlock,
     FalseScore, SurroundVote, DataUnit, LearningUnit, Attestation, Header, Block, TxBody, DataBody,
-    QualityReport, VersionBody, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel, ChainParams,
-    VdfProof,
+    QualityReport, VersionBody, VersionScores, UnitWeight, Genesis, Allocation, GenesisValidator, BaseModel,
+    ChainParams, VdfProof,
 ]  # fmt: skip
 TABLE_ENUMS: Final[list[type[IntEnum]]] = [
     TxKind, EvidenceKind, BlockKind, DataFormat, Encryption, AggregationRule, AggregationScheme,

@@ -14,10 +14,20 @@ their own state-aware module.
 
 from __future__ import annotations
 
-from chain.block import Block, DataBody, QualityReport, TxBody, VersionBody, body_leaves, body_root
+from chain.block import (
+    VERSION_LEAVES,
+    Block,
+    DataBody,
+    QualityReport,
+    TxBody,
+    VersionBody,
+    VersionScores,
+    body_leaves,
+    body_root,
+)
 from chain.codec import decode, encode
 from chain.consensus.data_selection import check_data_body_stateless
-from chain.consensus.scoring import check_version_body_stateless
+from chain.consensus.scoring import check_version_body_stateless, total_score
 from chain.errors import ErrorCode
 from chain.header import BlockKind, Header, round_for_height
 from chain.params import ChainParams
@@ -99,8 +109,9 @@ def check_leaf_stateless(
     chain within `max_tx_bytes` with a valid signature; a DATA report that breaks
     `check_data_body_stateless` (its counts, limits, the zero hash of no selection, its unit count
     against the leaf count) or a unit leaf that is not 36 bytes (id and accepted count) or counts
-    more than `max_test_examples`; a VERSION body with more than one
-    leaf or one that breaks `check_version_body_stateless`. Faults that need two leaves (a
+    more than `max_test_examples`; a VERSION body whose leaf count is not `VERSION_LEAVES`, a
+    score leaf that breaks `check_score_claim`, or a body leaf that breaks
+    `check_version_body_stateless`. Faults that need two leaves (a
     duplicate tx) or the whole body (`max_block_bytes`) are not provable this way.
     """
     if header.kind == BlockKind.TX:
@@ -121,13 +132,34 @@ def check_leaf_stateless(
             return ErrorCode.BAD_BODY
         return _report_rules(params, report)
     if header.kind == BlockKind.VERSION:
-        if count != 1:
+        if count != VERSION_LEAVES:
             return ErrorCode.BAD_BODY
+        if index == 0:
+            claim = decode(VersionScores, leaf, max_bytes=params.max_block_bytes)
+            if isinstance(claim, ErrorCode):
+                return ErrorCode.BAD_BODY
+            return check_score_claim(params, header, claim)
         body = decode(VersionBody, leaf, max_bytes=params.max_block_bytes)
         if isinstance(body, ErrorCode):
             return ErrorCode.BAD_BODY
         return check_fl_body_stateless(params, Block(header, body))
     return None
+
+
+def check_score_claim(params: ChainParams, header: Header, claim: VersionScores) -> ErrorCode | None:
+    """What a VERSION body's score leaf shows by itself (§6.5): the header's round, and either
+    unscored (no batch scores of either adapter, equal totals) or `n_score_batches` batch scores of
+    each adapter whose floored means are the two totals."""
+    if claim.round != round_for_height(header.height):
+        return ErrorCode.BAD_BODY
+    if not claim.per_batch_scores and not claim.previous_batch_scores:
+        return None if claim.total_score == claim.previous_score else ErrorCode.BAD_BODY
+    n = params.n_score_batches
+    if len(claim.per_batch_scores) != n or len(claim.previous_batch_scores) != n:
+        return ErrorCode.BAD_BODY
+    if claim.total_score != total_score(claim.per_batch_scores):
+        return ErrorCode.BAD_BODY
+    return None if claim.previous_score == total_score(claim.previous_batch_scores) else ErrorCode.BAD_BODY
 
 
 def _report_rules(params: ChainParams, report: QualityReport) -> ErrorCode | None:

@@ -13,19 +13,17 @@ Scores are losses: lower is better. The rules and their reasons are in docs/lear
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
 
-from chain.block import Excluded, UnitWeight, VersionBody, body_root
-from chain.codec import decode
+from chain.block import Excluded, UnitWeight, VersionBody
 from chain.consensus import reputation
 from chain.consensus.reputation import PENALISED
 from chain.consensus.rewards import split_floor
 from chain.errors import ErrorCode
 from chain.hashing import H
-from chain.header import BlockKind, Header
 from chain.params import ChainParams
 from chain.types import BlobHash, Hash32, PubKey, Round, UnitId
 
@@ -302,31 +300,3 @@ class RecomputedScores:
     per_batch: Mapping[int, int]
     previous_total: int | None = None
     previous_per_batch: Mapping[int, int] | None = None
-
-
-ScoreOracle = Callable[[Header, VersionBody], RecomputedScores | None]
-FalseScoreRule = Callable[[ChainParams, object, Header, bytes], ErrorCode | None]
-
-
-def false_score_rule(oracle: ScoreOracle) -> FalseScoreRule:
-    """A `chain.consensus.slashing.FalseScoreCheck` over `oracle`, which looks up the scores this
-    node computed in the background (None: not computed yet, a transient BLOB_MISSING). The rule:
-    the evidence body is the block's committed VERSION body and `is_false_score` holds for it."""
-
-    def check(params: ChainParams, reader: object, header: Header, body_bytes: bytes) -> ErrorCode | None:
-        del reader  # the scores come from the oracle; the state has nothing to add
-        if header.kind != BlockKind.VERSION:
-            return ErrorCode.EVIDENCE_NOT_A_FAULT
-        body = decode(VersionBody, body_bytes)
-        if isinstance(body, ErrorCode):
-            return ErrorCode.BAD_EVIDENCE
-        if bytes(body_root(body)) != bytes(header.body_root):
-            return ErrorCode.EVIDENCE_NOT_A_FAULT  # not the body the proposer committed to
-        mine = oracle(header, body)
-        if mine is None:
-            return ErrorCode.BLOB_MISSING
-        if is_false_score(params, body, mine.per_batch, mine.previous_total, mine.previous_per_batch):
-            return None
-        return ErrorCode.EVIDENCE_NOT_A_FAULT
-
-    return check

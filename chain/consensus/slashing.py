@@ -17,9 +17,14 @@ Per kind:
   breaks a *stateless* rule with a permanent code (`body.check_leaf_stateless`), or a header kind
   that does not match its height. `invalid_block_evidence` builds it from a block. State-dependent
   faults cannot be proven without the parent state; a caller may pass `revalidate` to extend it.
-- FALSE_SCORE: needs the federated-learning rules (re-scoring within `score_slash_tolerance_micro`,
-  PROTOCOL §6.5). Until they exist this returns `BAD_EVIDENCE`; the FL issue supplies
-  `check_false_score` (see `FalseScoreCheck`) and sets it as the default here.
+- FALSE_SCORE: a validly signed VERSION header plus its score leaf (`chain.block.VersionScores`,
+  leaf 0 of 2) and the Merkle branch to its `body_root`, where the claim is scored and, by this
+  node's own evaluation of that round, a batch loss of either adapter or the previous total is off
+  by more than `score_slash_tolerance_micro` (`claim_is_false`). The part that needs no model
+  (`false_score_claim`) is checked here and by the state transition; the score comparison needs a
+  model evaluation, so it is a body rule run at block validation with the node's `ScoreOracle`
+  (`check_false_score_txs`, like the VDF verifier is passed in): the transition stays pure and
+  never evaluates anything. See docs/learning.md "FALSE_SCORE evidence".
 
 Evidence is only accepted while the faulty stake can still be reached: the fault height must be
 within `unbonding_blocks` of the state's height (older -> `EVIDENCE_TOO_OLD`).
@@ -29,8 +34,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chain.block import Block, body_leaves
-from chain.consensus.body import check_leaf_stateless, faulty_leaf
+from chain.block import VERSION_LEAVES, Block, TxBody, VersionBody, VersionScores, body_leaves
+from chain.codec import decode
+from chain.consensus.body import check_leaf_stateless, check_score_claim, faulty_leaf
+from chain.consensus.scoring import RecomputedScores
 from chain.errors import ErrorCode
 from chain.evidence import (
     DoubleAttest,
@@ -42,9 +49,10 @@ from chain.evidence import (
     SurroundVote,
 )
 from chain.hashing import H_many, merkle_branch, merkle_root_from_branch
-from chain.header import Header, kind_for_height
+from chain.header import BlockKind, Header, kind_for_height
 from chain.params import ChainParams
 from chain.state.model import StateReader
+from chain.tx import SlashEvidence
 from chain.types import Hash32, PubKey
 
 EVIDENCE_KEY_TAG = b"LC/evidence-key/1"
@@ -53,9 +61,13 @@ LeafRevalidator = Callable[[ChainParams, Header, int, int, bytes], ErrorCode | N
 """(params, signed header, leaf index, leaf count, leaf) -> the first rule the committed leaf
 breaks, or None: `body.check_leaf_stateless` by default."""
 
-FalseScoreCheck = Callable[[ChainParams, StateReader, Header, bytes], ErrorCode | None]
-"""FL rules (§6.5): None if the version block's score is off by more than the slash tolerance
-(a fault), else the code saying why the evidence does not prove one."""
+ScoreOracle = Callable[[Header, VersionScores], RecomputedScores | ErrorCode | None]
+"""This node's evaluation of the round that a signed VERSION header's score claim is about (the
+node resolves the header's parent state): `RecomputedScores`; a transient code while it cannot tell
+yet (BLOB_MISSING: not computed yet, ORPHAN: the parent state is unknown here); a permanent code
+when that round has nothing to score (EVIDENCE_NOT_A_FAULT); None when this node does not evaluate
+models at all (no base model, or syncing blocks the network made final, PROTOCOL §6.5): it follows
+the certificates, as it does for scored VERSION bodies."""
 
 
 def evidence_key(kind: EvidenceKind, validator: PubKey, height: int) -> Hash32:
@@ -76,13 +88,15 @@ def verify_evidence(
     evidence: Evidence,
     *,
     revalidate: LeafRevalidator | None = None,
-    check_false_score: FalseScoreCheck | None = None,
+    score_oracle: ScoreOracle | None = None,
 ) -> tuple[PubKey, Hash32] | ErrorCode:
     """(faulty validator, normalised evidence key) if `evidence` proves a fault, else why not.
 
     Codes: WRONG_CHAIN, BAD_SIGNATURE, EVIDENCE_NOT_A_FAULT (well-formed but proves nothing),
     EVIDENCE_TOO_OLD, UNKNOWN_VALIDATOR (no record to slash), DUPLICATE_EVIDENCE (key already seen),
-    BAD_EVIDENCE (kind not checkable yet: FALSE_SCORE without the FL rules).
+    BAD_EVIDENCE (a FALSE_SCORE leaf that is not a score claim). FALSE_SCORE's score comparison
+    runs only with `score_oracle` (the state transition passes none: block validation ran it as a
+    body rule, `check_false_score_txs`), and may then also answer the oracle's transient codes.
     """
     proof = evidence.proof
     if isinstance(proof, DoubleProposal):
@@ -94,7 +108,7 @@ def verify_evidence(
     elif isinstance(proof, InvalidBlock):
         found = _invalid_block(params, proof, revalidate or check_leaf_stateless)
     else:
-        found = _false_score(params, reader, proof, check_false_score)
+        found = _false_score(params, proof, score_oracle)
     if isinstance(found, ErrorCode):
         return found
     validator, height = found
@@ -178,20 +192,118 @@ def invalid_block_evidence(params: ChainParams, block: Block) -> Evidence | None
     return Evidence(EvidenceKind.INVALID_BLOCK, proof)
 
 
-def _false_score(
-    params: ChainParams, reader: StateReader, p: FalseScore, check: FalseScoreCheck | None
-) -> tuple[PubKey, int] | ErrorCode:
-    # PLACE FOR THE FL ISSUE: pass (or make default) the re-scoring rule of PROTOCOL §6.5.
-    if check is None:
-        return ErrorCode.BAD_EVIDENCE
+def false_score_claim(params: ChainParams, p: FalseScore) -> tuple[Header, VersionScores] | ErrorCode:
+    """The part of FALSE_SCORE evidence that needs no model: a validly signed VERSION header of this
+    chain, its score leaf at index 0 of `VERSION_LEAVES` tied to the header's `body_root` by the
+    branch, and a well-formed *scored* claim (an unscored no-op repeats the current score and
+    evaluated nothing; a malformed claim is INVALID_BLOCK's to prove)."""
     header = p.header
     if header.chain_id != params.chain_id:
         return ErrorCode.WRONG_CHAIN
-    if header.height == 0:
+    if (
+        header.height == 0
+        or header.kind != BlockKind.VERSION
+        or kind_for_height(header.height) != header.kind
+    ):
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    if (p.leaf_index, p.leaf_count) != (0, VERSION_LEAVES):
         return ErrorCode.EVIDENCE_NOT_A_FAULT
     if not header.signature_valid():
         return ErrorCode.BAD_SIGNATURE
-    code = check(params, reader, header, p.body)
-    if code is not None:
-        return code
-    return header.proposer, header.height
+    if merkle_root_from_branch(p.leaf, 0, VERSION_LEAVES, p.branch) != header.body_root:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT  # not the claim the proposer signed
+    claim = decode(VersionScores, p.leaf, max_bytes=params.max_tx_bytes)
+    if isinstance(claim, ErrorCode):
+        return ErrorCode.BAD_EVIDENCE
+    if not claim.per_batch_scores or check_score_claim(params, header, claim) is not None:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    return header, claim
+
+
+def claim_is_false(
+    params: ChainParams, claim: VersionScores, mine: RecomputedScores, *, margin: int = 0
+) -> bool:
+    """FALSE_SCORE's comparison (§5.3): a batch loss of the new or of the previous adapter, or the
+    previous total, that this node recomputed differs from the claim by more than
+    `score_slash_tolerance_micro + margin`. Validation uses margin 0; a node *reporting* or
+    *including* evidence uses `score_tolerance_micro` on top, so that every honest node, whose
+    evaluation differs from the reporter's by far less, agrees the claim is false."""
+    limit = params.score_slash_tolerance_micro + margin
+    pairs = [
+        (claim.per_batch_scores, mine.per_batch),
+        (claim.previous_batch_scores, mine.previous_per_batch or {}),
+    ]
+    if mine.previous_total is not None and abs(claim.previous_score - mine.previous_total) > limit:
+        return True
+    return any(
+        0 <= b < len(claimed) and abs(claimed[b] - score) > limit
+        for claimed, own in pairs
+        for b, score in own.items()
+    )
+
+
+def false_score_problem(
+    params: ChainParams,
+    evidence: Evidence,
+    oracle: ScoreOracle | None,
+    *,
+    margin: int = 0,
+    follow_unchecked: bool = True,
+) -> ErrorCode | None:
+    """None when `evidence` (FALSE_SCORE) proves a false claim by this node's `oracle`, else why
+    not. No oracle: BAD_EVIDENCE (the caller cannot check it). An oracle that answers None (this
+    node does not evaluate) is followed only with `follow_unchecked` (validation; a producer
+    choosing what to include passes False)."""
+    if not isinstance(evidence.proof, FalseScore):
+        return None
+    found = false_score_claim(params, evidence.proof)
+    if isinstance(found, ErrorCode):
+        return found
+    if oracle is None:
+        return ErrorCode.BAD_EVIDENCE
+    header, claim = found
+    mine = oracle(header, claim)
+    if mine is None:
+        return None if follow_unchecked else ErrorCode.BLOB_MISSING
+    if isinstance(mine, ErrorCode):
+        return mine
+    return None if claim_is_false(params, claim, mine, margin=margin) else ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+def check_false_score_txs(params: ChainParams, body: TxBody, oracle: ScoreOracle | None) -> ErrorCode | None:
+    """The body rule of FALSE_SCORE evidence in a TX block (§4.7 "body rules"): each such evidence
+    tx must prove a false claim by this node's `oracle`. A permanent code makes the block invalid;
+    a transient one (the round is not computed here yet) makes it wait, never a ban. The model-free
+    part is the state transition's too (`verify_evidence` in `apply_tx`)."""
+    waiting: ErrorCode | None = None
+    for tx in body.txs:
+        p = tx.payload
+        if not isinstance(p, SlashEvidence) or p.evidence.kind != EvidenceKind.FALSE_SCORE:
+            continue
+        code = false_score_problem(params, p.evidence, oracle)
+        if code is not None and code.is_permanent:
+            return code
+        waiting = waiting or code
+    return waiting
+
+
+def false_score_evidence(block: Block) -> Evidence | None:
+    """FALSE_SCORE evidence of a signed VERSION block: its header, its score leaf and the branch."""
+    if not isinstance(block.body, VersionBody):
+        return None
+    leaves = body_leaves(block.body)
+    proof = FalseScore(block.header, 0, len(leaves), leaves[0], tuple(merkle_branch(leaves, 0)))
+    return Evidence(EvidenceKind.FALSE_SCORE, proof)
+
+
+def _false_score(
+    params: ChainParams, p: FalseScore, oracle: ScoreOracle | None
+) -> tuple[PubKey, int] | ErrorCode:
+    found = false_score_claim(params, p)
+    if isinstance(found, ErrorCode):
+        return found
+    if oracle is not None:
+        code = false_score_problem(params, Evidence(EvidenceKind.FALSE_SCORE, p), oracle)
+        if code is not None:
+            return code
+    return p.header.proposer, p.header.height

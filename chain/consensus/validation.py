@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Protocol, TypeVar
 
-from chain.block import Block
+from chain.block import Block, TxBody
 from chain.codec import decode
 from chain.consensus.body import check_body_stateless
 from chain.consensus.certificate import certificate_weight
@@ -24,6 +24,7 @@ from chain.consensus.election import (
     leader_ranks,
     vrf_valid,
 )
+from chain.consensus.slashing import ScoreOracle, check_false_score_txs
 from chain.consensus.validators import may_propose, source_matches, vote_weights
 from chain.errors import ErrorCode
 from chain.header import PROTOCOL_VERSION, Header, kind_for_height
@@ -169,10 +170,13 @@ def validate_block(
     now_ms: int,
     verify_vdf: VdfVerifier,
     checkpoint: Checkpoint | None = None,
+    score_oracle: ScoreOracle | None = None,
     *,
     signatures_checked: bool = False,
 ) -> ErrorCode | None:
-    """Every rule of §4.7 before the state transition: the header, then the body's stateless rules.
+    """Every rule of §4.7 before the state transition: the header, then the body's stateless rules,
+    then FALSE_SCORE evidence in a TX body against this node's `score_oracle` (a model evaluation,
+    passed in like `verify_vdf`; none: such evidence is BAD_EVIDENCE, `slashing.check_false_score_txs`).
 
     The caller then applies the block to its parent state (`chain.state.transition.apply_block`)
     and checks the result with `check_state_root`: the daemon's chain service sequences the four.
@@ -181,7 +185,10 @@ def validate_block(
     code = validate_header(params, view, block.header, now_ms, verify_vdf, checkpoint)
     if code is not None:
         return code
-    return check_body_stateless(params, block, signatures_checked=signatures_checked)
+    code = check_body_stateless(params, block, signatures_checked=signatures_checked)
+    if code is None and isinstance(block.body, TxBody):
+        code = check_false_score_txs(params, block.body, score_oracle)
+    return code
 
 
 def conflicts_with_checkpoint(header: Header, checkpoint: Checkpoint) -> bool:

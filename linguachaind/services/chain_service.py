@@ -29,19 +29,23 @@ from typing import TYPE_CHECKING, Final, TypeAlias
 import trio
 
 import vdf
-from chain.block import Block, TxBody
+from chain.block import Block, TxBody, VersionScores
 from chain.consensus.certificate import check_attestation
 from chain.consensus.election import VdfVerifier
 from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
+from chain.consensus.scoring import RecomputedScores
+from chain.consensus.slashing import false_score_problem
 from chain.consensus.validation import check_state_root, validate_block
 from chain.consensus.validators import source_matches, vote_weights
 from chain.errors import ConfigError, ErrorCode, StoreError
+from chain.evidence import EvidenceKind
 from chain.header import Attestation, Header
 from chain.state.model import Checkpoint
 from chain.state.transition import BlockEffects, BlockError, apply_block_detailed
 from chain.state.view import StateOverlay, StateView
 from chain.store.blockstore import BlockStore
+from chain.tx import SlashEvidence, Tx
 from chain.types import BlockHash, Height, PubKey
 from linguachaind.logsetup import event
 from linguachaind.services.interfaces import ChainWatcher, Clock, MempoolLike
@@ -80,6 +84,9 @@ class AddBlockResult(Enum):
 # The import check of DATA and VERSION bodies on their parent state (BLOB_MISSING is transient).
 LearningCheck: TypeAlias = Callable[[Block, StateView], ErrorCode | None]
 
+# FALSE_SCORE's oracle on the claimed VERSION block's parent state (None: not known here).
+ScoresOf: TypeAlias = Callable[[StateView | None, VersionScores], RecomputedScores | ErrorCode | None]
+
 # An `ErrorCode` is an invalid block (FUTURE_BLOCK: too early, kept and retried by `run`).
 ImportResult: TypeAlias = AddBlockResult | ErrorCode
 
@@ -109,10 +116,13 @@ class ChainService:
         verify_vdf: VdfVerifier = vdf.verify,
         checkpoint: Checkpoint | None = None,
         learning_check: LearningCheck | None = None,
+        scores_of: ScoresOf | None = None,
     ) -> None:
         """`learning_check`: the import check of DATA and VERSION bodies with blobs and background
         results (the rounds service's `check_block`, built before this service); None in tests that
-        run without blobs."""
+        run without blobs. `scores_of`: FALSE_SCORE's oracle (the rounds service's `scores_of`),
+        asked with the claimed block's parent state; None: FALSE_SCORE evidence is BAD_EVIDENCE."""
+        self._scores_of = scores_of
         self.store = store
         self.params = store.params
         self.clock = clock
@@ -142,6 +152,21 @@ class ChainService:
         self._watchers: list[ChainWatcher] = []
         self.learning_check = learning_check
         self._load_main_headers()
+
+    def score_oracle(self, header: Header, claim: VersionScores) -> RecomputedScores | ErrorCode | None:
+        """`chain.consensus.slashing.ScoreOracle` over `scores_of`: the claimed block's parent state
+        is looked up here (main chain or side branch; None when unknown or too deep)."""
+        assert self._scores_of is not None
+        return self._scores_of(self.state(BlockHash(header.prev_hash)), claim)
+
+    def false_score_problem(self, tx: Tx, *, margin: int = 0) -> ErrorCode | None:
+        """For a producer choosing txs: None unless `tx` is FALSE_SCORE evidence that this node cannot
+        prove false by `margin` more than the slash tolerance (`slashing.false_score_problem`)."""
+        p = tx.payload
+        if not isinstance(p, SlashEvidence) or p.evidence.kind != EvidenceKind.FALSE_SCORE:
+            return None
+        oracle = self.score_oracle if self._scores_of is not None else None
+        return false_score_problem(self.params, p.evidence, oracle, margin=margin, follow_unchecked=False)
 
     def add_watcher(self, watcher: ChainWatcher) -> None:
         """Show `watcher` every block header handed to `import_block` (with its result) and every
@@ -386,9 +411,10 @@ class ChainService:
     def _validate(self, block: Block, effects: BlockEffects | None) -> BlockEffects | ErrorCode:
         """§4.7 in order: header and body rules, the transition on the parent state, the state root."""
         now = self.clock.now_ms()
+        oracle = self.score_oracle if self._scores_of is not None else None
         own = effects is not None  # assembled here from mempool-admitted txs: signatures checked
         code = validate_block(
-            self.params, self, block, now, self._verify_vdf, self.checkpoint, signatures_checked=own
+            self.params, self, block, now, self._verify_vdf, self.checkpoint, oracle, signatures_checked=own
         )
         if code is not None:
             return code

@@ -1,4 +1,5 @@
-"""The evidence reporter: equivocations this node sees become SLASH_EVIDENCE txs (PROTOCOL §5.3).
+"""The evidence reporter: equivocations and false scores this node sees become SLASH_EVIDENCE txs
+(PROTOCOL §5.3).
 
 Owns: watching what the chain service is shown (every block header handed to `import_block`, added or
 rejected, and every vote), finding two different signed headers of one proposer at one height
@@ -12,7 +13,10 @@ transition), block or fail an import (its hooks are quick and synchronous), or h
 it keeps one signed header per (height, proposer) above the final height (at or below it the main
 chain's header from the store is the other half) and the first vote per (height, validator) for the
 whole evidence window (`unbonding_blocks`; votes at or below the final height included), capped.
-Two votes of one validator whose spans strictly nest are SURROUND_VOTE evidence.
+Two votes of one validator whose spans strictly nest are SURROUND_VOTE evidence. A VERSION block
+whose import found its score claim false beyond `score_slash_tolerance_micro + score_tolerance_micro`
+(the rounds service keeps that FALSE_SCORE evidence: header, score leaf, Merkle branch) is reported
+as FALSE_SCORE, whether the block was refused or not.
 
 Each fault is reported once (its normalised evidence key); evidence found while the reporter account
 cannot pay `min_fee` waits (capped) and a WARNING names the address to fund, once. Every validator
@@ -24,6 +28,7 @@ included), so the reporter has the mempool re-check it and resubmits its reports
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import trio
@@ -37,7 +42,7 @@ from chain.consensus.slashing import evidence_key, verify_evidence
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, SurroundVote
-from chain.header import Attestation, Header
+from chain.header import Attestation, BlockKind, Header
 from chain.state.model import StateReader
 from chain.tx import SlashEvidence, Tx, make_tx
 from chain.types import AccountId, Hash32, PubKey, TxId
@@ -81,8 +86,13 @@ class EvidenceReporter:
         key: SecretKey,
         mempool: EvidencePool,
         txs: TxSubmitter,
+        *,
+        false_scores: Callable[[Header], Evidence | None] | None = None,
     ) -> None:
+        """`false_scores`: FALSE_SCORE evidence of a VERSION header that this node's import found
+        false (the rounds service's `false_score_evidence`); None: not looked for."""
         self.chain = chain
+        self._false_scores = false_scores
         self.params = chain.params
         self._key = key
         self._account = account_id(key.pubkey)
@@ -105,6 +115,8 @@ class EvidenceReporter:
         if code in _BROKEN or header.chain_id != self.params.chain_id or header.height == 0:
             return
         self._prune()
+        if header.kind == BlockKind.VERSION and self._false_scores is not None:
+            self._false_score(header)
         checked = code is None or code is ErrorCode.ALREADY_KNOWN  # signature verified by the import
         other = self._other_header(header)
         if other is None:
@@ -235,13 +247,16 @@ class EvidenceReporter:
         key = evidence_key(kind, validator, height)
         return key in self._reported or key in self._waiting
 
+    def _false_score(self, header: Header) -> None:
+        false = self._false_scores(header) if self._false_scores is not None else None
+        if false is not None and not self._known(EvidenceKind.FALSE_SCORE, header.proposer, header.height):
+            self._found(false, header.proposer, header.height)  # only for a header the import scored
+
     def _found(self, evidence: Evidence, validator: PubKey, height: int) -> None:
         key = evidence_key(evidence.kind, validator, height)
         log.warning(
             "%s",
-            event(
-                "equivocation_seen", kind=evidence.kind.name, validator=validator.hex()[:16], height=height
-            ),
+            event("fault_seen", kind=evidence.kind.name, validator=validator.hex()[:16], height=height),
         )
         self._submit(key, evidence, height)
 

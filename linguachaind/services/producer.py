@@ -305,7 +305,9 @@ class Producer:
         """The mempool's best txs for the TX block `draft`, each applied (`apply_tx`) to the block's
         state as it is chosen, after the unbonding releases that open the block (PROTOCOL §3.5):
         a tx the pool's coarser view let through (a STAKE on a validator jailed meanwhile, an
-        UNSTAKE larger than a slashed stake) is left out instead of invalidating the block."""
+        UNSTAKE larger than a slashed stake) is left out instead of invalidating the block, and so is
+        FALSE_SCORE evidence this node's rounds cannot prove false beyond the slash tolerance plus
+        `score_tolerance_micro` (gossiped evidence against an honest block would invalidate it)."""
         assert self._mempool is not None
         height = Height(draft.height)
         overlay = StateOverlay(reader)
@@ -313,7 +315,10 @@ class Producer:
             return []  # the block cannot apply at all; assemble reports it
 
         def accept(tx: Tx) -> bool:
-            code = apply_tx(self.params, overlay, tx, height, verify_signature=False)
+            # FALSE_SCORE evidence only when this node proves it by a margin every honest node agrees on
+            code = self.chain.false_score_problem(tx, margin=self.params.score_tolerance_micro)
+            if code is None:
+                code = apply_tx(self.params, overlay, tx, height, verify_signature=False)
             if code is not None:
                 self.skipped_txs += 1
                 log.info("height %d: pending tx %s left out: %s", height, tx.id.hex()[:16], code.name)

@@ -19,7 +19,16 @@ from typing import Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 from hypothesis import strategies as st
 
-from chain.block import BODY_TYPES, Block, DataBody, QualityReport, TxBody, UnitWeight, VersionBody
+from chain.block import (
+    BODY_TYPES,
+    Block,
+    DataBody,
+    QualityReport,
+    TxBody,
+    UnitWeight,
+    VersionBody,
+    VersionScores,
+)
 from chain.codec import NEWTYPE_CONSTRAINTS, ByteLen, IntRange, MaxItems, TextLen
 from chain.crypto import SecretKey
 from chain.evidence import (
@@ -203,6 +212,7 @@ CODEC_TYPES: list[type[Any]] = [
     DataBody,
     UnitWeight,
     VersionBody,
+    VersionScores,
     Block,
     ChainParams,
     Allocation,

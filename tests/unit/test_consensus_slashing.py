@@ -23,7 +23,6 @@ from chain.evidence import (
     DoubleProposal,
     Evidence,
     EvidenceKind,
-    FalseScore,
     InvalidBlock,
     SurroundVote,
 )
@@ -289,12 +288,7 @@ def test_invalid_block_revalidate_hook(state: MemoryState) -> None:
     )
 
 
-def test_false_score_waits_for_fl_rules(state: MemoryState) -> None:
-    header = header_at(3, b"v")
-    ev = Evidence(EvidenceKind.FALSE_SCORE, FalseScore(header, b""))
-    assert verify_evidence(P, state, ev) == ErrorCode.BAD_EVIDENCE
-    got = verify_evidence(P, state, ev, check_false_score=lambda p, r, h, b: None)
-    assert got == (OFFENDER.pubkey, evidence_key(EvidenceKind.FALSE_SCORE, OFFENDER.pubkey, 3))
+# FALSE_SCORE (a signed score leaf checked against this node's evaluation): tests/unit/test_false_score.py
 
 
 def test_slash_amounts_split() -> None:

@@ -10,13 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chain.block import UnitWeight, VersionBody, body_root
-from chain.codec import encode
+from chain.block import UnitWeight, VersionBody
 from chain.consensus.aggregation import Excluded, Exclusion, UnitUpdate, aggregate, next_adapter
 from chain.consensus.scoring import (
     AnnouncedUnit,
     ExpectedVersion,
-    RecomputedScores,
     VersionOutcome,
     assign_score_batches,
     assigned_batches_agree,
@@ -26,7 +24,6 @@ from chain.consensus.scoring import (
     check_version_body_stateless,
     data_pool_shares,
     decide_by_scores,
-    false_score_rule,
     inputs_round,
     is_false_score,
     learning_pool_shares,
@@ -35,16 +32,10 @@ from chain.consensus.scoring import (
     unit_reputation_deltas,
     within_tolerance,
 )
-from chain.consensus.slashing import evidence_key, verify_evidence
-from chain.crypto import SecretKey
 from chain.errors import ErrorCode
-from chain.evidence import Evidence, EvidenceKind, FalseScore
 from chain.hashing import H
-from chain.header import BlockKind, Header
 from chain.params import DEVNET, AggregationRule, ChainParams
-from chain.types import BlobHash, BlockHash, Hash32, Height, Micro, PubKey, Round, UnitId
-from tests.sim.world import KEYS, STAKE, genesis_like, validator_state
-from tests.sim.world import PARAMS as WORLD
+from chain.types import BlobHash, Hash32, Micro, PubKey, Round, UnitId
 
 P = DEVNET  # n_score_batches 8, score_tolerance 20_000, slash tolerance 200_000
 
@@ -264,45 +255,7 @@ def test_unscored_noops_where_the_rules_make_them(expected: ExpectedVersion) -> 
     assert check_version_body(P, moved, expected) == ErrorCode.BAD_BODY
 
 
-# -- FALSE_SCORE evidence through chain.consensus.slashing ----------------------------------------
-
-
-def _version_header(body: VersionBody, key: SecretKey) -> Header:
-    base = genesis_like(WORLD, validator_state(WORLD, []))
-    return dataclasses.replace(
-        base,
-        height=Height(3),
-        kind=BlockKind.VERSION,
-        prev_hash=BlockHash(H(b"parent")),
-        proposer=key.pubkey,
-        body_root=body_root(body),
-    ).signed(key)
-
-
-def test_false_score_evidence_slashes_only_beyond_the_slash_tolerance() -> None:
-    offender = KEYS[0]
-    state = validator_state(WORLD, [(k.pubkey, STAKE) for k in KEYS[:4]], height=5)
-    body = dataclasses.replace(IMPROVED, round=Round(0))  # claims 2.000000 on every batch
-    header = _version_header(body, offender)
-    evidence = Evidence(EvidenceKind.FALSE_SCORE, FalseScore(header, encode(body)))
-    limit = WORLD.score_slash_tolerance_micro
-
-    def verify(mine: RecomputedScores | None) -> object:
-        rule = false_score_rule(lambda h, b: mine)
-        return verify_evidence(WORLD, state, evidence, check_false_score=rule)
-
-    fault = (offender.pubkey, evidence_key(EvidenceKind.FALSE_SCORE, offender.pubkey, 3))
-    assert verify(RecomputedScores({2: 2_000_000 + limit + 1})) == fault
-    assert verify(RecomputedScores({2: 2_000_000 + limit})) == ErrorCode.EVIDENCE_NOT_A_FAULT
-    assert verify(RecomputedScores({2: 2_000_000}, previous_total=2_300_000 - limit - 1)) == fault
-    assert verify(None) == ErrorCode.BLOB_MISSING  # not scored here yet: transient
-    other = Evidence(
-        EvidenceKind.FALSE_SCORE, FalseScore(header, encode(dataclasses.replace(body, total_score=1)))
-    )
-    rule = false_score_rule(lambda h, b: RecomputedScores({2: 9_000_000}))
-    assert verify_evidence(WORLD, state, other, check_false_score=rule) == ErrorCode.EVIDENCE_NOT_A_FAULT
-    garbage = Evidence(EvidenceKind.FALSE_SCORE, FalseScore(header, b"\xc1"))
-    assert verify_evidence(WORLD, state, garbage, check_false_score=rule) == ErrorCode.BAD_EVIDENCE
+# FALSE_SCORE evidence (the signed score leaf, its branch, the oracle): tests/unit/test_false_score.py
 
 
 def test_a_version_built_by_the_rules_passes_its_check_end_to_end() -> None:
