@@ -118,10 +118,10 @@ def validate_header(
         return ErrorCode.FUTURE_BLOCK
     if not extends_final(view, parent):
         return ErrorCode.CONFLICTS_WITH_FINAL
-    # VDF (§4.2)
     # VRF seed (§4.2, docs/consensus.md): the proposer's unique output over the parent's seed
     if not vrf_valid(params.chain_id, parent, header):
         return ErrorCode.BAD_VRF
+    # VDF (§4.2)
     challenge = challenge_for_child(params.chain_id, parent)
     if not verify_vdf(
         challenge, params.vdf_discriminant_bits, params.vdf_iterations, header.vdf_output, header.vdf_proof
