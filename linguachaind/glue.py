@@ -25,7 +25,7 @@ from chain.header import Attestation
 from chain.store.blockstore import BlockStore
 from chain.types import BlobHash, BlockHash
 from chain.vdfmsg import VdfProof
-from linguachaind.services.chain_service import AddBlockResult, ChainService
+from linguachaind.services.chain_service import AddBlockResult, ChainService, ImportResult
 from linguachaind.services.vdf_service import VdfService
 from mempool.mempool import Mempool
 from p2p.messages.gossip import MAX_ATTESTATION_BYTES, MAX_VDF_BYTES
@@ -78,13 +78,10 @@ class NodeApi:
     async def validate_block(self, raw: bytes, peer: str) -> ErrorCode | None:
         """Forward a block this node added (best chain or side); ORPHAN and ALREADY_KNOWN are
         not forwarded and not penalised (transient codes)."""
-        block = decode_block(self.chain.params, raw)
-        if isinstance(block, ErrorCode):
-            return block
-        result = self.chain.import_block(block)
+        result = self._import(raw)
         if isinstance(result, ErrorCode):
             return result
-        log.debug("block %d %s from %s: %s", block.height, block.hash.hex()[:16], peer, result.value)
+        log.debug("gossiped block from %s: %s", peer, result.value)
         return _NOT_FORWARDED.get(result)
 
     async def validate_attestation(self, raw: bytes, peer: str) -> ErrorCode | None:
@@ -103,13 +100,16 @@ class NodeApi:
 
     async def import_block(self, raw: bytes) -> ErrorCode | None:
         """A synced block: one we already hold is no failure (the syncer goes on); an orphan is."""
-        block = decode_block(self.chain.params, raw)
-        if isinstance(block, ErrorCode):
-            return block
-        result = self.chain.import_block(block)
+        result = self._import(raw)
         if isinstance(result, ErrorCode):
             return result
         return ErrorCode.ORPHAN if result is AddBlockResult.ORPHAN else None
+
+    def _import(self, raw: bytes) -> ImportResult:
+        """A block from the wire, gossiped or synced: `decode_block` (one size bound), then the chain
+        service's import (never with effects: a received block has every rule checked)."""
+        block = decode_block(self.chain.params, raw)
+        return block if isinstance(block, ErrorCode) else self.chain.import_block(block)
 
     # -- status and sync reads (p2p.interfaces.ChainSource): point reads of the store ------------
 

@@ -3,8 +3,10 @@ a DATA block, two learning units trained by the real worker (lc-tiny) are regist
 rounds services aggregate them and score both adapters in the background, the proposer's VERSION
 block improves the model, the other node recomputes the aggregate bit for bit and the scores within
 tolerance and imports it, a wrong aggregate and a falsified score are refused, and the nodes agree
-on the adapter hash, the version history and the learning-pool rewards. A third node, syncing,
-checks the aggregate only (PROTOCOL §6.5 lets it skip re-scoring) and agrees too.
+on the adapter hash, the version history and the learning-pool rewards. A third node, whose
+checkpoint says the block is final, checks the aggregate only (PROTOCOL §6.5 lets it skip
+re-scoring a final block) and agrees too; the attester's check of its assigned batches passes the
+honest body, fails the falsified one, and fails on the node that did not score.
 
 Real stores, real mempool, real chiavdf, the real training worker; `version_lag_rounds` is 1 so the
 scored VERSION block comes at height 6.
@@ -21,7 +23,6 @@ import pytest
 import trio
 
 from chain.block import Block, UnitWeight, VersionBody
-from chain.consensus.duties import proposal_duty
 from chain.consensus.scoring import total_score
 from chain.crypto import SecretKey
 from chain.errors import ErrorCode
@@ -40,12 +41,11 @@ from linguachaind.services.datablocks import DataBlocks, store_data_unit
 from linguachaind.services.producer import Producer
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.worker import LazyWorker
-from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from p2p.blobstore import FileBlobStore
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.support.doubles import FakeClock, NullNetwork
-from tests.support.services_support import NoVdf, vdf_for
+from tests.support.doubles import FakeClock
+from tests.support.services_support import learning_producer, propose_on_tip
 from tests.support.tiny_lm import base_model_dir
 from tests.support.waiting import wait_until
 from training import protocol as wp
@@ -72,7 +72,7 @@ TEXTS = [
 
 class Node:
     def __init__(
-        self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker, *, syncing: bool = False
+        self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker, *, checkpoint: int = 0
     ) -> None:
         genesis, self.keys = dev_genesis(1, funded=("alice", "bob"), params=P)
         self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
@@ -86,7 +86,7 @@ class Node:
             now_ms=clock.now_ms(),
             unit_check=self.data.unit_blob_problem,
         )
-        self.rounds = RoundsService(self.store, self.data, worker, syncing=lambda: syncing)
+        self.rounds = RoundsService(self.store, self.data, worker, final_floor=lambda: checkpoint)
         self.chain = ChainService(
             self.store, clock, mempool=self.pool, learning_check=self.rounds.check_block
         )
@@ -106,38 +106,18 @@ class Tampered:
         return self.change(self.honest.body(reader, height))  # type: ignore[operator,no-any-return]
 
 
-def producer(
-    tmp: Path, name: str, key: SecretKey, node: Node, clock: FakeClock, versions: object
-) -> Producer:
-    protection = SlashingProtection.open(tmp / f"sp-{name}", key.pubkey)
-    return Producer(
-        node.chain,
-        NoVdf(),
-        key,
-        protection,
-        clock,
-        NullNetwork(),
-        mempool=node.pool,
-        data_blocks=node.data,
-        versions=versions,  # type: ignore[arg-type]
+def tampered(tmp: Path, name: str, key: SecretKey, node: Node, clock: FakeClock, change: object) -> Producer:
+    """A producer on `node` whose VERSION body is the honest one changed by `change`."""
+    versions = Tampered(node.rounds, change)
+    return learning_producer(
+        tmp, name, key, node.chain, node.pool, clock, data_blocks=node.data, versions=versions
     )
-
-
-def propose(prod: Producer, node: Node, key: SecretKey) -> Block:
-    parent = node.chain.tip_header()
-    state = node.chain.state(parent.hash)
-    assert state is not None
-    duty = proposal_duty(P, parent, state, vdf_for(parent)[0], key.pubkey)
-    assert duty is not None
-    block = prod.assemble(parent, duty, *vdf_for(parent))
-    assert block is not None
-    return block
 
 
 def advance(prod: Producer, a: Node, others: list[Node], key: SecretKey, clock: FakeClock) -> Block:
     """The next block, proposed on A and imported by all (the others check it without effects)."""
     clock.advance(1_000)
-    block = propose(prod, a, key)
+    block = propose_on_tip(prod, a.chain, key)
     for node in others:
         assert node.chain.import_block(block) is AddBlockResult.NEW_TIP
     assert a.chain.import_block(block) is AddBlockResult.NEW_TIP
@@ -177,7 +157,7 @@ async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path:
     )
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
     a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
-    c = Node(tmp_path, "c", clock, worker, syncing=True)  # checks aggregates, skips scores, computes nothing
+    c = Node(tmp_path, "c", clock, worker, checkpoint=6)  # knows height 6 final: aggregates, no scores
     key, alice, bob = keys["validator0"], keys["alice"], keys["bob"]
     try:
         async with trio.open_nursery() as nursery:
@@ -218,7 +198,7 @@ async def run_round(
     txs.append(make_tx(bob, P.chain_id, 0, P.min_fee, units[1]))
     for tx in txs:
         assert a.pool.add(tx, clock.now_ms()) == tx.id
-    honest = producer(tmp, "a", key, a, clock, a.rounds)
+    honest = learning_producer(tmp, "a", key, a.chain, a.pool, clock, data_blocks=a.data, versions=a.rounds)
     advance(honest, a, [b, c], key, clock)  # 1 TX: the three units
     data_block = advance(honest, a, [b, c], key, clock)  # 2 DATA: the test set
     assert data_block.body.report.n_selected == len(TEXTS)  # type: ignore[union-attr]
@@ -251,17 +231,23 @@ def check_version(
         scores = tuple(Micro(s - 50_000) for s in body.per_batch_scores)
         return dataclasses.replace(body, per_batch_scores=scores, total_score=total_score(scores))
 
-    wrong = propose(producer(tmp, "w", key, a, clock, Tampered(a.rounds, wrong_weights)), a, key)
-    false = propose(producer(tmp, "f", key, a, clock, Tampered(a.rounds, false_scores)), a, key)
-    block = propose(honest, a, key)
+    wrong = propose_on_tip(tampered(tmp, "w", key, a, clock, wrong_weights), a.chain, key)
+    false = propose_on_tip(tampered(tmp, "f", key, a, clock, false_scores), a.chain, key)
+    block = propose_on_tip(honest, a.chain, key)
     body = block.body
     assert isinstance(body, VersionBody)
     assert body.total_score < body.previous_score  # trained on the test set: it improves
     assert sorted(bytes(u.unit_id) for u in body.units) == sorted(bytes(u.id) for u in units)
     assert b.chain.import_block(wrong) is ErrorCode.BAD_BODY
     assert b.chain.import_block(false) is ErrorCode.BAD_BODY
+    parent = b.chain.state(block.header.prev_hash)
+    assert parent is not None
+    me = [key.pubkey]  # the one validator checks every batch
+    assert b.rounds.may_attest(block, parent, key.pubkey, me)
+    assert not b.rounds.may_attest(false, parent, key.pubkey, me)
+    assert not c.rounds.may_attest(block, parent, key.pubkey, me)  # c did not score it: no vote
     assert b.chain.import_block(block) is AddBlockResult.NEW_TIP
-    assert c.chain.import_block(wrong) is ErrorCode.BAD_BODY  # a syncing node still checks the aggregate
+    assert c.chain.import_block(wrong) is ErrorCode.BAD_BODY  # a final block's aggregate is still checked
     assert c.chain.import_block(block) is AddBlockResult.NEW_TIP
     assert c.rounds.statistics().scores_skipped == 2  # the wrong one and the honest one
     assert c.rounds.statistics().computed == 0

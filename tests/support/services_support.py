@@ -3,7 +3,8 @@
 Owns: `ServiceStack` (store, chain service, VDF service with a real prover process, producer, attester,
 slashing protection, optional real mempool with the evidence reporter) and `run_stack`; `Validator`
 (one validator's producer and attester over a shared chain service, called directly, with the VDF
-computed in-process by `vdf_for`).
+computed in-process by `vdf_for`); `learning_producer` and `propose_on_tip` (a producer with DATA and
+VERSION proposers, honest or tampered, driven one block at a time).
 Must not: mock the store, the VDF or the signatures.
 """
 
@@ -30,7 +31,7 @@ from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import Clock, MempoolLike, Network, TxPublisher
-from linguachaind.services.producer import Producer
+from linguachaind.services.producer import DataBodySource, Producer, VersionBodySource
 from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
@@ -140,6 +141,46 @@ class Validator:
         block = self.producer.assemble(parent, self.duty(chain, parent), *vdf_for(parent))
         assert block is not None
         return block
+
+
+def learning_producer(
+    tmp: Path,
+    name: str,
+    key: SecretKey,
+    chain: ChainService,
+    pool: MempoolLike,
+    clock: Clock,
+    *,
+    data_blocks: DataBodySource | None = None,
+    versions: VersionBodySource | None = None,
+) -> Producer:
+    """A producer over `chain` and `pool` whose DATA and VERSION bodies come from `data_blocks` and
+    `versions` (the node's services, or a test's tampered proposer); no VDF service: drive it with
+    `propose_on_tip`."""
+    protection = SlashingProtection.open(tmp / f"sp-{name}", key.pubkey)
+    return Producer(
+        chain,
+        NoVdf(),
+        key,
+        protection,
+        clock,
+        NullNetwork(),
+        mempool=pool,
+        data_blocks=data_blocks,
+        versions=versions,
+    )
+
+
+def propose_on_tip(prod: Producer, chain: ChainService, key: SecretKey) -> Block:
+    """`prod`'s signed block on `chain`'s tip at `key`'s rank (the VDF computed in-process)."""
+    parent = chain.tip_header()
+    state = chain.state(parent.hash)
+    assert state is not None
+    duty = proposal_duty(chain.params, parent, state, vdf_for(parent)[0], key.pubkey)
+    assert duty is not None
+    block = prod.assemble(parent, duty, *vdf_for(parent))
+    assert block is not None
+    return block
 
 
 class NoVdf:

@@ -12,11 +12,9 @@ from pathlib import Path
 
 import trio
 
-from chain.block import Block, DataBody
+from chain.block import DataBody
 from chain.codec import encode
 from chain.consensus.data_selection import jsonl_bytes, select_test_set
-from chain.consensus.duties import proposal_duty
-from chain.crypto import SecretKey
 from chain.errors import ErrorCode
 from chain.header import BlockKind
 from chain.params import DEVNET
@@ -30,13 +28,11 @@ from chain.units import DataFormat, DataUnit
 from linguachaind.glue import BlobFetches
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.datablocks import DataBlocks, store_data_unit
-from linguachaind.services.producer import Producer
-from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from p2p.blobstore import FileBlobStore
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.support.doubles import FakeClock, NullNetwork
-from tests.support.services_support import NoVdf, vdf_for
+from tests.support.doubles import FakeClock
+from tests.support.services_support import learning_producer, propose_on_tip
 
 TEXTS = [
     "The river runs past the old mill every spring.",
@@ -75,31 +71,6 @@ class Node:
         self.store.close()
 
 
-def producer(tmp: Path, name: str, key: SecretKey, node: Node, clock: FakeClock, data: object) -> Producer:
-    protection = SlashingProtection.open(tmp / f"sp-{name}", key.pubkey)
-    return Producer(
-        node.chain,
-        NoVdf(),
-        key,
-        protection,
-        clock,
-        NullNetwork(),
-        mempool=node.pool,
-        data_blocks=data,  # type: ignore[arg-type]
-    )
-
-
-def propose(prod: Producer, node: Node, key: SecretKey) -> Block:
-    parent = node.chain.tip_header()
-    state = node.chain.state(parent.hash)
-    assert state is not None
-    duty = proposal_duty(DEVNET, parent, state, vdf_for(parent)[0], key.pubkey)
-    assert duty is not None
-    block = prod.assemble(parent, duty, *vdf_for(parent))
-    assert block is not None
-    return block
-
-
 class Falsified:
     """A DATA proposer that claims one more exact duplicate than the selection found."""
 
@@ -128,15 +99,18 @@ def test_a_data_unit_is_selected_by_the_proposer_and_checked_on_import(tmp_path:
         tx = make_tx(alice, DEVNET.chain_id, 0, 1_000_000, unit)
         assert b.pool.add(tx, clock.now_ms()) is ErrorCode.BLOB_MISSING  # B does not hold the blob
         assert a.pool.add(tx, clock.now_ms()) == tx.id
-        honest = producer(tmp_path, "a", key, a, clock, a.data)
-        tx_block = propose(honest, a, key)
+        honest = learning_producer(tmp_path, "a", key, a.chain, a.pool, clock, data_blocks=a.data)
+        tx_block = propose_on_tip(honest, a.chain, key)
         assert a.chain.import_block(tx_block) is AddBlockResult.NEW_TIP
         assert b.chain.import_block(tx_block) is AddBlockResult.NEW_TIP
         clock.advance(1_000)
 
         assert a.chain.tip_header().height + 1 == 2  # the DATA block of round 0
-        cheat = propose(producer(tmp_path, "cheat", key, a, clock, Falsified(a.data)), a, key)
-        block = propose(honest, a, key)
+        cheat_producer = learning_producer(
+            tmp_path, "cheat", key, a.chain, a.pool, clock, data_blocks=Falsified(a.data)
+        )
+        cheat = propose_on_tip(cheat_producer, a.chain, key)
+        block = propose_on_tip(honest, a.chain, key)
         assert block.header.kind == BlockKind.DATA
         assert isinstance(block.body, DataBody)
         assert block.body.unit_ids == (unit.id,)
