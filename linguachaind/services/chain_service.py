@@ -35,7 +35,7 @@ from chain.consensus.election import VdfVerifier
 from chain.consensus.finality import finalized_by, vote_source
 from chain.consensus.forkchoice import advance_final, choose_head, descends_from
 from chain.consensus.scoring import RecomputedScores
-from chain.consensus.slashing import false_score_problem
+from chain.consensus.slashing import ScoreOracle, false_score_problem
 from chain.consensus.validation import check_state_root, validate_block
 from chain.consensus.validators import source_matches, vote_weights
 from chain.errors import ConfigError, ErrorCode, StoreError
@@ -84,8 +84,9 @@ class AddBlockResult(Enum):
 # The import check of DATA and VERSION bodies on their parent state (BLOB_MISSING is transient).
 LearningCheck: TypeAlias = Callable[[Block, StateView], ErrorCode | None]
 
-# FALSE_SCORE's oracle on the claimed VERSION block's parent state (None: not known here).
-ScoresOf: TypeAlias = Callable[[StateView | None, VersionScores], RecomputedScores | ErrorCode | None]
+# FALSE_SCORE's oracle on the claimed VERSION block's parent state (None: not known here) for
+# evidence carried by a block at the given height (rounds.RoundsService.scores_of).
+ScoresOf: TypeAlias = Callable[[StateView | None, VersionScores, int], RecomputedScores | ErrorCode | None]
 
 # An `ErrorCode` is an invalid block (FUTURE_BLOCK: too early, kept and retried by `run`).
 ImportResult: TypeAlias = AddBlockResult | ErrorCode
@@ -153,19 +154,27 @@ class ChainService:
         self.learning_check = learning_check
         self._load_main_headers()
 
-    def score_oracle(self, header: Header, claim: VersionScores) -> RecomputedScores | ErrorCode | None:
-        """`chain.consensus.slashing.ScoreOracle` over `scores_of`: the claimed block's parent state
-        is looked up here (main chain or side branch; None when unknown or too deep)."""
-        assert self._scores_of is not None
-        return self._scores_of(self.state(BlockHash(header.prev_hash)), claim)
+    def score_oracle(self, height: int) -> ScoreOracle | None:
+        """FALSE_SCORE's oracle (`chain.consensus.slashing.ScoreOracle`) for evidence carried by a
+        block at `height`, over `scores_of`: the claimed block's parent state is looked up here
+        (main chain or side branch; None when unknown or too deep). None without `scores_of`."""
+        scores_of = self._scores_of
+        if scores_of is None:
+            return None
 
-    def false_score_problem(self, tx: Tx, *, margin: int = 0) -> ErrorCode | None:
-        """For a producer choosing txs: None unless `tx` is FALSE_SCORE evidence that this node cannot
-        prove false by `margin` more than the slash tolerance (`slashing.false_score_problem`)."""
+        def oracle(header: Header, claim: VersionScores) -> RecomputedScores | ErrorCode | None:
+            return scores_of(self.state(BlockHash(header.prev_hash)), claim, height)
+
+        return oracle
+
+    def false_score_problem(self, tx: Tx, height: int, *, margin: int = 0) -> ErrorCode | None:
+        """For a producer choosing txs of its block at `height`: None unless `tx` is FALSE_SCORE
+        evidence that this node cannot prove false by `margin` more than the slash tolerance
+        (`slashing.false_score_problem`; a node that does not evaluate includes none)."""
         p = tx.payload
         if not isinstance(p, SlashEvidence) or p.evidence.kind != EvidenceKind.FALSE_SCORE:
             return None
-        oracle = self.score_oracle if self._scores_of is not None else None
+        oracle = self.score_oracle(height)
         return false_score_problem(self.params, p.evidence, oracle, margin=margin, follow_unchecked=False)
 
     def add_watcher(self, watcher: ChainWatcher) -> None:
@@ -411,7 +420,7 @@ class ChainService:
     def _validate(self, block: Block, effects: BlockEffects | None) -> BlockEffects | ErrorCode:
         """§4.7 in order: header and body rules, the transition on the parent state, the state root."""
         now = self.clock.now_ms()
-        oracle = self.score_oracle if self._scores_of is not None else None
+        oracle = self.score_oracle(block.height)
         own = effects is not None  # assembled here from mempool-admitted txs: signatures checked
         code = validate_block(
             self.params, self, block, now, self._verify_vdf, self.checkpoint, oracle, signatures_checked=own

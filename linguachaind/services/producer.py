@@ -316,7 +316,7 @@ class Producer:
 
         def accept(tx: Tx) -> bool:
             # FALSE_SCORE evidence only when this node proves it by a margin every honest node agrees on
-            code = self.chain.false_score_problem(tx, margin=self.params.score_tolerance_micro)
+            code = self.chain.false_score_problem(tx, height, margin=self.params.score_tolerance_micro)
             if code is None:
                 code = apply_tx(self.params, overlay, tx, height, verify_signature=False)
             if code is not None:
