@@ -134,6 +134,21 @@ class FileBlobStore:
         _fsync_dir(self.root)
         return None
 
+    async def read_range(self, blob_hash: BlobHash, offset: int, length: int) -> bytes | None:
+        """Up to `length` bytes of a verified blob from `offset` (read in a worker thread); None when
+        the blob is not held."""
+        if not self.has(blob_hash) or offset < 0 or length < 0:
+            return None
+        return await trio.to_thread.run_sync(self._read_range, blob_hash, offset, length)
+
+    def _read_range(self, blob_hash: BlobHash, offset: int, length: int) -> bytes | None:
+        try:
+            with self.path(blob_hash).open("rb") as f:
+                f.seek(offset)
+                return f.read(length)
+        except OSError:
+            return None
+
     async def get_chunk(self, blob_hash: BlobHash, index: int, chunk_size: int) -> bytes | None:
         if not self.has(blob_hash) or index < 0:
             return None

@@ -1,4 +1,5 @@
-"""`data submit FILE`: register JSONL test data as a data unit (PROTOCOL §3.3, docs/cli.md).
+"""`data submit FILE`: register JSONL test data as a data unit (PROTOCOL §3.3, docs/cli.md);
+`data get BLOB_HASH --out FILE`: a blob from the node's blob store (`getblob`), hash-checked.
 
 Owns: the local check of the file, line by line with the chain's own parser (`chain.examples`, the
 same rules the node and every validator apply), before the node is asked to store and announce it
@@ -58,3 +59,37 @@ def data_submit(app: App, file: Path) -> None:
             [(k, result[k]) for k in ("unit_id", "tx_id", "blob_hash", "n_examples", "byte_size", "format")],
         ),
     )
+
+
+@data.command("get")
+@click.argument("blob_hash")
+@click.option("--out", "out", type=click.Path(path_type=Path, dir_okay=False), required=True,
+              help="file to write the blob to (written whole, then renamed into place)")  # fmt: skip
+@pass_app
+def data_get(app: App, blob_hash: str, out: Path) -> None:
+    """Download the blob BLOB_HASH (a data unit, a test set, an adapter) from the node's blob store
+    into --out, in pieces of at most 4 MiB (`getblob`), checked against its hash before it is kept."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=32)
+    tmp = out.with_name(f".{out.name}.part")
+    size = offset = 0
+    try:
+        with tmp.open("wb") as f:
+            while True:
+                piece = app.call("getblob", blob_hash, offset)
+                raw = bytes.fromhex(piece["hex"])
+                f.write(raw)
+                digest.update(raw)
+                offset, size = offset + len(raw), piece["size"]
+                if piece["complete"] or not raw:
+                    break
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # nothing half-written is left behind
+        raise
+    if offset != size or digest.hexdigest() != blob_hash.lower():
+        tmp.unlink(missing_ok=True)
+        raise CliError(f"blob {blob_hash}: the bytes received do not match the hash (or their size)")
+    tmp.replace(out)
+    result = {"blob_hash": blob_hash.lower(), "size": size, "out": str(out)}
+    app.out(result, lambda: kv("blob written", list(result.items())))

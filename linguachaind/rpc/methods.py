@@ -30,7 +30,7 @@ from chain.state import learning
 from chain.state.model import ModelVersion, StateReader
 from chain.store.blockstore import BlockStore
 from chain.tx import Tx, make_tx
-from chain.types import AccountId, Height, PubKey, TxId, UnitId
+from chain.types import AccountId, BlobHash, Height, PubKey, TxId, UnitId
 from chain.units import DataFormat
 from linguachaind import __version__
 from linguachaind.config import NodeConfig
@@ -648,8 +648,33 @@ def _read_data_file(path: str, limit: int) -> tuple[bytes, DataFormat]:
     return data, DataFormat.JSONL_TEXT if kinds == {"text"} else DataFormat.JSONL_PROMPT_COMPLETION
 
 
-async def getblob(ctx: RpcContext, blob_hash: str) -> dict[str, Any]:
-    raise not_available("getblob", "blob store")
+GETBLOB_MAX_BYTES: Final = 4 * 1024 * 1024  # one answer: 8 MiB of hex at most
+
+
+async def getblob(
+    ctx: RpcContext, blob_hash: str, offset: int = 0, length: int = GETBLOB_MAX_BYTES
+) -> dict[str, Any]:
+    """Bytes of a blob this node holds (data units, test sets, adapters: content-addressed, so the
+    caller checks them against `blob_hash`), at most GETBLOB_MAX_BYTES per call from `offset`;
+    `complete` says whether the answer reaches the end (a larger blob: call again from there)."""
+    raw = BlobHash(_parse_hash(blob_hash, "blob_hash"))
+    if not 0 < length <= GETBLOB_MAX_BYTES or offset < 0:
+        raise RpcError(RpcErrorCode.INVALID_PARAMS, f"length must be in 1..{GETBLOB_MAX_BYTES}, offset >= 0")
+    if ctx.parts.data is None:
+        raise _missing(ctx, "getblob", "blob store")
+    blobs = ctx.parts.data.blobs
+    size = blobs.size(raw)
+    data = await blobs.read_range(raw, offset, length) if size is not None and offset <= size else None
+    if size is None or data is None:
+        raise RpcError(RpcErrorCode.NOT_FOUND, f"blob {blob_hash} not held here (or offset past its end)")
+    return {
+        "blob_hash": raw.hex(),
+        "size": size,
+        "offset": offset,
+        "length": len(data),
+        "complete": offset + len(data) == size,
+        "hex": data.hex(),
+    }
 
 
 async def help_(ctx: RpcContext) -> list[dict[str, Any]]:
@@ -709,7 +734,12 @@ ROUTES: Final[tuple[Route, ...]] = (
         "text from the current global model",
     ),
     Route("submitdataunit", submitdataunit, (Param("path", (str,)),), "submit test data"),
-    Route("getblob", getblob, (Param("blob_hash", (str,)),), "a blob by hash"),
+    Route(
+        "getblob",
+        getblob,
+        (Param("blob_hash", (str,)), Param("offset", (int,), 0), Param("length", (int,), GETBLOB_MAX_BYTES)),
+        "bytes of a blob this node holds, by hash (at most 4 MiB per call)",
+    ),
     Route("explainrewards", explainrewards, (Param("target", (str, int)),), "rewards of address/height"),
     Route("stop", stop, (), "stop the daemon"),
     Route("uptime", uptime, (), "seconds since start"),
