@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import trio
 
 import vdf
+from chain import vrf
 from chain.codec import decode, encode
 from chain.consensus.election import leader_ranks
 from chain.crypto import SecretKey
@@ -203,6 +204,11 @@ def main() -> None:
                 assert vdf.verify(c, b, n, hh.vdf_output, hh.vdf_proof)
 
             eligible = [(k.pubkey, 1000 * 10**10) for k in keys]
+            alpha = H(b"LC/vrf-alpha/1" + params.chain_id.encode() + b"parent seed")
+            vrf_proof = vrf.prove(key.seed, alpha)
+
+            def vrf_check(a: bytes = alpha, proof: bytes = vrf_proof) -> None:
+                assert vrf.verify(key.pubkey, a, proof) is not None  # uncached (election caches it)
 
             def ranks_check(hh: Header = h, el: list[tuple[PubKey, int]] = eligible) -> None:
                 assert leader_ranks(hh.vdf_output, el)
@@ -217,6 +223,7 @@ def main() -> None:
                 ("decode + canonical", best_of(decode_check, 50)),
                 (f"leader ranks ({n_att} validators)", best_of(ranks_check, 20)),
                 ("pow + header signature", best_of(pow_check, 50) + best_of(sig_check, 50)),
+                ("VRF proof (RFC 9381 ECVRF verify)", best_of(vrf_check, 50)),
                 (f"certificate ({n_att} attestation signatures)", best_of(cert_check, 10)),
                 ("VDF verify, discriminant cached", best_of(vdf_check_disc_cached, 20)),
                 ("VDF verify (uncached)", best_of(vdf_check, 20)),
