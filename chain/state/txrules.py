@@ -20,7 +20,6 @@ Stake decisions (PROTOCOL leaves them open; recorded in docs/state-and-store.md)
 from __future__ import annotations
 
 import dataclasses
-import logging
 
 from chain.consensus import reputation
 from chain.consensus.rewards import split_capped
@@ -42,8 +41,6 @@ from chain.state.view import StateOverlay
 from chain.tx import TX_VERSION, SlashEvidence, Stake, Transfer, Tx, Unstake
 from chain.types import MAX_AMOUNT, ZERO_HASH, AccountId, Amount, Hash32, Height, Nonce, PubKey
 from chain.units import DataUnit, LearningUnit
-
-log = logging.getLogger(__name__)
 
 MAX_UNBONDING_ENTRIES = 64  # StakeRecord.unbonding MaxItems
 
@@ -237,8 +234,7 @@ def _slash(
         if code is not None:
             return code
         ov.rewards.append(RewardRecord(height, reporter, share, RewardReason.SLASH_REPORTER, ekey))
-    log.info("slashed validator %s: %d burned, %d to reporter", validator.hex()[:16], burned - share, share)
-    return None
+    return None  # logged once where the block is connected (validator_slashed), not at every run
 
 
 def _register_unit(ov: StateOverlay, unit: DataUnit | LearningUnit, height: Height) -> ErrorCode | None:

@@ -41,7 +41,7 @@ from chain.consensus.validators import source_matches, vote_weights
 from chain.errors import ConfigError, ErrorCode, StoreError
 from chain.evidence import EvidenceKind
 from chain.header import Attestation, Header
-from chain.state.model import Checkpoint
+from chain.state.model import Checkpoint, RewardReason
 from chain.state.transition import BlockEffects, BlockError, apply_block_detailed
 from chain.state.view import StateOverlay, StateView
 from chain.store.blockstore import BlockStore
@@ -489,6 +489,17 @@ class ChainService:
                 txs=len(getattr(block.body, "txs", ())),
             ),
         )
+        for evidence, burned, to_reporter in slashes(effects):  # once per applied slash (issue 15)
+            log.info(
+                "%s",
+                event(
+                    "validator_slashed",
+                    height=block.height,
+                    evidence=evidence.hex()[:16],
+                    burned=burned,
+                    to_reporter=to_reporter,
+                ),
+            )
 
     def _main_state(self, height: int, tip_height: int) -> StateView | None:
         """The state after main-chain block `height`: the tip's, rolled back through the undo records
@@ -641,3 +652,15 @@ class ChainService:
                 fork_height=self._headers[node].height,
             ),
         )
+
+
+def slashes(effects: BlockEffects) -> list[tuple[bytes, int, int]]:
+    """(evidence id, stake burned, paid to the reporter) of each slash a block applies, from its
+    reward records: the state rule runs many times per evidence (admission, template, assembly,
+    import, side branches), the block is connected once, so it is logged here."""
+    found: dict[bytes, list[int]] = {}
+    for r in effects.rewards:
+        if r.reason in (RewardReason.SLASH_BURN, RewardReason.SLASH_REPORTER):
+            entry = found.setdefault(bytes(r.ref), [0, 0])
+            entry[0 if r.reason is RewardReason.SLASH_BURN else 1] += abs(int(r.amount))
+    return [(ref, burned, paid) for ref, (burned, paid) in found.items()]
