@@ -371,8 +371,17 @@ class Node:
             genesis_hash = bytes(store.genesis_hash)
             factory = worker_factory(self.genesis, self.base_dir, genesis_hash, self.config, self.progress)
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
-        rounds = self.parts.rounds = RoundsService(store, data, worker, syncing=sync.is_syncing)
+        rounds = self.parts.rounds = RoundsService(
+            store, data, worker, syncing=sync.is_syncing, final_floor=self._checkpoint_height
+        )
         return rounds
+
+    def _checkpoint_height(self) -> int:
+        """The height of the chain service's weak-subjectivity checkpoint (given, or adopted from
+        the configured peers), 0 without one: the rounds service does not re-score VERSION blocks
+        at or below it (PROTOCOL §6.5, blocks already final)."""
+        chain = self.parts.chain
+        return int(chain.checkpoint.height) if chain is not None and chain.checkpoint is not None else 0
 
     async def _start_blob_fetch(
         self,
@@ -457,7 +466,9 @@ class Node:
         def synced() -> bool:
             return not p2p.sync_status().syncing
 
-        attester = parts.attester = Attester(chain, key, protection, outbound)
+        rounds = parts.rounds
+        score_check = rounds.may_attest if rounds is not None else None  # its VDF-assigned batches
+        attester = parts.attester = Attester(chain, key, protection, outbound, score_check=score_check)
         producer = parts.producer = Producer(
             chain,
             vdf,

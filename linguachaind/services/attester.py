@@ -2,25 +2,31 @@
 
 Owns: the loop that, on every chain change, asks `chain.consensus.duties.attestation_for` whether to
 vote (Casper-FFG rule: strictly increasing heights, non-decreasing source heights, from the last vote
-kept in slashing protection), records the vote (synced, before signing), signs it, adds it to the
-chain service's pool and publishes it. Must not: choose the head (the chain service's fork choice
-does) or sign a double or surround vote (slashing protection refuses them even if asked).
+kept in slashing protection) and, for a scored VERSION head, the rounds service whether this
+validator's VDF-assigned score batches agree with the claim (PROTOCOL §6.5, `RoundsService.may_attest`),
+records the vote (synced, before signing), signs it, adds it to the chain service's pool and
+publishes it. Must not: choose the head (the chain service's fork choice does), score anything
+itself, or sign a double or surround vote (slashing protection refuses them even if asked).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeAlias
 
 import trio
 
 if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
 
+from chain.block import Block
 from chain.consensus.duties import attestation_for
+from chain.consensus.validators import vote_weights
 from chain.crypto import SecretKey
 from chain.header import Attestation
-from chain.types import BlockHash
+from chain.state.view import StateView
+from chain.types import BlockHash, PubKey
 from linguachaind.logsetup import event
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.interfaces import Network
@@ -28,18 +34,31 @@ from linguachaind.slashing_protection import SlashingProtection
 
 log = logging.getLogger(__name__)
 
+# (head block, its parent's state, this validator, the validators voting at its height) -> may vote
+ScoreCheck: TypeAlias = Callable[[Block, StateView, PubKey, Sequence[PubKey]], bool]
+
 
 class Attester:
     """Signs attestations with `key` for the chain head. Start with `nursery.start(attester.run)`."""
 
     def __init__(
-        self, chain: ChainService, key: SecretKey, protection: SlashingProtection, network: Network
+        self,
+        chain: ChainService,
+        key: SecretKey,
+        protection: SlashingProtection,
+        network: Network,
+        *,
+        score_check: ScoreCheck | None = None,
     ) -> None:
+        """`score_check`: the rounds service's `may_attest` (None: no scored VERSION blocks to
+        check, as in tests without learning)."""
         self.chain = chain
         self._key = key
         self._protection = protection
         self._network = network
+        self._score_check = score_check
         self.attested = 0
+        self.withheld = 0  # votes not cast because the head's assigned score batches disagreed
 
     async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -69,7 +88,7 @@ class Attester:
             last_height=last_height,
             last_source_height=last_source,
         )
-        if unsigned is None:
+        if unsigned is None or not self._scores_agree(head.hash, parent_state):
             return None
         source = unsigned.source_height
         if not self._protection.record_attestation(unsigned.height, unsigned.block_hash, source):
@@ -81,3 +100,18 @@ class Attester:
         self.attested += 1
         log.info("%s", event("attested", height=att.height, hash=att.block_hash.hex()[:16]))
         return att
+
+    def _scores_agree(self, head_hash: BlockHash, parent_state: StateView) -> bool:
+        """PROTOCOL §6.5: a scored VERSION head is attested only if this validator's assigned
+        batches agree (both adapters within `score_tolerance_micro`); other heads always."""
+        if self._score_check is None:
+            return True
+        block = self.chain.store.get_block(head_hash)
+        if block is None:
+            return False
+        attesters = [k for k, w in vote_weights(parent_state, block.height) if w > 0]
+        if self._score_check(block, parent_state, self._key.pubkey, attesters):
+            return True
+        self.withheld += 1
+        log.info("%s", event("attestation_withheld", height=block.height, hash=head_hash.hex()[:16]))
+        return False

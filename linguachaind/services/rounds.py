@@ -6,17 +6,20 @@ computing each distinct input once (learning-unit blobs checked with `chain.lora
 `aggregation.aggregate` in a worker thread, the new adapter stored as a blob, both adapters scored on
 the active test set in `n_score_batches` batches by the training worker), the cache of results, the
 proposer's VERSION body (`body`), the import check of DATA and VERSION bodies (`check_block`: DATA via
-`DataBlocks.check`; VERSION: the aggregate bit for bit and every batch within `score_tolerance`),
-the FALSE_SCORE oracle and `statistics()`. The worker is the node's shared `LazyWorker`.
+`DataBlocks.check`; VERSION: the aggregate and its exclusions bit for bit, and every batch of both
+adapters within `score_tolerance`), the attester's vote check of its VDF-assigned score batches
+(`may_attest`), the FALSE_SCORE oracle and `statistics()`. The worker is the node's shared
+`LazyWorker`.
 Must not: make the chain wait (no result: the proposer makes an unscored no-op, which import always
 accepts), decide rules (chain.consensus does), or write the chain.
 
 A scored VERSION body whose result this node has not computed yet is BLOB_MISSING (transient, never
-a ban): the computation is queued and the block comes back by gossip or sync. While the node syncs,
-such a body is checked on its aggregate only (computed at once; PROTOCOL §6.5 lets a syncing node
-skip re-scoring). A node whose genesis
-base model it cannot load accepts scored VERSION bodies unchecked (counted in `unchecked`), trusting
-the attesters' certificate; docs/learning.md says so.
+a ban): the computation is queued and the block comes back by gossip or sync. A block this node
+knows final when it imports it (at or below its final height or its weak-subjectivity checkpoint,
+`final_floor`) is checked on its aggregate only (computed at once; PROTOCOL §6.5 lets a syncing
+node skip re-scoring blocks that are already final). A node whose genesis base model it cannot load
+accepts scored VERSION bodies unchecked (counted in `unchecked`) and never attests one; it follows
+the other attesters' certificates; docs/learning.md says so.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -39,10 +42,11 @@ from chain.consensus.aggregation import UnitUpdate, aggregate, next_adapter
 from chain.consensus.data_selection import jsonl_bytes
 from chain.consensus.scoring import (
     RecomputedScores,
+    assign_score_batches,
+    assigned_batches_agree,
     check_version_body,
     noop_before_scoring,
     total_score,
-    within_tolerance,
 )
 from chain.errors import ErrorCode
 from chain.header import round_for_height
@@ -51,6 +55,7 @@ from chain.params import ChainParams
 from chain.state.model import ModelVersion
 from chain.state.view import StateView
 from chain.store.blockstore import BlockStore
+from chain.types import PubKey
 from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.roundinputs import (
     Candidate,
@@ -87,7 +92,7 @@ class RoundsStatistics:
     failed: int
     improved: int
     unchecked: int
-    scores_skipped: int  # scored bodies imported while syncing, aggregate checked, scores not
+    scores_skipped: int  # scored bodies known final at import: aggregate checked, scores not
     cached: int
     last_round: int
     last_outcome: str
@@ -105,6 +110,7 @@ class RoundsService:
         worker: LazyWorker | None,
         *,
         syncing: Callable[[], bool] = lambda: False,
+        final_floor: Callable[[], int] = lambda: 0,
     ) -> None:
         """Built before the chain service, whose import asks `check_block`; `run` is given the
         chain service to watch. `syncing`: whether the node is catching up now (then a scored body is
@@ -120,6 +126,7 @@ class RoundsService:
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
         self.syncing = syncing
+        self.final_floor = final_floor  # the checkpoint's height (given or adopted), 0 without one
         self._last: tuple[int, str, int, str] = (-1, "", 0, "")
 
     # -- the background loop ----------------------------------------------------------------------
@@ -298,9 +305,9 @@ class RoundsService:
             if self._worker_handle is None:
                 self.unchecked += 1
                 return None
-            if self.syncing():
+            if self.known_final(block.height):
                 unscored = self._aggregate_now(inputs)
-                if unscored is not None:  # PROTOCOL §6.5: a syncing node may skip re-scoring
+                if unscored is not None:  # PROTOCOL §6.5: no re-scoring of a block already final
                     self.scores_skipped += 1
                     return check_version_body(self.params, body, expected_for(inputs, unscored))
             self._requested[inputs.key] = inputs
@@ -308,11 +315,20 @@ class RoundsService:
             return ErrorCode.BLOB_MISSING  # transient: computed in the background, then imported
         return self._check_version(body, inputs, result)
 
+    def known_final(self, height: int) -> bool:
+        """A block at `height` is final as far as this node knows when it imports it: at or below
+        its own final height, or at or below its weak-subjectivity checkpoint (a final block it was
+        given or adopted from its configured peers: the chain this node ends up on holds that block,
+        and a block at a lower height that is not its ancestor never joins that chain). A node
+        syncing without a checkpoint re-scores every VERSION block it imports."""
+        return height <= max(self.store.final_height, self.final_floor())
+
     def _aggregate_now(self, inputs: RoundInputs) -> RoundResult | None:
-        """The aggregate of `inputs` on this thread, without scores (a syncing node always
-        recomputes aggregates: the adapters it trains on depend on them); None while the worker's
-        layout or a blob is missing."""
-        layout = self._worker_handle.layout if self._worker_handle is not None else None
+        """The aggregate of `inputs` on this thread, without scores (a node importing a final
+        block still recomputes aggregates: the adapters it trains on depend on them); None while
+        the worker's layout or a blob is missing."""
+        worker_layout = self._worker_handle.layout if self._worker_handle is not None else None
+        layout = worker_layout or self.data.layout  # the base model's headers give it before the worker
         examples = self.data.examples_of(inputs.test_sets)
         if layout is None or examples is None:
             return None
@@ -332,9 +348,8 @@ class RoundsService:
             return code
         if result.new_scores is None or result.previous_scores is None:
             return ErrorCode.BAD_BODY
-        if not within_tolerance(self.params, body.per_batch_scores, dict(enumerate(result.new_scores))):
-            return ErrorCode.BAD_BODY
-        if abs(body.previous_score - total_score(result.previous_scores)) > self.params.score_tolerance_micro:
+        every = range(self.params.n_score_batches)  # this node scored every batch: check them all
+        if not assigned_batches_agree(self.params, body, every, result.new_scores, result.previous_scores):
             return ErrorCode.BAD_BODY
         if body.units:
             self.improved += 1
@@ -348,6 +363,23 @@ class RoundsService:
         if result is None or result.new_scores is None or result.previous_scores is None:
             return None
         return RecomputedScores(dict(enumerate(result.new_scores)), total_score(result.previous_scores))
+
+    def may_attest(self, block: Block, parent: StateView, me: PubKey, attesters: Sequence[PubKey]) -> bool:
+        """The attester's score check (PROTOCOL §6.5): `me` may attest `block` (on its `parent`
+        state) unless it is a scored VERSION block and the losses this node computed for the
+        batches its VDF output assigns `me` among `attesters` (`assign_score_batches`), of the
+        new or the previous adapter, are not within `score_tolerance_micro` of the claim. False
+        while this node has no scores of it (no model here, or imported as final unscored)."""
+        body = block.body
+        if not isinstance(body, VersionBody) or not body.per_batch_scores:
+            return True
+        inputs = inputs_for(self.params, parent, body.round)
+        result = self._cache.get(inputs.key) if inputs is not None else None
+        if result is None or result.new_scores is None or result.previous_scores is None:
+            return False
+        plan = assign_score_batches(block.header.vdf_output, attesters, self.params.n_score_batches)
+        mine = plan.get(me, ())
+        return assigned_batches_agree(self.params, body, mine, result.new_scores, result.previous_scores)
 
     def statistics(self) -> RoundsStatistics:
         last_round, outcome, last_ms, error = self._last

@@ -17,14 +17,12 @@ from chain.header import BlockKind
 from chain.params import DEVNET
 from chain.store.blockstore import BlockStore
 from chain.types import BlobHash, Hash32, Micro, Round
-from linguachaind.services.chain_service import ChainService
 from linguachaind.services.datablocks import DataBlocks
 from linguachaind.services.roundinputs import RoundResult, body_for, inputs_for
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.worker import LazyWorker
 from p2p.blobstore import FileBlobStore
 from tests.support.chainbuilders import (
-    GENESIS_TIME_MS,
     MemChain,
     dev_genesis,
     make_block,
@@ -32,7 +30,6 @@ from tests.support.chainbuilders import (
     mine_learning_unit,
     version_body,
 )
-from tests.support.doubles import FakeClock
 
 P = dataclasses.replace(DEVNET, version_lag_rounds=2, max_staleness=1)
 
@@ -118,10 +115,9 @@ def test_import_of_a_scored_version_waits_for_this_nodes_result(chain: MemChain,
     chain.add(DataBody((data.id,), QualityReport(1, 16, 0, 0, 0, 0, 16, Hash32(H(b"set"))), (16,)))  # 2
     store = BlockStore.open(tmp_path / "chain", chain.genesis)
     try:
-        service = ChainService(store, FakeClock(GENESIS_TIME_MS))
         blobs = DataBlocks(P, store, FileBlobStore(tmp_path / "blobs"))
-        rounds = RoundsService(service, blobs, LazyWorker(P, lambda: pytest.fail("no worker may start")))
-        blind = RoundsService(service, blobs, None)
+        rounds = RoundsService(store, blobs, LazyWorker(P, lambda: pytest.fail("no worker may start")))
+        blind = RoundsService(store, blobs, None)
         scores = tuple(Micro(1_000_000) for _ in range(P.n_score_batches))
         scored = VersionBody(
             Round(1),
