@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.functional.framework import wait_until
+from tests.support.processes import pid_gone
 from training import protocol as p
 
 pytestmark = pytest.mark.slow  # loads lc-tiny (torch import): 10-80 s on the shared 2-core box
@@ -72,11 +73,4 @@ def test_worker_exits_when_its_parent_process_dies() -> None:
     )
     pid = int(out.stdout.strip())
 
-    def gone() -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                return fh.read().split(") ")[-1][:1] == "Z"
-        except OSError:
-            return True
-
-    wait_until(gone, timeout=120, what=f"the orphaned training worker {pid} to exit")
+    wait_until(lambda: pid_gone(pid), timeout=120, what=f"the orphaned training worker {pid} to exit")

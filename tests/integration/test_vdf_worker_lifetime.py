@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from tests.functional.framework import wait_until
+from tests.support.processes import pid_gone
 
 REPO = Path(__file__).resolve().parents[2]
 REQUEST = "prove " + "01" * 32 + " 512 1000\n"
@@ -77,15 +78,10 @@ def test_worker_exits_when_its_parent_process_dies() -> None:
     )
     pid = int(out.stdout.strip())
 
-    def gone() -> bool:
-        try:
-            with open(f"/proc/{pid}/stat") as fh:
-                return fh.read().split(") ")[-1][:1] == "Z"
-        except OSError:
-            return True
-
     try:
-        wait_until(gone, timeout=10, interval=0.05, what=f"orphaned VDF worker {pid} to exit")
+        wait_until(
+            lambda: pid_gone(pid), timeout=10, interval=0.05, what=f"orphaned VDF worker {pid} to exit"
+        )
     finally:
-        if not gone():
+        if not pid_gone(pid):
             os.kill(pid, 9)
