@@ -282,7 +282,12 @@ class Node:
         sync = SyncState()  # set by p2p's syncer (started below), read by the rounds service
         rounds = self._open_rounds(store, data, sync)
         chain = self.parts.chain = ChainService(
-            store, self.clock, mempool=mempool, checkpoint=checkpoint, learning_check=rounds.check_block
+            store,
+            self.clock,
+            mempool=mempool,
+            checkpoint=checkpoint,
+            learning_check=rounds.check_block,
+            scores_of=rounds.scores_of,  # FALSE_SCORE evidence is checked against this node's scores
         )
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
         computes = config.validator or config.timelord
@@ -483,7 +488,9 @@ class Node:
             # held back while its chain lacks the final block its peers agree on (catching up)
             peer_final=lambda: agreed_final(list(p2p.peers_mgr.finals().values())),
         )
-        reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs)
+        rounds = parts.rounds
+        false_scores = rounds.false_score_evidence if rounds is not None else None
+        reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs, false_scores=false_scores)
         await self.start_service(nursery, "attester", attester.run)
         await self.start_service(nursery, "producer", producer.run)
         await self.start_service(nursery, "evidence", reporter.run)

@@ -37,7 +37,7 @@ import trio
 if TYPE_CHECKING:
     from trio_typing import TaskStatus
 
-from chain.block import Block, DataBody, VersionBody
+from chain.block import Block, DataBody, VersionBody, VersionScores
 from chain.consensus.aggregation import UnitUpdate, aggregate, next_adapter
 from chain.consensus.data_selection import jsonl_bytes
 from chain.consensus.scoring import (
@@ -48,8 +48,10 @@ from chain.consensus.scoring import (
     noop_before_scoring,
     total_score,
 )
+from chain.consensus.slashing import claim_is_false, false_score_evidence
 from chain.errors import ErrorCode
-from chain.header import round_for_height
+from chain.evidence import Evidence
+from chain.header import Header, round_for_height
 from chain.lora import Int32Array, LoraLayout, check_update_blob
 from chain.params import ChainParams
 from chain.state.model import ModelVersion
@@ -122,6 +124,7 @@ class RoundsService:
         self._cache: OrderedDict[bytes, RoundResult] = OrderedDict()
         self._requested: OrderedDict[bytes, RoundInputs] = OrderedDict()
         self._failed_at: dict[bytes, float] = {}  # key -> when its computation last failed
+        self._false_scores: OrderedDict[bytes, Evidence] = OrderedDict()  # block hash -> evidence
         self._poke = Poke()
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
@@ -313,7 +316,10 @@ class RoundsService:
             self._requested[inputs.key] = inputs
             self._poke.set()
             return ErrorCode.BLOB_MISSING  # transient: computed in the background, then imported
-        return self._check_version(body, inputs, result)
+        code = self._check_version(body, inputs, result)
+        if code is not None:
+            self._note_false_score(block, result)  # the reporter turns it into FALSE_SCORE evidence
+        return code
 
     def known_final(self, height: int) -> bool:
         """A block at `height` is final as far as this node knows when it imports it: at or below
@@ -355,14 +361,52 @@ class RoundsService:
             self.improved += 1
         return None
 
-    def recomputed(self, parent: StateView | None, body: VersionBody) -> RecomputedScores | None:
-        """FALSE_SCORE's oracle (`scoring.false_score_rule`): this node's scores of that block, on
-        its `parent` state (the caller's `ChainService.state(header.prev_hash)`)."""
-        inputs = inputs_for(self.params, parent, body.round) if parent is not None else None
-        result = self._cache.get(inputs.key) if inputs is not None else None
-        if result is None or result.new_scores is None or result.previous_scores is None:
+    def scores_of(
+        self, parent: StateView | None, claim: VersionScores, height: int
+    ) -> RecomputedScores | ErrorCode | None:
+        """FALSE_SCORE's oracle (`chain.consensus.slashing.ScoreOracle`; the chain service passes the
+        claimed block's `parent` state and the height of the block carrying the evidence): this
+        node's scores of the claim's round. No model here: None (follows the certificates, counted
+        in `unchecked`); no result and the carrying block known final (`known_final`): None
+        (PROTOCOL §6.5, counted in `scores_skipped`); parent unknown: ORPHAN; a round the rules do
+        not score: EVIDENCE_NOT_A_FAULT; else, not computed yet: queued, BLOB_MISSING (transient:
+        the block waits, it never splits honest nodes)."""
+        if self._worker_handle is None:
+            self.unchecked += 1
             return None
-        return RecomputedScores(dict(enumerate(result.new_scores)), total_score(result.previous_scores))
+        if parent is None:
+            return ErrorCode.ORPHAN
+        inputs = inputs_for(self.params, parent, claim.round)
+        if inputs is None or not inputs.worth_computing:
+            return ErrorCode.EVIDENCE_NOT_A_FAULT
+        result = self._cache.get(inputs.key)
+        if result is None:
+            if self.known_final(height):
+                self.scores_skipped += 1
+                return None
+            self._requested[inputs.key] = inputs
+            self._poke.set()
+            return ErrorCode.BLOB_MISSING
+        return _recomputed(result)
+
+    def false_score_evidence(self, header: Header) -> Evidence | None:
+        """FALSE_SCORE evidence of a VERSION block this node's import found false beyond the slash
+        tolerance plus `score_tolerance_micro` (so every honest node agrees), for the reporter."""
+        return self._false_scores.get(bytes(header.hash))
+
+    def _note_false_score(self, block: Block, result: RoundResult) -> None:
+        mine = _recomputed(result)
+        margin = self.params.score_tolerance_micro
+        if not isinstance(block.body, VersionBody) or not isinstance(mine, RecomputedScores):
+            return
+        evidence = false_score_evidence(block)
+        if evidence is not None and claim_is_false(self.params, block.body.scores, mine, margin=margin):
+            log.warning(
+                "VERSION block %s at height %d claims false scores", block.hash.hex()[:16], block.height
+            )
+            self._false_scores[bytes(block.hash)] = evidence
+            while len(self._false_scores) > MAX_RESULTS:
+                self._false_scores.popitem(last=False)
 
     def may_attest(self, block: Block, parent: StateView, me: PubKey, attesters: Sequence[PubKey]) -> bool:
         """The attester's score check (PROTOCOL §6.5): `me` may attest `block` (on its `parent`
@@ -396,3 +440,14 @@ class RoundsService:
             last_ms,
             error,
         )
+
+
+def _recomputed(result: RoundResult) -> RecomputedScores | ErrorCode:
+    """A cached result as FALSE_SCORE's oracle answers it (an unscored round proves nothing)."""
+    if result.new_scores is None or result.previous_scores is None:
+        return ErrorCode.EVIDENCE_NOT_A_FAULT
+    return RecomputedScores(
+        dict(enumerate(result.new_scores)),
+        total_score(result.previous_scores),
+        dict(enumerate(result.previous_scores)),
+    )

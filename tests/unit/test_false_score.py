@@ -47,7 +47,7 @@ from chain.state.model import Account, RewardReason
 from chain.state.txrules import apply_tx
 from chain.state.view import MemoryState, StateOverlay
 from chain.tx import SlashEvidence, Tx, make_tx
-from chain.types import Amount, BlobHash, BlockHash, Height, Micro, Nonce, Round, UnitId
+from chain.types import Amount, BlobHash, BlockHash, Height, Micro, Nonce, Round, TimestampMs, UnitId
 from tests.sim.world import KEYS, PARAMS, STAKE, genesis_like, validator_state
 
 P = PARAMS
@@ -201,7 +201,8 @@ def test_a_wrong_branch_or_leaf_proves_nothing(state: MemoryState) -> None:
         got = verify_evidence(P, state, Evidence(EvidenceKind.FALSE_SCORE, p), score_oracle=good)
         assert got == ErrorCode.EVIDENCE_NOT_A_FAULT, p
     forged = dataclasses.replace(
-        proof, header=dataclasses.replace(proof.header, timestamp_ms=proof.header.timestamp_ms + 1)
+        proof,
+        header=dataclasses.replace(proof.header, timestamp_ms=TimestampMs(proof.header.timestamp_ms + 1)),
     )
     ev = Evidence(EvidenceKind.FALSE_SCORE, forged)
     assert verify_evidence(P, state, ev, score_oracle=good) == ErrorCode.BAD_SIGNATURE
@@ -217,7 +218,9 @@ def test_unscored_or_non_version_claims_prove_nothing(state: MemoryState) -> Non
     assert verify_evidence(P, state, ev, score_oracle=oracle_of(honest())) == ErrorCode.EVIDENCE_NOT_A_FAULT
     block = lying(T * 3)
     tx_header = dataclasses.replace(block.header, height=Height(4), kind=BlockKind.TX).signed(OFFENDER)
-    proof = dataclasses.replace(evidence_of(block).proof, header=tx_header)
+    proof = evidence_of(block).proof
+    assert isinstance(proof, FalseScore)
+    proof = dataclasses.replace(proof, header=tx_header)
     got = verify_evidence(
         P, state, Evidence(EvidenceKind.FALSE_SCORE, proof), score_oracle=oracle_of(honest())
     )

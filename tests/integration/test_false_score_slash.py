@@ -1,0 +1,253 @@
+"""A falsified score is slashed through FALSE_SCORE evidence, end to end (issue 14 acceptance,
+PROTOCOL §5.3, §6.5).
+
+Two validators: validator0 is the liar, validator1 honest. Three nodes with real stores, mempools,
+rounds services and the real training worker (lc-tiny): A and B compute round 1's aggregate and
+scores in the background, C has no base model (it accepts scored bodies unchecked and follows the
+certificates, FALSE_SCORE evidence included).
+validator0 proposes the VERSION block at height 6 with every batch loss claimed 0.3 nats lower than
+its evaluation (a test hook: `Tampered` changes the honest body before signing; production code
+has no such switch). A and B refuse it; B's rounds service keeps the FALSE_SCORE evidence and B's
+evidence reporter (validator1's account) submits it; validator1's honest VERSION block follows and
+B's TX block at height 7 includes the evidence; A (its own scores prove it) and C (no model: it
+follows) import it, and on all three nodes validator0 loses `slash_false_score_permille` of its
+stake, is jailed, has the minimum reputation, and the burn and the reporter's share are recorded
+with the evidence key. Evidence against the honest VERSION block is admitted by the mempool (its
+model-free part is valid) but never included: the producer's own scores do not prove it.
+
+Slow (the worker loads lc-tiny and trains two units): 60-120 s on the shared 2-core box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from pathlib import Path
+
+import pytest
+import trio
+
+from chain.block import Block, TxBody, VersionBody
+from chain.consensus.scoring import total_score
+from chain.consensus.slashing import evidence_key, false_score_evidence, slash_amounts
+from chain.crypto import SecretKey, account_id
+from chain.errors import ErrorCode
+from chain.evidence import EvidenceKind
+from chain.hashing import H
+from chain.lora import LoraConfig
+from chain.params import DEVNET
+from chain.state.model import RewardReason
+from chain.state.view import StateView
+from chain.store.blockstore import BlockStore
+from chain.tx import SlashEvidence, make_tx
+from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
+from chain.units import DataFormat, Encryption, LearningUnit
+from linguachaind.services.chain_service import AddBlockResult, ChainService
+from linguachaind.services.datablocks import DataBlocks, store_data_unit
+from linguachaind.services.evidence import EvidenceReporter
+from linguachaind.services.producer import Producer
+from linguachaind.services.rounds import RoundsService
+from linguachaind.services.submit import TxSubmitter
+from linguachaind.services.worker import LazyWorker
+from mempool import DEFAULT_CONFIG, Mempool
+from p2p.blobstore import FileBlobStore
+from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.services_support import learning_producer, propose_on_tip
+from tests.support.tiny_lm import base_model_dir
+from tests.support.waiting import wait_until
+from training import protocol as wp
+from training.supervisor import TrainingSupervisor, WorkerConfig
+
+pytestmark = pytest.mark.slow
+
+P = dataclasses.replace(DEVNET, version_lag_rounds=1)
+LIE_MICRO = 300_000  # more than score_slash_tolerance + score_tolerance (220,000): reported
+SLOT_MS = 2_500  # a block every 2.5 s of the fake clock: rank 1 may propose too
+TEXTS = [
+    "the miller walks to the river every morning to check the wheel.",
+    "the wheel of the mill turns slowly when the river is low in summer.",
+    "in spring the river is high and the wheel turns fast all day long.",
+    "the miller's daughter keeps the accounts of the mill in a green book.",
+    "farmers bring their grain to the mill on market day each week.",
+    "the flour is packed in sacks and carried to the bakery by cart.",
+    "the baker buys flour from the mill and bakes bread before dawn.",
+    "bread from the village bakery is sold warm in the square.",
+    "the old mill has stood by the river for two hundred years.",
+    "children watch the wheel turning and listen to the water.",
+]
+
+
+class Node:
+    def __init__(self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker | None) -> None:
+        genesis, self.keys = dev_genesis(2, funded=("alice", "bob", "validator1"), params=P)
+        self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
+        self.blobs = FileBlobStore(tmp / f"{name}-blobs")
+        self.data = DataBlocks(P, self.store, self.blobs)
+        self.pool = Mempool.open(
+            tmp / f"{name}-pool",
+            P,
+            config=DEFAULT_CONFIG,
+            reader=self.store.reader(),
+            now_ms=clock.now_ms(),
+            unit_check=self.data.unit_blob_problem,
+        )
+        self.rounds = RoundsService(self.store, self.data, worker)
+        self.chain = ChainService(
+            self.store,
+            clock,
+            mempool=self.pool,
+            learning_check=self.rounds.check_block,
+            scores_of=self.rounds.scores_of,
+        )
+
+    def close(self) -> None:
+        self.pool.close()
+        self.store.close()
+
+
+class Lying:
+    """The test hook: validator0's VERSION proposer claims every batch loss `LIE_MICRO` lower."""
+
+    def __init__(self, honest: RoundsService) -> None:
+        self.honest = honest
+
+    def body(self, reader: StateView, height: int) -> VersionBody:
+        body = self.honest.body(reader, height)
+        scores = tuple(Micro(s - LIE_MICRO) for s in body.per_batch_scores)
+        return dataclasses.replace(body, per_batch_scores=scores, total_score=total_score(scores))
+
+
+async def learning_unit(
+    supervisor: TrainingSupervisor, nodes: list[Node], author: SecretKey, data: Path, seed: int
+) -> LearningUnit:
+    out = data.parent / f"update-{seed}.safetensors"
+    train = wp.Train(str(data), "", str(out), 12, 0, 8, wp.nano(2e-2), seed, 10**6, 0, wp.nano(1e-5))
+    result = await supervisor.train(train)
+    blob = out.read_bytes()
+    for node in nodes:  # what the gossip fetch does between nodes
+        await node.blobs.put_bytes(blob)
+    unit = LearningUnit(
+        chain_id=ChainId(P.chain_id),
+        author=author.pubkey,
+        base_version_id=ZERO_HASH,
+        adapter_blob_hash=BlobHash(result.blob_hash),
+        n_examples=result.n_examples,
+        train_loss_micro=Micro(result.train_loss_micro),
+        dp_epsilon_micro=0,
+        encryption=Encryption.PLAINTEXT,
+        byte_size=len(blob),
+        created_ms=TimestampMs(GENESIS_TIME_MS),
+        pow_nonce=0,
+    )
+    return await trio.to_thread.run_sync(unit.mined, P)
+
+
+def advance(prod: Producer, key: SecretKey, home: Node, nodes: list[Node], clock: FakeClock) -> Block:
+    """The next block, proposed by `prod` on `home`'s tip and imported by every node."""
+    clock.advance(SLOT_MS)
+    block = propose_on_tip(prod, home.chain, key)
+    for node in nodes:
+        assert node.chain.import_block(block) is AddBlockResult.NEW_TIP
+    return block
+
+
+async def test_a_falsified_score_is_refused_and_its_proposer_slashed_on_every_node(tmp_path: Path) -> None:
+    clock = FakeClock(GENESIS_TIME_MS + 100_000)
+    config = WorkerConfig(
+        base_model_dir(tmp_path), bytes(H(b"genesis")), LoraConfig.from_params(P), device="cpu", threads=1
+    )
+    worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
+    a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
+    c = Node(tmp_path, "c", clock, None)  # no base model here: it follows the certificates
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(worker.run)
+            with trio.fail_after(600):
+                await run(tmp_path, nursery, worker, [a, b, c], clock)
+            nursery.cancel_scope.cancel()
+    finally:
+        for node in (a, b, c):
+            node.close()
+
+
+async def run(
+    tmp: Path, nursery: trio.Nursery, worker: LazyWorker, nodes: list[Node], clock: FakeClock
+) -> None:
+    a, b, _ = nodes
+    keys = a.keys
+    liar, honest_key = keys["validator0"], keys["validator1"]
+    txs = TxSubmitter(b.pool, clock, NullNetwork())
+    reporter = EvidenceReporter(b.chain, honest_key, b.pool, txs, false_scores=b.rounds.false_score_evidence)
+    honest = learning_producer(
+        tmp, "b", honest_key, b.chain, b.pool, clock, data_blocks=b.data, versions=b.rounds
+    )
+    lying = learning_producer(
+        tmp, "a", liar, a.chain, a.pool, clock, data_blocks=a.data, versions=Lying(a.rounds)
+    )
+    await fill_round_0(tmp, worker, nodes, clock)
+    while b.chain.height < 5:  # 1 TX (units), 2 DATA (test set), 3 VERSION (no inputs yet), 4, 5
+        advance(honest, honest_key, b, nodes, clock)
+    nursery.start_soon(a.rounds.run, a.chain)
+    nursery.start_soon(b.rounds.run, b.chain)
+    await wait_until(
+        lambda: min(a.rounds.statistics().computed, b.rounds.statistics().computed) >= 1, 500, 0.2
+    )
+
+    clock.advance(SLOT_MS)
+    false_block = propose_on_tip(lying, a.chain, liar)  # height 6, signed by validator0
+    assert a.chain.import_block(false_block) is ErrorCode.BAD_BODY  # honest code refuses it
+    assert b.chain.import_block(false_block) is ErrorCode.BAD_BODY
+    assert len(reporter.submitted) == 1  # B's reporter saw the false claim
+    honest_version = advance(honest, honest_key, b, nodes, clock)  # 6, validator1's
+    assert honest_version.body.units  # type: ignore[union-attr]  # it improves
+    bogus = false_score_evidence(honest_version)  # evidence against an honest block
+    assert bogus is not None
+    bogus_tx = make_tx(keys["alice"], P.chain_id, 2, P.min_fee, SlashEvidence(bogus))
+    assert b.pool.add(bogus_tx, clock.now_ms()) == bogus_tx.id  # model-free part valid: admitted
+    evidence_block = advance(honest, honest_key, b, nodes, clock)  # 7 TX, imported by A and C too
+    body = evidence_block.body
+    assert isinstance(body, TxBody)
+    assert [tx.id for tx in body.txs] == [reporter.submitted[0].id]  # the bogus one is left out
+    check_slashed(nodes, liar, honest_key, 6, 7)
+
+
+async def fill_round_0(tmp: Path, worker: LazyWorker, nodes: list[Node], clock: FakeClock) -> None:
+    """A data unit and two learning units trained by the real worker, in B's mempool."""
+    a, b, c = nodes
+    keys = b.keys
+    supervisor, _ = await worker.get()
+    text = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode()
+    data_path = tmp / "test.jsonl"
+    data_path.write_bytes(text)
+    data_unit = await store_data_unit(P, b.blobs, keys["alice"], text, DataFormat.JSONL_TEXT, clock.now_ms())
+    for node in (a, c):
+        await node.blobs.put_bytes(text)
+    units = [
+        await learning_unit(supervisor, nodes, keys[who], data_path, seed)
+        for who, seed in (("alice", 1), ("bob", 2))
+    ]
+    for tx in (
+        make_tx(keys["alice"], P.chain_id, 0, P.min_fee, data_unit),
+        make_tx(keys["alice"], P.chain_id, 1, P.min_fee, units[0]),
+        make_tx(keys["bob"], P.chain_id, 0, P.min_fee, units[1]),
+    ):
+        assert b.pool.add(tx, clock.now_ms()) == tx.id
+
+
+def check_slashed(nodes: list[Node], liar: SecretKey, reporter: SecretKey, fault: int, at: int) -> None:
+    total, _ = slash_amounts(P, EvidenceKind.FALSE_SCORE, VALIDATOR_STAKE)
+    share = total * P.slash_reporter_share_permille // 1000
+    key = evidence_key(EvidenceKind.FALSE_SCORE, liar.pubkey, fault)
+    for node in nodes:
+        record = node.store.reader().validator(liar.pubkey)
+        assert record is not None
+        assert record.stake_total == VALIDATOR_STAKE - total
+        assert record.jailed_until == at + P.jail_blocks
+        assert record.reputation == P.reputation_min
+        assert node.store.reader().evidence_seen(key)
+        found = {(r.reason, r.amount) for r in node.store.rewards_at(at) if bytes(r.ref) == bytes(key)}
+        assert found == {(RewardReason.SLASH_BURN, -total), (RewardReason.SLASH_REPORTER, share)}
+        paid = [r for r in node.store.rewards_at(at) if r.reason == RewardReason.SLASH_REPORTER]
+        assert [r.account for r in paid] == [account_id(reporter.pubkey)]
