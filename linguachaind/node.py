@@ -73,6 +73,7 @@ from linguachaind.slashing_protection import SlashingProtection
 from mempool.config import MempoolConfig
 from mempool.mempool import Mempool
 from p2p.blobstore import FileBlobStore
+from p2p.checkpoint import TooFewPeers, fetch_checkpoint
 from p2p.gossip import GossipConfig
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
@@ -296,7 +297,12 @@ class Node:
             store.params, compute=computes, headers=chain, prover_factory=prover
         )
         api = NodeApi(store, chain, mempool, vdf, self.clock.now_ms, fetch_unit_blob=data.fetch_unit_blob)
-        p2p = await self._start_p2p(nursery, api, data.blobs, sync)
+        gate = trio.Event() if self._fetches_checkpoint(store, checkpoint) else None
+        p2p = await self._start_p2p(nursery, api, data.blobs, sync, gate)
+        if gate is not None:  # the syncer waits for the checkpoint the configured peers agree on
+            await self.start_service(
+                nursery, "checkpoint", functools.partial(self._fetch_checkpoint, chain, p2p, gate)
+            )
         await self._start_blob_fetch(nursery, data, rounds, chain, p2p)
         outbound = Outbound(p2p)  # what the services publish: encode, then p2p
         txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
@@ -434,11 +440,65 @@ class Node:
         self.layout.rpc_port_file.write_text(f"{self.rpc_port}\n")
         self.metrics.gauge("up", "1 while the node runs", lambda: 1.0)
 
+    def _fetches_checkpoint(self, store: BlockStore, given: Checkpoint | None) -> bool:
+        """Weak subjectivity from peers (PROTOCOL §5.3): only without a given checkpoint, with
+        bootstrap peers configured and `checkpoint_peers` > 0, and while the datadir holds no final
+        block above the genesis (a node with one already trusts its own history)."""
+        config = self.config
+        return (
+            given is None
+            and bool(config.bootstrap)
+            and config.checkpoint_peers > 0
+            and store.final_height == 0
+        )
+
+    async def _fetch_checkpoint(
+        self,
+        chain: ChainService,
+        p2p: P2PService,
+        gate: trio.Event,
+        *,
+        task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Ask the bootstrap peers for their final block (p2p.checkpoint's rule), adopt it, then let
+        the syncer start. Too few answers: the syncer stays held and the peers are asked again;
+        a disagreement (`CheckpointRefused`, a `ConfigError`) stops the node with the reason (exit
+        code 1): the operator gives `--checkpoint HEIGHT:HASH` or fixes the peers."""
+        task_status.started()
+        config = self.config
+        while True:
+            try:
+                got = await fetch_checkpoint(
+                    p2p.host,
+                    chain.params.chain_id,
+                    config.bootstrap,
+                    p2p.peers_mgr.finals,
+                    min_peers=min(config.checkpoint_peers, len(config.bootstrap)),
+                    wait_s=config.checkpoint_wait_s,
+                )
+                break
+            except TooFewPeers as exc:  # down, unreachable or syncing themselves: ask again
+                log.warning("%s", event("checkpoint_waiting", reason=str(exc)))
+                await trio.sleep(min(config.checkpoint_wait_s, 5.0))
+        if got is None:
+            log.info("%s", event("checkpoint_not_needed", reason="no configured peer has a final block yet"))
+        else:
+            chain.adopt_checkpoint(Checkpoint(*got))
+            log.info("%s", event("checkpoint_adopted", height=got[0], hash=got[1].hex(), source="peers"))
+        gate.set()
+        p2p.syncer.poke()
+        await trio.sleep_forever()
+
     async def _start_p2p(
-        self, nursery: trio.Nursery, api: NodeApi, blobs: FileBlobStore, sync: SyncState
+        self,
+        nursery: trio.Nursery,
+        api: NodeApi,
+        blobs: FileBlobStore,
+        sync: SyncState,
+        gate: trio.Event | None = None,
     ) -> P2PService:
         """The libp2p host, gossip, sync and blob protocols; `api` handles what arrives; the syncer
-        sets `sync` while it catches up."""
+        sets `sync` while it catches up, and waits for `gate` when one is given."""
         adopt_library_logger("libp2p")
         config = self.config
         p2p_config = P2PConfig(
@@ -447,7 +507,9 @@ class Node:
             bootstrap=config.bootstrap,
             gossip=GossipConfig(validation_timeout_s=config.gossip_validation_timeout_s),
         )
-        p2p = self.parts.p2p = P2PService(p2p_config, api.chain.params, api, api, api, blobs, sync_state=sync)
+        p2p = self.parts.p2p = P2PService(
+            p2p_config, api.chain.params, api, api, api, blobs, sync_state=sync, sync_gate=gate
+        )
         await self.start_service(nursery, "p2p", p2p.run)
         self.metrics.gauge("peers", "connected peers", lambda: float(len(p2p.peers())))
         return p2p

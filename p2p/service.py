@@ -91,7 +91,9 @@ class P2PService:
         sink: BlockSink,
         blobs: BlobStore | None = None,
         sync_state: SyncState | None = None,
+        sync_gate: trio.Event | None = None,
     ) -> None:
+        """`sync_gate`: the syncer waits for it (see `Syncer`); None: it syncs from the start."""
         self.config, self.params = config, params
         self.validator, self.chain, self.sink, self.blobs = validator, chain, sink, blobs
         self.key_pair = load_or_create_key(config.keys_dir)
@@ -132,6 +134,7 @@ class P2PService:
             timeout_s=config.request_timeout_s,
             peer_tips=self.peers_mgr.tips,
             state=sync_state,
+            gate=sync_gate,
         )
         self.fetcher = BlobFetcher(self.host, chain_id, blobs, self.penalise) if blobs is not None else None
         self._started = trio.Event()

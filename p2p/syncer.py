@@ -93,8 +93,12 @@ class Syncer:
         fork_peers: int = 4,
         fork_round_s: float = 120.0,
         state: SyncState | None = None,
+        gate: trio.Event | None = None,
     ) -> None:
+        """`gate`: while given and not set, the syncer fetches nothing (the node holds it until the
+        weak-subjectivity checkpoint from the configured peers is adopted, p2p.checkpoint)."""
         self.host, self.chain, self.sink = host, chain, sink
+        self.gate = gate
         self.peer_heights, self.penalise = peer_heights, penalise
         self.protocol = sync_protocol(chain_id)
         self.batch = min(batch, syncmsg.MAX_BLOCKS)
@@ -159,6 +163,8 @@ class Syncer:
     async def step(self) -> None:
         """One look at the peers: the fast path for peers ahead on our branch, then the fork path for
         peers whose best block we do not have (on another branch, whatever its height)."""
+        if self.gate is not None and not self.gate.is_set():
+            return
         tip = self.chain.tip()[0]
         if self.peer_tips is None:
             ahead = {p: h for p, h in self.peer_heights().items() if h > tip}

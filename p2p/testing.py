@@ -248,9 +248,9 @@ class TestNetwork:
         self.nodes.append(node)
         return node
 
-    async def start(self, node: NetNode) -> P2PService:
+    async def start(self, node: NetNode, *, sync_gate: trio.Event | None = None) -> P2PService:
         node.service = P2PService(
-            node.config, node.params, node.validator, node.chain, node.chain, node.blobs
+            node.config, node.params, node.validator, node.chain, node.chain, node.blobs, sync_gate=sync_gate
         )
         node.stopped = trio.Event()
         await self.nursery.start(self._run, node)

@@ -251,6 +251,24 @@ class ChainService:
         assert header is not None
         return header
 
+    def adopt_checkpoint(self, checkpoint: Checkpoint) -> None:
+        """Adopt a weak-subjectivity checkpoint fetched from the configured peers (p2p.checkpoint).
+
+        Raises `ConfigError` when a checkpoint was given (a fetched one never overrides it) or the
+        datadir's chain holds another block at that height; from then on validation refuses any
+        other block there (`CONFLICTS_WITH_FINAL`), as for a given checkpoint."""
+        if self.checkpoint is not None:
+            raise ConfigError(
+                f"a checkpoint was given ({self.checkpoint.height}): a fetched one never overrides it"
+            )
+        have = self.store.hash_at(checkpoint.height)
+        if have is not None and have != checkpoint.block_hash:
+            raise ConfigError(
+                f"the chain in this datadir has block {have.hex()} at height {checkpoint.height}, "
+                f"not the checkpoint {checkpoint.block_hash.hex()} its peers agree on"
+            )
+        self.checkpoint = checkpoint
+
     # -- queries -------------------------------------------------------------------------------
 
     @property

@@ -58,3 +58,53 @@ def test_checkpoint_setting_is_height_colon_hash() -> None:
     for bad in ("12", f"0:{digest}", "x:" + digest, "12:abcd", f"-1:{digest}"):
         with pytest.raises(ConfigError, match="HEIGHT:HASH"):
             parse_checkpoint(bad)
+
+
+def test_a_fetched_checkpoint_is_adopted_and_never_overrides_a_given_one(tmp_path: Path) -> None:
+    """The checkpoint the configured peers agree on (p2p.checkpoint) is adopted like a given one;
+    a given checkpoint is never replaced, and a datadir holding another block there refuses it."""
+    genesis, keys = dev_genesis(1)
+    clock = FakeClock(GENESIS_TIME_MS + 100_000)
+    store = BlockStore.open(tmp_path / "a", genesis)
+    chain = ChainService(store, clock)
+    key = keys["validator0"]
+    a = Validator(tmp_path, "v0", key, chain, clock).propose(chain, chain.tip_header())
+    changed = dataclasses.replace(
+        a.header, signature=ZERO_SIGNATURE, timestamp_ms=TimestampMs(a.header.timestamp_ms + 1)
+    )
+    b = Block(changed.mined(genesis.params.pow_bits_header).signed(key), a.body)
+    store.close()
+    other = BlockStore.open(tmp_path / "b", genesis)
+    try:
+        fetched = ChainService(other, clock)
+        fetched.adopt_checkpoint(Checkpoint(Height(1), b.hash))
+        assert fetched.import_block(a) == ErrorCode.CONFLICTS_WITH_FINAL
+        assert fetched.import_block(b) is AddBlockResult.NEW_TIP
+        given = ChainService(other, clock, checkpoint=Checkpoint(Height(1), b.hash))
+        with pytest.raises(ConfigError, match="never overrides"):
+            given.adopt_checkpoint(Checkpoint(Height(1), a.hash))
+        assert given.checkpoint == Checkpoint(Height(1), b.hash)
+        with pytest.raises(ConfigError, match="its peers agree on"):
+            ChainService(other, clock).adopt_checkpoint(Checkpoint(Height(1), a.hash))
+    finally:
+        other.close()
+
+
+def test_checkpoint_peer_settings_are_checked(tmp_path: Path) -> None:
+    from linguachaind.config import build_config
+
+    env = {"LINGUACHAIN_CHECKPOINT_PEERS": "3", "LINGUACHAIN_CHECKPOINT_WAIT_S": "5"}
+    cfg = build_config({"datadir": str(tmp_path), "network": "devnet"}, env, read_file=False)
+    assert (cfg.checkpoint_peers, cfg.checkpoint_wait_s) == (3, 5.0)
+    assert (
+        build_config({"datadir": str(tmp_path), "network": "devnet"}, {}, read_file=False).checkpoint_peers
+        == 2
+    )
+    with pytest.raises(ConfigError, match="checkpoint_peers"):
+        build_config(
+            {"datadir": str(tmp_path), "network": "devnet", "checkpoint_peers": -1}, {}, read_file=False
+        )
+    with pytest.raises(ConfigError, match="checkpoint_wait_s"):
+        build_config(
+            {"datadir": str(tmp_path), "network": "devnet", "checkpoint_wait_s": 0.0}, {}, read_file=False
+        )
