@@ -3,7 +3,8 @@
 Owns: `BlobFetcher.fetch`: agree on a manifest (size and per-chunk hashes) with the peers that have
 the blob, fetch the 1 MiB chunks in parallel from all of them, check each chunk against its hash as
 it arrives (a bad chunk scores its sender down, drops it as a source and is refetched from another
-peer), resume from what a previous attempt left in the partial file, and finally hand the file to
+peer), resume from what a previous attempt left in the partial file (a failed attempt that verified no
+chunk leaves none behind), and finally hand the file to
 `BlobStore.put_verified`, which checks the whole-blob hash before the file gets its final name.
 A blob whose units declare sizes (`BlobStore.expected_sizes`) is fetched only from peers whose
 manifest has one of them: another size is BLOB_SIZE_MISMATCH before a byte is downloaded.
@@ -213,6 +214,8 @@ class BlobFetcher:
             await trio.to_thread.run_sync(os.close, fd)
         fetched = sum(per_peer.values())
         if pending:
+            if fetched == 0 and resumed == 0:  # no verified chunk to resume from: keep nothing
+                await trio.to_thread.run_sync(lambda: path.unlink(missing_ok=True))
             return FetchResult(ErrorCode.BLOB_MISSING, fetched, resumed, bad, dict(per_peer))
         err = await self.store.put_verified(blob_hash, path)  # a refused file is removed there
         if err is ErrorCode.BLOB_HASH_MISMATCH:
