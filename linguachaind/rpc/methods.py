@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from chain.address import AddressError, decode_address, encode_address
-from chain.block import Block, TxBody
+from chain.block import Block, DataBody, TxBody, VersionBody
 from chain.codec import encode
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
@@ -359,12 +359,34 @@ async def explainrewards(ctx: RpcContext, target: str | int) -> dict[str, Any]:
         used = store.rewards_at(unit.used_height) if unit.used_height else []
         records = [r for r in used if bytes(r.ref) == bytes(unit_id)]
         head = {"unit_id": target.lower(), "kind": unit.kind.name.lower(), "used_height": unit.used_height}
+        head.update(_unit_judgement(store, unit_id, unit.used_height))
     else:
         account = _parse_address(ctx, target)
         records = store.rewards_for(account)
         head = {"address": encode_address(account, ctx.hrp)}
     rewards = [to_json(r, ctx.hrp) for r in records]
     return {**head, "total": sum(r.amount for r in records), "rewards": rewards}
+
+
+def _unit_judgement(store: BlockStore, unit_id: UnitId, used_height: int) -> dict[str, Any]:
+    """Why a used unit's author got what it got (PROTOCOL §5.1, §5.2), from the block that used it:
+    a data unit's `accepted_examples` (the data pool is split by them); a learning unit's aggregation
+    `weight` and whether that version `improved` (only then is the learning pool paid), or the
+    reason the rule `excluded` it (a reputation penalty when it is a fault)."""
+    block = store.get_block_at(used_height) if used_height else None
+    body = block.body if block is not None else None
+    if isinstance(body, DataBody):
+        counts = dict(zip((bytes(u) for u in body.unit_ids), body.accepted, strict=False))
+        return {"accepted_examples": counts[bytes(unit_id)]} if bytes(unit_id) in counts else {}
+    if isinstance(body, VersionBody):
+        improved = body.total_score < body.previous_score
+        for w in body.units:
+            if bytes(w.unit_id) == bytes(unit_id):
+                return {"weight": w.weight, "improved": improved}
+        for e in body.excluded:
+            if bytes(e.unit_id) == bytes(unit_id):
+                return {"excluded": e.reason.name.lower(), "improved": improved}
+    return {}
 
 
 # -- txs and the mempool ------------------------------------------------------------------------

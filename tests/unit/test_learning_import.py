@@ -19,9 +19,11 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+import trio
 
 from chain.block import Block, DataBody, Exclusion, TxBody, VersionBody
 from chain.consensus.aggregation import UnitUpdate, aggregate, next_adapter
@@ -38,6 +40,9 @@ from chain.store.blockstore import BlockStore
 from chain.tx import Transfer
 from chain.types import COIN, Amount, BlobHash, Micro, PubKey, TimestampMs
 from chain.units import DataFormat, DataUnit, Encryption, LearningUnit
+from linguachaind.config import build_config
+from linguachaind.parts import Parts
+from linguachaind.rpc.methods import RpcContext, build_methods
 from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.datablocks import DataBlocks
@@ -128,6 +133,7 @@ class World:
     data_units: list[tuple[DataUnit, bytes]]
     learning: dict[str, LearningUnit]
     updates: dict[bytes, dict[str, np.ndarray]]
+    tmp: Path
 
     def connect(self, body: TxBody | DataBody | VersionBody | None = None) -> Block:
         """Apply the next block in memory and connect it to the LevelDB store."""
@@ -152,7 +158,8 @@ def world(tmp_path: Path) -> Iterator[World]:
     chain = MemChain(*dev_genesis(n_validators=2, funded=("alice", "bob", "carol"), params=P))
     store = BlockStore.open(tmp_path / "chain", chain.genesis)
     blobs = FileBlobStore(tmp_path / "blobs")
-    w = World(chain, store, blobs, DataBlocks(P, store, blobs, LAYOUT), [], {}, {})
+    w = World(chain, store, blobs, DataBlocks(P, store, blobs, LAYOUT), [], {}, {}, tmp_path)
+    (tmp_path / "linguachain.toml").write_text('network = "devnet"\n')
     keys, base = chain.keys, chain.state.model_version().version_id
     nonces = {name: 0 for name in AUTHORS}
     txs = [chain.tx("alice", Transfer(chain.account("validator1"), Amount(COIN)), nonce=0)]
@@ -208,6 +215,8 @@ def test_a_data_body_with_moved_accepted_counts_is_refused_on_import(world: Worl
     shares = dict(data_pool_shares(P, list(zip(honest.unit_ids, honest.accepted, strict=True))))
     assert paid == {bytes(u): a for u, a in shares.items()}
     assert paid[alice_unit] == P.reward_data_pool * 12 // 18  # accepted 12 of 18, not declared 12 of 22
+    explained = trio.run(explain, w, alice_unit.hex())
+    assert (explained["kind"], explained["accepted_examples"]) == ("data", 12)
 
 
 def version_setup(w: World) -> tuple[RoundResult, VersionBody]:
@@ -270,6 +279,21 @@ def test_a_version_body_with_a_wrong_excluded_list_is_refused_on_import(world: W
         if r.reason == RewardReason.LEARNING_CONTRIBUTOR
     }
     assert paid == {bytes(w.learning[n].id) for n in ("alice", "bob", "carol")}
+    explained = {n: trio.run(explain, w, w.learning[n].id.hex()) for n in ("alice", "validator1")}
+    assert explained["validator1"]["excluded"] == "norm_outlier"
+    assert explained["validator1"]["rewards"] == []
+    weight = next(u.weight for u in body.units if bytes(u.unit_id) == bytes(w.learning["alice"].id))
+    assert (explained["alice"]["weight"], explained["alice"]["improved"]) == (weight, True)
+    assert [r["reason"] for r in explained["alice"]["rewards"]] == ["learning_contributor"]
+
+
+async def explain(w: World, target: str) -> dict[str, Any]:
+    """`explainrewards` over this store, as the RPC server calls it."""
+    config = build_config({"datadir": str(w.tmp)}, {})
+    ctx = RpcContext(config, w.chain.genesis, bytes(w.store.genesis_hash), lambda: None, Parts(store=w.store))
+    method = {m.name: m for m in build_methods(ctx)}["explainrewards"]
+    out: dict[str, Any] = await method.fn(target)
+    return out
 
 
 def test_only_blocks_known_final_skip_rescoring(world: World) -> None:
