@@ -75,6 +75,18 @@ def evidence_key(kind: EvidenceKind, validator: PubKey, height: int) -> Hash32:
     return H_many(EVIDENCE_KEY_TAG, bytes([int(kind)]), validator, height.to_bytes(8, "big"))
 
 
+def accused(evidence: Evidence) -> tuple[PubKey, int]:
+    """(validator, fault height) that `evidence` names, read from its structure without checking
+    anything: `evidence_key(evidence.kind, *accused(evidence))` is the key a valid one is slashed
+    under (what a slash's reward records point at, for `explainrewards`)."""
+    p = evidence.proof
+    if isinstance(p, DoubleProposal):
+        return p.a.proposer, p.a.height
+    if isinstance(p, DoubleAttest | SurroundVote):
+        return p.a.validator, p.a.height
+    return p.header.proposer, p.header.height
+
+
 def slash_amounts(params: ChainParams, kind: EvidenceKind, stake: int) -> tuple[int, int]:
     """(total slashed, reporter share) in base units; the burn is total - share (floor divisions)."""
     total = stake * params.slash_permille(int(kind)) // 1000

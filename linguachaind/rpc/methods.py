@@ -21,15 +21,16 @@ from typing import Any, Final
 from chain.address import AddressError, decode_address, encode_address
 from chain.block import Block, DataBody, TxBody, VersionBody
 from chain.codec import encode
+from chain.consensus.slashing import accused, evidence_key
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.examples import parse_line, split_lines
 from chain.genesis import Genesis
 from chain.header import round_for_height
 from chain.state import learning
-from chain.state.model import ModelVersion, StateReader
+from chain.state.model import ModelVersion, RewardReason, RewardRecord, StateReader
 from chain.store.blockstore import BlockStore
-from chain.tx import Tx, make_tx
+from chain.tx import SlashEvidence, Tx, make_tx
 from chain.types import AccountId, BlobHash, Height, PubKey, TxId, UnitId
 from chain.units import DataFormat
 from linguachaind import __version__
@@ -365,7 +366,24 @@ async def explainrewards(ctx: RpcContext, target: str | int) -> dict[str, Any]:
         records = store.rewards_for(account)
         head = {"address": encode_address(account, ctx.hrp)}
     rewards = [to_json(r, ctx.hrp) for r in records]
+    for record, out in zip(records, rewards, strict=True):
+        if record.reason in (RewardReason.SLASH_BURN, RewardReason.SLASH_REPORTER):
+            out["evidence"] = _slashed_fault(store, record)
     return {**head, "total": sum(r.amount for r in records), "rewards": rewards}
+
+
+def _slashed_fault(store: BlockStore, record: RewardRecord) -> dict[str, Any] | None:
+    """What a slash was for: the kind, validator and height of the SLASH_EVIDENCE tx in the block
+    at `record.height` whose evidence key is the record's ref (None if that block is not stored)."""
+    block = store.get_block_at(record.height)
+    txs = block.body.txs if block is not None and isinstance(block.body, TxBody) else ()
+    for tx in txs:
+        if isinstance(tx.payload, SlashEvidence):
+            evidence = tx.payload.evidence
+            validator, height = accused(evidence)
+            if bytes(evidence_key(evidence.kind, validator, height)) == bytes(record.ref):
+                return {"kind": evidence.kind.name, "validator": validator.hex(), "height": height}
+    return None
 
 
 def _unit_judgement(store: BlockStore, unit_id: UnitId, used_height: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -43,6 +44,9 @@ from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, make_tx
 from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
 from chain.units import DataFormat, Encryption, LearningUnit
+from linguachaind.config import build_config
+from linguachaind.parts import Parts
+from linguachaind.rpc.methods import RpcContext, build_methods
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.datablocks import DataBlocks, store_data_unit
 from linguachaind.services.evidence import EvidenceReporter
@@ -81,7 +85,8 @@ TEXTS = [
 
 class Node:
     def __init__(self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker | None) -> None:
-        genesis, self.keys = dev_genesis(2, funded=("alice", "bob", "validator1"), params=P)
+        self.genesis, self.keys = dev_genesis(2, funded=("alice", "bob", "validator1"), params=P)
+        genesis = self.genesis
         self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
         self.blobs = FileBlobStore(tmp / f"{name}-blobs")
         self.data = DataBlocks(P, self.store, self.blobs)
@@ -211,6 +216,26 @@ async def run(
     assert isinstance(body, TxBody)
     assert [tx.id for tx in body.txs] == [reporter.submitted[0].id]  # the bogus one is left out
     check_slashed(nodes, liar, honest_key, 6, 7)
+    explained = await explain(tmp, b, 7)
+    slashes = [r for r in explained["rewards"] if "evidence" in r]
+    assert {r["reason"] for r in slashes} == {"slash_burn", "slash_reporter"}
+    fault = {"kind": "FALSE_SCORE", "validator": liar.pubkey.hex(), "height": 6}
+    assert all(r["evidence"] == fault for r in slashes)  # `rewards explain 7` says why
+
+
+async def explain(tmp: Path, node: Node, height: int) -> Any:
+    """`explainrewards HEIGHT` as the daemon's RPC answers it from `node`'s store."""
+    (tmp / "linguachain.toml").write_text('network = "devnet"\n')
+    ctx = RpcContext(
+        config=build_config({"datadir": str(tmp)}, {}),
+        genesis=node.genesis,
+        genesis_hash=bytes(node.store.genesis_hash),
+        request_stop=lambda: None,
+        parts=Parts(store=node.store),
+        warming_up=False,
+    )
+    method = {m.name: m for m in build_methods(ctx)}["explainrewards"]
+    return await method.fn(height)
 
 
 async def fill_round_0(tmp: Path, worker: LazyWorker, nodes: list[Node], clock: FakeClock) -> None:

@@ -29,6 +29,7 @@ from chain.consensus.body import check_leaf_stateless
 from chain.consensus.scoring import RecomputedScores, total_score
 from chain.consensus.slashing import (
     ScoreOracle,
+    accused,
     check_false_score_txs,
     claim_is_false,
     evidence_key,
@@ -341,3 +342,13 @@ def test_slash_tolerance_is_far_above_the_attesters_and_both_far_above_float_var
     assert params.score_tolerance_micro >= 10 * MEASURED_VARIATION_MICRO
     # a lie an honest reporter reports is seen as a lie by every honest node
     assert params.score_tolerance_micro > 2 * MEASURED_VARIATION_MICRO
+
+
+def test_a_slash_record_points_at_the_fault_it_was_for(state: MemoryState) -> None:
+    """`explainrewards` names a slash's fault from its reward record's ref: `accused` reads the
+    validator and height from the evidence, and their key is the one the transition records."""
+    ev = evidence_of(lying(T * 3))
+    assert accused(ev) == (OFFENDER.pubkey, 3)
+    ov = StateOverlay(state)
+    assert apply_tx(P, ov, evidence_tx(ev), Height(6)) is None
+    assert {bytes(r.ref) for r in ov.rewards} == {bytes(evidence_key(ev.kind, *accused(ev)))}
