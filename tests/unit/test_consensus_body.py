@@ -13,9 +13,10 @@ from chain.block import (
     TxBody,
     UnitWeight,
     VersionBody,
+    body_leaves,
     body_root,
 )
-from chain.consensus.body import check_body_stateless
+from chain.consensus.body import check_body_stateless, check_leaf_stateless, faulty_leaf
 from chain.crypto import account_id
 from chain.errors import ErrorCode
 from chain.hashing import H
@@ -162,3 +163,22 @@ def test_version_bodies_carry_previous_batches_and_exclusions_by_the_rules() -> 
     )
     assert check_body_stateless(P, block(noop, height=3)) == ErrorCode.BAD_BODY  # excludes, includes nobody
     assert check_body_stateless(P, block(dataclasses.replace(noop, excluded=()), height=3)) is None
+
+
+def test_a_data_units_leaf_is_its_id_and_accepted_count() -> None:
+    """Each selected unit's Merkle leaf commits to its accepted count (so the count, which splits the
+    data pool, is bound by `body_root`); INVALID_BLOCK evidence can prove a unit leaf of the wrong
+    size or with more accepted examples than a test set holds."""
+    u, v = sorted([UnitId(H(b"u")), UnitId(H(b"v"))])
+    report = QualityReport(2, 10, 0, 0, 0, 0, 10, H(b"test set"))
+    body = DataBody((u, v), report, (4, 6))
+    leaves = body_leaves(body)
+    assert leaves[1:] == [bytes(u) + (4).to_bytes(4, "big"), bytes(v) + (6).to_bytes(4, "big")]
+    assert body_root(body) != body_root(dataclasses.replace(body, accepted=(6, 4)))
+    good = block(body, height=2)
+    assert faulty_leaf(P, good) is None
+    too_many = block(DataBody((u, v), report, (4, P.max_test_examples + 1)), height=2)
+    assert faulty_leaf(P, too_many) == 2
+    missing = block(DataBody((u, v), report, (10,)), height=2)  # v's leaf is its bare id
+    assert faulty_leaf(P, missing) == 2
+    assert check_leaf_stateless(P, good.header, 1, 3, bytes(u)) == ErrorCode.BAD_BODY
