@@ -9,7 +9,8 @@ the real selection, aggregation and state transition (PROTOCOL §5.1, §5.2, §6
 - a block known final (at or below the checkpoint) is not re-scored, a syncing node re-scores a
   block that is not final;
 - the plain importer checks every batch of both adapters; an attester votes only if the batches its
-  VDF output assigns it agree.
+  VDF output assigns it agree, and the attester service withholds its vote otherwise;
+- `explainrewards` by unit id says why: accepted examples, weight, or the exclusion reason.
 """
 
 from __future__ import annotations
