@@ -1,5 +1,4 @@
-"""The evidence reporter: equivocations and false scores this node sees become SLASH_EVIDENCE txs
-(PROTOCOL §5.3).
+"""The evidence reporter: faults this node sees become SLASH_EVIDENCE txs (PROTOCOL §5.3).
 
 Owns: watching what the chain service is shown (every block header handed to `import_block`, added or
 rejected, and every vote), finding two different signed headers of one proposer at one height
