@@ -280,8 +280,8 @@ class Node:
         if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
             height, digest = parse_checkpoint(config.checkpoint)
             checkpoint = Checkpoint(Height(height), BlockHash(digest))
-        sync = SyncState()  # set by p2p's syncer (started below), read by the rounds service
-        rounds = self._open_rounds(store, data, sync)
+        sync = SyncState()  # set by p2p's syncer (started below)
+        rounds = self._open_rounds(store, data)
         chain = self.parts.chain = ChainService(
             store,
             self.clock,
@@ -372,7 +372,7 @@ class Node:
         )
         return data
 
-    def _open_rounds(self, store: BlockStore, data: DataBlocks, sync: SyncState) -> RoundsService:
+    def _open_rounds(self, store: BlockStore, data: DataBlocks) -> RoundsService:
         """The rounds service (VERSION results; the chain service's import check of DATA and
         VERSION bodies) over the shared training worker, which starts on first use (None without the
         base model)."""
@@ -382,9 +382,7 @@ class Node:
             genesis_hash = bytes(store.genesis_hash)
             factory = worker_factory(self.genesis, self.base_dir, genesis_hash, self.config, self.progress)
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
-        rounds = self.parts.rounds = RoundsService(
-            store, data, worker, syncing=sync.is_syncing, final_floor=self._checkpoint_height
-        )
+        rounds = self.parts.rounds = RoundsService(store, data, worker, final_floor=self._checkpoint_height)
         return rounds
 
     def _checkpoint_height(self) -> int:

@@ -111,12 +111,13 @@ class RoundsService:
         data: DataBlocks,
         worker: LazyWorker | None,
         *,
-        syncing: Callable[[], bool] = lambda: False,
         final_floor: Callable[[], int] = lambda: 0,
     ) -> None:
         """Built before the chain service, whose import asks `check_block`; `run` is given the
-        chain service to watch. `syncing`: whether the node is catching up now (then a scored body is
-        checked on its aggregate only, PROTOCOL §6.5), read from the p2p syncer's `SyncState`."""
+        chain service to watch. `final_floor`: the height of this node's weak-subjectivity
+        checkpoint (0 without one); a scored VERSION block at or below it, or at or below the final
+        height, is checked on its aggregate only (`known_final`, PROTOCOL §6.5). Whether the node is
+        syncing does not matter: a block that is not known final is re-scored."""
         self.store = store
         self.params: ChainParams = store.params
         self.data = data
@@ -128,7 +129,6 @@ class RoundsService:
         self._poke = Poke()
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
-        self.syncing = syncing
         self.final_floor = final_floor  # the checkpoint's height (given or adopted), 0 without one
         self._last: tuple[int, str, int, str] = (-1, "", 0, "")
 

@@ -145,11 +145,9 @@ class World:
     def draft(self, body: DataBody | VersionBody) -> Block:
         return make_block(self.chain.tip, body, self.chain.keys["validator0"], bytes(32), 0, pow_bits=0)
 
-    def rounds(self, *, floor: int = 0, syncing: bool = False) -> RoundsService:
+    def rounds(self, *, floor: int = 0) -> RoundsService:
         worker = LazyWorker(P, lambda: pytest.fail("no worker may start"))
-        return RoundsService(
-            self.store, self.data, worker, syncing=lambda: syncing, final_floor=lambda: floor
-        )
+        return RoundsService(self.store, self.data, worker, final_floor=lambda: floor)
 
 
 @pytest.fixture
@@ -304,7 +302,7 @@ def test_only_blocks_known_final_skip_rescoring(world: World) -> None:
     w = world
     _, body = version_setup(w)
     reader = w.store.reader()
-    syncing = w.rounds(syncing=True)
+    syncing = w.rounds()  # a node catching up, without a checkpoint
     assert not syncing.known_final(6)
     assert syncing.check_block(w.draft(body), reader) == ErrorCode.BLOB_MISSING
     assert syncing._next_inputs() is not None  # queued for the background computation
