@@ -328,6 +328,7 @@ class Lab:
             os.kill(node.pid, sig)
         if node.process is not None:
             return node.process.wait(timeout=timeout)
+
         def gone() -> bool:
             return not _alive(node.pid)
 
@@ -374,7 +375,7 @@ class Lab:
 _EVENT = re.compile(r"^(\S+Z) \S+\s+\S+: EVENT (\w+) (.*)$")
 
 
-def _events(log: Path) -> list[tuple[float, str, dict[str, str]]]:
+def events(log: Path) -> list[tuple[float, str, dict[str, str]]]:
     out: list[tuple[float, str, dict[str, str]]] = []
     try:
         lines = log.read_text(errors="replace").splitlines()
@@ -397,7 +398,7 @@ def finality_lags(log: Path) -> list[float]:
     """Seconds from `block_connected height=h` to the first `block_final` at >= h, per height."""
     connected: dict[int, float] = {}
     lags: list[float] = []
-    for ts, name, f in _events(log):
+    for ts, name, f in events(log):
         if name == "block_connected" and "height" in f:
             connected.setdefault(int(f["height"]), ts)
         elif name == "block_final" and "height" in f:
@@ -410,7 +411,7 @@ def finality_lags(log: Path) -> list[float]:
 def reorg_depths(log: Path) -> list[int]:
     return [
         int(f["old_height"]) - int(f["fork_height"])
-        for _, name, f in _events(log)
+        for _, name, f in events(log)
         if name == "reorg" and "old_height" in f and "fork_height" in f
     ]
 
