@@ -61,6 +61,9 @@ class ChainParams:
     finality_threshold_num: U16
     finality_threshold_den: U16
     epoch_blocks: Height  # vote and leader weights are fixed per epoch of this many heights (§4.4)
+    # churn limit: from one final checkpoint's set to the next, stake may enter (and, separately,
+    # leave) by at most this permille of the previous set's stake, at least min_stake; the rest waits
+    churn_limit_permille: U16
     # fees and rewards (§5.1)
     min_fee: Amount
     reward_tx: Amount
@@ -143,6 +146,7 @@ class ChainParams:
                 "finality_threshold_num / finality_threshold_den must be in (1/2, 1]",
             ),
             (self.epoch_blocks >= 3, "epoch_blocks must be at least 3"),
+            (0 < self.churn_limit_permille <= 1000, "churn_limit_permille must be in (0, 1000]"),
             (self.max_validators <= 4096, "max_validators must be at most 4096"),
             (
                 self.reputation_min <= self.reputation_start <= self.reputation_max,
@@ -229,6 +233,7 @@ _BASE: Final = ChainParams(
     finality_threshold_num=2,
     finality_threshold_den=3,
     epoch_blocks=Height(30),
+    churn_limit_permille=64,  # about 1/16 of the stake per epoch each way
     min_fee=Amount(1_000),
     reward_tx=Amount(2 * COIN),
     reward_data_proposer=Amount(1 * COIN),
@@ -304,6 +309,7 @@ DEVNET: Final = dataclasses.replace(
     stake_maturity_blocks=Height(0),
     unbonding_blocks=Height(6),
     epoch_blocks=Height(6),
+    churn_limit_permille=250,  # a staked newcomer leads within seconds (functional tests)
     jail_blocks=Height(30),
     pow_bits_header=4,
     pow_bits_unit_base=4,

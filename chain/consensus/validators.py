@@ -1,7 +1,8 @@
 """Validator sets fixed per epoch: vote weights (bonded stake only) and leader weights (PROTOCOL §4.3, §4.4).
 
 Owns: epochs and checkpoints (`epoch_of`, `is_checkpoint`), taking a set from a state
-(`bonded_members`), the set that rules a height (`validator_set_for`), and the two weightings read
+(`bonded_members`), the churn limit between two sets (`limit_churn`, `churn_budget`), the set that
+rules a height (`validator_set_for`), and the two weightings read
 from it: `vote_weights` (bonded stake, for attestations, certificates, justification and finality)
 and `leader_weights` (stake x reputation, only for the leader order). Must not: write state (the
 transition keeps the active/final/pending sets, chain.state.epochs) or read the clock.
@@ -18,13 +19,14 @@ cannot change the weights, so every branch that extends it weighs votes identica
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 
 from chain.consensus.reputation import election_weight
 from chain.header import Attestation
 from chain.params import ChainParams
 from chain.state import keys
 from chain.state.model import Checkpoint, SetMember, StateReader, ValidatorSet
-from chain.types import ZERO_HASH, Height, PubKey
+from chain.types import ZERO_HASH, Amount, Height, PubKey
 
 
 def epoch_of(params: ChainParams, height: int) -> int:
@@ -52,6 +54,59 @@ def bonded_members(reader: StateReader, height: int) -> tuple[SetMember, ...]:
         members = members[: params.max_validators]
     members.sort(key=lambda m: m.pubkey)
     return tuple(members)
+
+
+def churn_budget(params: ChainParams, previous_total: int) -> int:
+    """Stake that may enter (and, separately, leave) the set at one change: `churn_limit_permille`
+    of the previous set's stake, at least `min_stake` (so that a small network can still grow)."""
+    return max(previous_total * params.churn_limit_permille // 1000, int(params.min_stake))
+
+
+def limit_churn(
+    reader: StateReader, height: int, previous: Sequence[SetMember], target: Sequence[SetMember]
+) -> tuple[SetMember, ...]:
+    """The set that replaces `previous` when `target` (`bonded_members`) is taken at a checkpoint.
+
+    Increases (new or added stake) and decreases (unstaked, pushed out by `max_validators`) each
+    move by at most `churn_budget` in total, shared pro rata to the wanted change (so the result
+    does not depend on any order); what does not fit waits for the next set change, which compares
+    with this result again. Two exceptions are never delayed: a validator jailed at `height` leaves
+    at once, and no member keeps more weight than `slashable_stake` (released stake carries no
+    vote: accountability needs every counted vote to be slashable). Reputations are the state's.
+    """
+    params = reader.params
+    have = {m.pubkey: int(m.stake) for m in previous}
+    want = {m.pubkey: int(m.stake) for m in target}
+    budget = churn_budget(params, sum(have.values()))
+    keys_ = sorted(set(have) | set(want))
+    forced = {pk for pk in keys_ if (rec := reader.validator(pk)) is None or height < rec.jailed_until}
+    ups = {pk: want.get(pk, 0) - have.get(pk, 0) for pk in keys_ if want.get(pk, 0) > have.get(pk, 0)}
+    downs = {
+        pk: have[pk] - want.get(pk, 0)
+        for pk in keys_
+        if pk not in forced and want.get(pk, 0) < have.get(pk, 0)
+    }
+    out: list[SetMember] = []
+    for pk in keys_:
+        stake = have.get(pk, 0)
+        if pk in forced:
+            stake = want.get(pk, 0)
+        elif pk in ups:
+            stake += _share(ups[pk], ups, budget)
+        elif pk in downs:
+            stake -= _share(downs[pk], downs, budget)
+        stake = min(stake, int(reader.slashable_stake(pk)))
+        rec = reader.validator(pk)
+        if stake > 0 and rec is not None:
+            out.append(SetMember(pk, Amount(stake), rec.reputation))
+    return tuple(out)
+
+
+def _share(change: int, changes: Mapping[PubKey, int], budget: int) -> int:
+    """This change's part of `budget` when all `changes` compete for it: whole if they fit, else
+    pro rata, rounded down (integers only)."""
+    total = sum(changes.values())
+    return change if total <= budget else change * budget // total
 
 
 def validator_set_for(reader: StateReader, height: int) -> ValidatorSet:

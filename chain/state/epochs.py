@@ -8,7 +8,8 @@ The chain itself proves checkpoint finality, with the 2-chain rule of chain.cons
 applied to certificates carried in headers:
 - a block whose `parent_certificate` reaches the threshold (weighed by the active set) justifies
   its parent; if that parent is a checkpoint (first block of an epoch), the set is taken from the
-  parent's state (`bonded_members`) and kept as *pending*;
+  parent's state (`bonded_members`), moved from the final set by at most the churn limit
+  (`limit_churn`: the rest waits for the next checkpoint), and kept as *pending*;
 - when the checkpoint's child is justified the same way, the checkpoint is final on this chain and
   the pending set becomes the *final* set;
 - the first block of each epoch makes the final set the *active* one.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 
 from chain.consensus.certificate import meets_threshold
-from chain.consensus.validators import bonded_members, epoch_of, is_checkpoint
+from chain.consensus.validators import bonded_members, epoch_of, is_checkpoint, limit_churn
 from chain.header import Header
 from chain.params import ChainParams
 from chain.state import keys
@@ -65,7 +66,8 @@ def advance_sets(params: ChainParams, parent: StateReader, ov: StateOverlay, hea
         return  # `active` is still the parent's set here: the parent is in the previous epoch or this
     ov.put(keys.JUSTIFIED, Checkpoint(Height(height - 1), BlockHash(header.prev_hash)))
     if is_checkpoint(params, height - 1):
-        taken = bonded_members(parent, height)
+        final = parent.validator_set(keys.FINAL_SET) or active
+        taken = limit_churn(parent, height, final.members, bonded_members(parent, height))
         ov.set_validator_set(
             keys.PENDING_SET, ValidatorSet(0, Height(height - 1), Hash32(header.prev_hash), taken)
         )

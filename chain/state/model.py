@@ -163,6 +163,10 @@ class StateReader(Protocol):
         """Mature bonded stake of `pubkey` that counts for electing the block at `at_height`."""
         ...
 
+    def slashable_stake(self, pubkey: PubKey) -> Amount:
+        """Stake bound to `pubkey` that evidence can still burn: bonded plus not yet released."""
+        ...
+
     def model_version(self) -> ModelVersion: ...
 
     def justified(self) -> Checkpoint:

@@ -114,6 +114,10 @@ class StateView(abc.ABC):
         total = sum(s.amount for s in self.stakes_of(pubkey) if s.mature_height <= at_height)
         return Amount(total) if total >= self._params.min_stake else Amount(0)
 
+    def slashable_stake(self, pubkey: PubKey) -> Amount:
+        """Bonded plus unbonding (not yet released) stake bound to `pubkey`, mature or not."""
+        return Amount(sum(s.amount + sum(e.amount for e in s.unbonding) for s in self.stakes_of(pubkey)))
+
     def model_version(self) -> ModelVersion:
         return self._record(ModelVersion, keys.MODEL) or GENESIS_MODEL
 
