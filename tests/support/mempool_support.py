@@ -96,6 +96,9 @@ class MemState:
     def eligible_stake(self, pubkey: PubKey, at_height: Height) -> Amount:
         return Amount(0)
 
+    def slashable_stake(self, pubkey: PubKey) -> Amount:
+        return Amount(0)
+
     def model_version(self) -> ModelVersion:
         return GENESIS_MODEL
 
