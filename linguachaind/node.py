@@ -549,7 +549,7 @@ class Node:
             peer_final=lambda: agreed_final(list(p2p.peers_mgr.finals().values())),
         )
         rounds = parts.rounds
-        false_scores = rounds.false_score_evidence if rounds is not None else None
+        false_scores = rounds.false_scores if rounds is not None else None
         reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs, false_scores=false_scores)
         await self.start_service(nursery, "attester", attester.run)
         await self.start_service(nursery, "producer", producer.run)

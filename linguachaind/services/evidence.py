@@ -27,7 +27,7 @@ included), so the reporter has the mempool re-check it and resubmits its reports
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Final, Protocol, TypeVar
 
 import trio
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
 
 from chain.address import HRP_BY_NETWORK, address_of
 from chain.codec import encode
-from chain.consensus.slashing import evidence_key, verify_evidence
+from chain.consensus.slashing import accused, evidence_key, verify_evidence
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, SurroundVote
@@ -86,10 +86,11 @@ class EvidenceReporter:
         mempool: EvidencePool,
         txs: TxSubmitter,
         *,
-        false_scores: Callable[[Header], Evidence | None] | None = None,
+        false_scores: Callable[[], Iterable[Evidence]] | None = None,
     ) -> None:
-        """`false_scores`: FALSE_SCORE evidence of a VERSION header that this node's import found
-        false (the rounds service's `false_score_evidence`); None: not looked for."""
+        """`false_scores`: the FALSE_SCORE evidence this node's rounds service keeps for VERSION
+        blocks it found false (`RoundsService.false_scores`), looked at for every VERSION header and
+        on every chain change (a block judged after its import waited); None: not looked for."""
         self.chain = chain
         self._false_scores = false_scores
         self.params = chain.params
@@ -114,8 +115,8 @@ class EvidenceReporter:
         if code in _BROKEN or header.chain_id != self.params.chain_id or header.height == 0:
             return
         self._prune()
-        if header.kind == BlockKind.VERSION and self._false_scores is not None:
-            self._false_score(header)
+        if header.kind == BlockKind.VERSION:
+            self._report_false_scores()
         checked = code is None or code is ErrorCode.ALREADY_KNOWN  # signature verified by the import
         other = self._other_header(header)
         if other is None:
@@ -190,6 +191,7 @@ class EvidenceReporter:
             seen = await self.chain.wait_change(seen)
             self._prune()
             self._follow_pending()
+            self._report_false_scores()
             if self._waiting and self._can_pay():  # the account may have been funded
                 for key, (evidence, height) in list(self._waiting.items()):
                     self._submit(key, evidence, height)
@@ -246,10 +248,16 @@ class EvidenceReporter:
         key = evidence_key(kind, validator, height)
         return key in self._reported or key in self._waiting
 
-    def _false_score(self, header: Header) -> None:
-        false = self._false_scores(header) if self._false_scores is not None else None
-        if false is not None and not self._known(EvidenceKind.FALSE_SCORE, header.proposer, header.height):
-            self._found(false, header.proposer, header.height)  # only for a header the import scored
+    def _report_false_scores(self) -> None:
+        """FALSE_SCORE evidence the rounds service kept and this reporter has not reported yet,
+        while its fault is within the evidence window."""
+        if self._false_scores is None:
+            return
+        horizon = self.chain.height - self.params.unbonding_blocks
+        for evidence in self._false_scores():
+            validator, height = accused(evidence)
+            if height > horizon and not self._known(EvidenceKind.FALSE_SCORE, validator, height):
+                self._found(evidence, validator, height)
 
     def _found(self, evidence: Evidence, validator: PubKey, height: int) -> None:
         key = evidence_key(evidence.kind, validator, height)

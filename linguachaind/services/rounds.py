@@ -126,6 +126,7 @@ class RoundsService:
         self._requested: OrderedDict[bytes, RoundInputs] = OrderedDict()
         self._failed_at: dict[bytes, float] = {}  # key -> when its computation last failed
         self._false_scores: OrderedDict[bytes, Evidence] = OrderedDict()  # block hash -> evidence
+        self._unjudged: OrderedDict[bytes, tuple[bytes, Block]] = OrderedDict()  # BLOB_MISSING VERSIONs
         self._poke = Poke()
         self._state = "idle" if worker is not None else "no_model"
         self.computed = self.failed = self.improved = self.unchecked = self.scores_skipped = 0
@@ -204,6 +205,7 @@ class RoundsService:
         self._cache[inputs.key] = result
         while len(self._cache) > MAX_RESULTS:
             self._cache.popitem(last=False)
+        self._judge_waiting(inputs.key, result)
         log.info(
             "round %d: %d units included, %s in %.1f s (new %s, previous %s)",
             inputs.round,
@@ -314,6 +316,9 @@ class RoundsService:
                     self.scores_skipped += 1
                     return check_version_body(self.params, body, expected_for(inputs, unscored))
             self._requested[inputs.key] = inputs
+            self._unjudged[bytes(block.hash)] = (inputs.key, block)  # judged for FALSE_SCORE once computed
+            while len(self._unjudged) > MAX_RESULTS:
+                self._unjudged.popitem(last=False)
             self._poke.set()
             return ErrorCode.BLOB_MISSING  # transient: computed in the background, then imported
         code = self._check_version(body, inputs, result)
@@ -393,6 +398,20 @@ class RoundsService:
         """FALSE_SCORE evidence of a VERSION block this node's import found false beyond the slash
         tolerance plus `score_tolerance_micro` (so every honest node agrees), for the reporter."""
         return self._false_scores.get(bytes(header.hash))
+
+    def false_scores(self) -> list[Evidence]:
+        """Every FALSE_SCORE evidence kept (the newest 64), also of VERSION blocks judged after their
+        import waited for this node's result (the evidence reporter polls it)."""
+        return list(self._false_scores.values())
+
+    def _judge_waiting(self, key: bytes, result: RoundResult) -> None:
+        """VERSION blocks refused as BLOB_MISSING while `key` was not computed are judged now: a
+        false claim is kept as evidence even if the block never comes back."""
+        for block_hash, (waiting_key, block) in list(self._unjudged.items()):
+            if waiting_key == key:
+                del self._unjudged[block_hash]
+                if isinstance(block.body, VersionBody):
+                    self._note_false_score(block, result)
 
     def _note_false_score(self, block: Block, result: RoundResult) -> None:
         mine = _recomputed(result)

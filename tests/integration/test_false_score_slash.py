@@ -184,7 +184,7 @@ async def run(
     keys = a.keys
     liar, honest_key = keys["validator0"], keys["validator1"]
     txs = TxSubmitter(b.pool, clock, NullNetwork())
-    reporter = EvidenceReporter(b.chain, honest_key, b.pool, txs, false_scores=b.rounds.false_score_evidence)
+    reporter = EvidenceReporter(b.chain, honest_key, b.pool, txs, false_scores=b.rounds.false_scores)
     honest = learning_producer(
         tmp, "b", honest_key, b.chain, b.pool, clock, data_blocks=b.data, versions=b.rounds
     )

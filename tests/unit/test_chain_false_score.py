@@ -12,6 +12,7 @@ run the real one).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,17 +21,20 @@ import pytest
 from chain.block import Block, TxBody, VersionBody, VersionScores, body_root
 from chain.consensus.scoring import RecomputedScores
 from chain.consensus.slashing import evidence_key, false_score_evidence
+from chain.crypto import SecretKey
 from chain.errors import ErrorCode
-from chain.evidence import EvidenceKind
+from chain.evidence import Evidence, EvidenceKind
 from chain.params import DEVNET
 from chain.state.view import StateView
 from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, make_tx
 from chain.types import ZERO_SIGNATURE, Micro
 from linguachaind.services.chain_service import AddBlockResult, ChainService
+from linguachaind.services.evidence import EvidenceReporter
+from linguachaind.services.submit import TxSubmitter
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.support.doubles import FakeClock
+from tests.support.doubles import FakeClock, NullNetwork
 from tests.support.services_support import Validator
 
 P = DEVNET
@@ -66,7 +70,15 @@ class World:
     their_oracle: Oracle
     leader: Validator
     false_block: Block
-    report: bytes
+    evidence: Evidence
+    pool: Mempool
+    keys: dict[str, SecretKey]
+
+    def report(self) -> bytes:
+        """bob's SLASH_EVIDENCE tx of the evidence, admitted by our mempool."""
+        tx = make_tx(self.keys["bob"], P.chain_id, 0, P.min_fee, SlashEvidence(self.evidence))
+        assert self.pool.add(tx, self.clock.now_ms()) == tx.id
+        return tx.id
 
 
 @pytest.fixture
@@ -89,9 +101,7 @@ def world(tmp_path: Path) -> Iterator[World]:
         false_block = scored_twin(liar, ours, clock)
         evidence = false_score_evidence(false_block)
         assert evidence is not None
-        report = make_tx(keys["bob"], P.chain_id, 0, P.min_fee, SlashEvidence(evidence))
-        assert pool.add(report, clock.now_ms()) == report.id
-        yield World(clock, ours, theirs, bare, theirs_oracle, leader, false_block, report.id)
+        yield World(clock, ours, theirs, bare, theirs_oracle, leader, false_block, evidence, pool, keys)
     finally:
         leader.protection.close()
         liar.protection.close()
@@ -127,8 +137,9 @@ def scored_twin(liar: Validator, chain: ChainService, clock: FakeClock) -> Block
 
 def test_a_block_with_proven_evidence_connects_everywhere_and_slashes(world: World) -> None:
     w = world
+    report = w.report()
     block = next_block(w.leader, w.ours, w.clock)  # 4 TX
-    assert [tx.id for tx in block.body.txs] == [w.report]  # type: ignore[union-attr]
+    assert [tx.id for tx in block.body.txs] == [report]  # type: ignore[union-attr]
     assert w.ours.import_block(block) is AddBlockResult.NEW_TIP  # its own oracle proves it
 
     w.their_oracle.answer = ErrorCode.BLOB_MISSING  # not scored there yet
@@ -154,6 +165,7 @@ def test_a_block_with_proven_evidence_connects_everywhere_and_slashes(world: Wor
 
 def test_a_node_that_does_not_evaluate_follows_but_never_includes(world: World) -> None:
     w = world
+    w.report()
     block = next_block(w.leader, w.ours, w.clock)
     assert isinstance(block.body, TxBody)
     report = block.body.txs[0]
@@ -163,3 +175,44 @@ def test_a_node_that_does_not_evaluate_follows_but_never_includes(world: World) 
     assert w.ours.false_score_problem(report, 4) is None
     margin = HONEST - CLAIMED - P.score_slash_tolerance_micro  # proven by one micro less than this
     assert w.ours.false_score_problem(report, 4, margin=margin) == ErrorCode.EVIDENCE_NOT_A_FAULT
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_the_reporter_reports_kept_evidence_once_while_the_window_lasts(world: World) -> None:
+    """The reporter takes what the rounds service keeps (`RoundsService.false_scores`) when it sees
+    a VERSION header and on every chain change (a block judged after its import waited)."""
+    w = world
+    kept: list[Evidence] = []
+    txs = TxSubmitter(w.pool, w.clock, NullNetwork())
+    reporter = EvidenceReporter(w.ours, w.keys["alice"], w.pool, txs, false_scores=lambda: kept)
+    reporter.saw_header(w.false_block.header, ErrorCode.BAD_BODY)
+    assert reporter.submitted == []  # nothing kept yet
+    kept.append(w.evidence)
+    reporter.saw_header(w.false_block.header, ErrorCode.BAD_BODY)
+    reporter.saw_header(w.false_block.header, ErrorCode.BAD_BODY)
+    assert len(reporter.submitted) == 1  # once
+    payload = reporter.submitted[0].payload
+    assert isinstance(payload, SlashEvidence)
+    assert payload.evidence == w.evidence
+    while w.theirs.height < 3 + P.unbonding_blocks:  # the fault at 3 is out of the window
+        block = next_block(w.leader, w.ours, w.clock)
+        assert w.ours.import_block(block) is AddBlockResult.NEW_TIP
+        assert w.theirs.import_block(block) is AddBlockResult.NEW_TIP
+    late = EvidenceReporter(w.theirs, w.keys["bob"], w.pool, txs, false_scores=lambda: kept)
+    lines = Lines()
+    reporter_log = logging.getLogger("linguachaind.services.evidence")
+    reporter_log.addHandler(lines)
+    try:
+        late.saw_header(w.false_block.header, ErrorCode.BAD_BODY)
+    finally:
+        reporter_log.removeHandler(lines)
+    assert late.submitted == []
+    assert lines.lines == []  # too old: not even tried (no log line on every chain change)

@@ -182,3 +182,27 @@ def test_what_a_node_that_cannot_evaluate_answers(round1: Round1) -> None:
     mine = r.rounds.scores_of(r.parent, claim, 7)
     assert isinstance(mine, RecomputedScores)
     assert (dict(mine.per_batch), mine.previous_total) == (dict(enumerate(NEW)), total_score(OLD))
+
+
+async def test_a_version_refused_before_the_result_is_judged_when_it_is_computed(round1: Round1) -> None:
+    """A falsified block that arrives before this node scored its round is BLOB_MISSING (it may
+    never come back: its proposer does not re-gossip it); once the round is computed, the block is
+    judged and its evidence kept for the reporter."""
+    r = round1
+    late = RoundsService(r.store, r.blobs, LazyWorker(P, lambda: pytest.fail("no worker may start")))
+    result = r.rounds._cache[r.inputs.key]
+
+    async def computed(inputs: RoundInputs) -> RoundResult:  # what the worker would compute
+        assert inputs.key == r.inputs.key
+        return result
+
+    late.compute = computed  # type: ignore[method-assign]
+    lie = P.score_slash_tolerance_micro + P.score_tolerance_micro + 1
+    false_block = proposed(r, falsified(r.honest, lie))
+    honest_block = proposed(r, r.honest, "validator1")
+    assert late.check_block(false_block, r.parent) == ErrorCode.BLOB_MISSING
+    assert late.check_block(honest_block, r.parent) == ErrorCode.BLOB_MISSING
+    assert late.false_scores() == []
+    assert await late._compute_logged(r.inputs)  # the background loop's step
+    assert late.false_scores() == [false_score_evidence(false_block)]
+    assert late.false_score_evidence(honest_block.header) is None
