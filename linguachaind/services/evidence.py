@@ -48,6 +48,7 @@ from chain.types import AccountId, Hash32, PubKey, TxId
 from linguachaind.logsetup import event
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.submit import TxSubmitter
+from linguachaind.services.vote_index import VoteIndex
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +101,7 @@ class EvidenceReporter:
         self._mempool = mempool
         self._txs = txs
         self._headers: dict[tuple[int, PubKey], Header] = {}
-        self._votes: dict[tuple[int, PubKey], Attestation] = {}
+        self._votes = VoteIndex(MAX_VOTES)  # O(log n) double- and surround-vote lookups
         self._reported: dict[Hash32, int] = {}  # evidence key -> fault height
         self._waiting: dict[Hash32, tuple[Evidence, int]] = {}
         self._pending: dict[TxId, tuple[Tx, Hash32, int]] = {}  # our evidence txs not yet in a block
@@ -151,8 +152,7 @@ class EvidenceReporter:
         other = self._votes.get(slot)
         if other is None:
             if verified or att.signature_valid():
-                self._votes[slot] = att
-                _cap(self._votes, MAX_VOTES)
+                self._votes.add(att)
             return
         if (
             _vote_content(other) != _vote_content(att)
@@ -165,22 +165,16 @@ class EvidenceReporter:
 
     def _check_surround(self, att: Attestation, verified: bool) -> None:
         """SURROUND_VOTE (§5.3): a kept vote of the same validator whose span strictly contains the
-        new one's, or the reverse."""
-        for (_, validator), old in list(self._votes.items()):
-            if validator != att.validator:
-                continue
-            if old.source_height < att.source_height and att.height < old.height:
-                outer, inner = old, att
-            elif att.source_height < old.source_height and old.height < att.height:
-                outer, inner = att, old
-            else:
-                continue
-            if not self._known(EvidenceKind.SURROUND_VOTE, att.validator, outer.height) and (
-                verified or att.signature_valid()
-            ):
-                proof = SurroundVote(outer, inner)
-                self._found(Evidence(EvidenceKind.SURROUND_VOTE, proof), att.validator, outer.height)
+        new one's, or the reverse (`VoteIndex.surrounding`, O(log n))."""
+        pair = self._votes.surrounding(att)
+        if pair is None:
             return
+        outer, inner = pair
+        if not self._known(EvidenceKind.SURROUND_VOTE, att.validator, outer.height) and (
+            verified or att.signature_valid()
+        ):
+            proof = SurroundVote(outer, inner)
+            self._found(Evidence(EvidenceKind.SURROUND_VOTE, proof), att.validator, outer.height)
 
     # -- the service -----------------------------------------------------------------------------
 
@@ -339,7 +333,7 @@ class EvidenceReporter:
         self._pruned_at = final
         self._headers = {k: v for k, v in self._headers.items() if k[0] > final}
         horizon = self.chain.height - self.params.unbonding_blocks
-        self._votes = {k: v for k, v in self._votes.items() if k[0] > horizon}  # the evidence window
+        self._votes.prune(horizon)  # the evidence window
         self._reported = {k: h for k, h in self._reported.items() if h > horizon}
         self._pending = {i: v for i, v in self._pending.items() if v[2] > horizon}
         self._waiting = {k: v for k, v in self._waiting.items() if v[1] > horizon}
