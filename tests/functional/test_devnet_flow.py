@@ -111,15 +111,19 @@ class StakeTest(DevnetTest):
         )
         assert self.nodes[1].getaccount(owner)["staked"] >= amount
 
-        def proposed_by_newcomer() -> bool:
-            return any(
+        def final_block_of_newcomer() -> bool:
+            """A block it proposed is final (a backup's block can lose fork choice and be reorged
+            away: its reward must be on the chain for the balance check below)."""
+            final = newcomer.getblockchaininfo()["final_height"]
+            if not any(
                 v["validator_pubkey"] == key and v["last_proposed"] > 0 for v in newcomer.getvalidators()
-            )
+            ):
+                return False
+            return any(newcomer.getblock(h)["proposer"] == key for h in range(max(1, final - 30), final + 1))
 
-        wait_until(proposed_by_newcomer, timeout=120, what="a block proposed by the staked validator")
-        tip = newcomer.getblockchaininfo()["height"]
-        proposers = {newcomer.getblock(h)["proposer"] for h in range(max(1, tip - 30), tip + 1)}
-        assert key in proposers
+        wait_until(
+            final_block_of_newcomer, timeout=120, what="a final block proposed by the staked validator"
+        )
 
         # Withdraw: the coins come back after unbonding_blocks.
         wd = self.nodes[0].cli(
