@@ -265,7 +265,8 @@ class ChainService:
         if have is not None and have != checkpoint.block_hash:
             raise ConfigError(
                 f"the chain in this datadir has block {have.hex()} at height {checkpoint.height}, "
-                f"not the checkpoint {checkpoint.block_hash.hex()} its peers agree on"
+                f"not the checkpoint {checkpoint.block_hash.hex()} its peers agree on: resync from an "
+                "empty datadir, or give --checkpoint"
             )
         self.checkpoint = checkpoint
 
