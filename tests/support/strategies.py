@@ -3,7 +3,8 @@
 Owns: `for_type(cls)` (a strategy for any codec dataclass, derived from its annotations and the
 codec's constraints, so a new wire type gets a strategy for free), the per-kind builders that the
 schema alone cannot express (`txs`, `evidences`, `blocks`: the payload class follows the kind), and
-small helpers (`keys`, `signed_txs`). Must not: depend on chain state, the store or the network.
+small helpers (`keys`, `signed_txs`; `edits`, random edits of valid bytes for the fuzz tests). Must
+not: depend on chain state, the store or the network.
 
 "Valid" here means encodable by `chain.codec` (every bound respected); signatures are real where a
 builder says so (`signed_txs`, `signed_attestations`) and arbitrary bytes elsewhere. Sizes are kept
@@ -228,3 +229,49 @@ _SPECIAL: dict[Any, Any] = {
     Block: blocks,
     ChainId: chain_ids,
 }
+
+
+@st.composite
+def edits(draw: st.DrawFn, valid: bytes) -> bytes:
+    """`valid` with one to three random edits: a bit flip, a truncation, an insertion, a deletion, a
+    byte set to a msgpack type marker, or a duplicated run (the decoder fuzz tests' mutations)."""
+    out = bytearray(valid)
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "set", "dup"]))
+        pos = draw(st.integers(0, max(len(out) - 1, 0)))
+        if op == "flip" and out:
+            out[pos] ^= 1 << draw(st.integers(0, 7))
+        elif op == "truncate":
+            del out[pos:]
+        elif op == "insert":
+            out[pos:pos] = draw(st.binary(min_size=1, max_size=4))
+        elif op == "delete" and out:
+            del out[pos : pos + draw(st.integers(1, 4))]
+        elif op == "set" and out:
+            out[pos] = draw(
+                st.sampled_from(
+                    [
+                        0x00,
+                        0x7F,
+                        0x80,
+                        0x90,
+                        0xC0,
+                        0xC1,
+                        0xC2,
+                        0xC4,
+                        0xCA,
+                        0xCB,
+                        0xCC,
+                        0xCF,
+                        0xD3,
+                        0xD9,
+                        0xDC,
+                        0xDE,
+                        0xDF,
+                        0xFF,
+                    ]
+                )
+            )
+        elif op == "dup":
+            out[pos:pos] = out[pos : pos + draw(st.integers(1, 8))]
+    return bytes(out)

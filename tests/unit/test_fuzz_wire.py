@@ -42,24 +42,10 @@ BUDGET = settings(
 
 @st.composite
 def _edited(draw: st.DrawFn, valid: st.SearchStrategy[bytes]) -> bytes:
-    """A valid encoding with one to three random edits, or random bytes."""
+    """A valid encoding with one to three random edits (`strategies.edits`), or random bytes."""
     if draw(st.booleans()):
         return draw(st.binary(max_size=4096))
-    out = bytearray(draw(valid))
-    for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["flip", "truncate", "insert", "delete", "set"]))
-        pos = draw(st.integers(0, max(len(out) - 1, 0)))
-        if op == "flip" and out:
-            out[pos] ^= 1 << draw(st.integers(0, 7))
-        elif op == "truncate":
-            del out[pos:]
-        elif op == "insert":
-            out[pos:pos] = draw(st.binary(min_size=1, max_size=8))
-        elif op == "delete" and out:
-            del out[pos]
-        elif op == "set" and out:
-            out[pos] = draw(st.integers(0, 255))
-    return bytes(out)
+    return draw(S.edits(draw(valid)))
 
 
 def _valid_message(cls: type[Any]) -> st.SearchStrategy[bytes]:
