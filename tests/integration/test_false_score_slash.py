@@ -4,16 +4,17 @@ PROTOCOL §5.3, §6.5).
 Two validators: validator0 is the liar, validator1 honest. Three nodes with real stores, mempools,
 rounds services and the real training worker (lc-tiny): A and B compute round 1's aggregate and
 scores in the background, C has no base model (it accepts scored bodies unchecked and follows the
-certificates, FALSE_SCORE evidence included).
-validator0 proposes the VERSION block at height 6 with every batch loss claimed 0.3 nats lower than
-its evaluation (a test hook: `Tampered` changes the honest body before signing; production code
+certificates, FALSE_SCORE evidence included). validator0 proposes the VERSION block at height 6
+with every batch loss claimed 0.3 nats lower than its evaluation (the test hook
+`tests.support.adversary.LyingVersions` changes the honest body before signing; production code
 has no such switch). A and B refuse it; B's rounds service keeps the FALSE_SCORE evidence and B's
 evidence reporter (validator1's account) submits it; validator1's honest VERSION block follows and
 B's TX block at height 7 includes the evidence; A (its own scores prove it) and C (no model: it
 follows) import it, and on all three nodes validator0 loses `slash_false_score_permille` of its
 stake, is jailed, has the minimum reputation, and the burn and the reporter's share are recorded
-with the evidence key. Evidence against the honest VERSION block is admitted by the mempool (its
-model-free part is valid) but never included: the producer's own scores do not prove it.
+with the evidence key (`explainrewards 7` names the fault). Evidence against the honest VERSION
+block is admitted by the mempool (its model-free part is valid) but never included: the producer's
+own scores do not prove it.
 
 Slow (the worker loads lc-tiny and trains two units): 60-120 s on the shared 2-core box.
 """
@@ -29,8 +30,7 @@ from typing import Any
 import pytest
 import trio
 
-from chain.block import Block, TxBody, VersionBody
-from chain.consensus.scoring import total_score
+from chain.block import Block, TxBody
 from chain.consensus.slashing import evidence_key, false_score_evidence, slash_amounts
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
@@ -39,7 +39,6 @@ from chain.hashing import H
 from chain.lora import LoraConfig
 from chain.params import DEVNET
 from chain.state.model import RewardReason
-from chain.state.view import StateView
 from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, make_tx
 from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
@@ -56,6 +55,7 @@ from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.worker import LazyWorker
 from mempool import DEFAULT_CONFIG, Mempool
 from p2p.blobstore import FileBlobStore
+from tests.support.adversary import LyingVersions
 from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE, dev_genesis
 from tests.support.doubles import FakeClock, NullNetwork
 from tests.support.services_support import learning_producer, propose_on_tip
@@ -110,18 +110,6 @@ class Node:
     def close(self) -> None:
         self.pool.close()
         self.store.close()
-
-
-class Lying:
-    """The test hook: validator0's VERSION proposer claims every batch loss `LIE_MICRO` lower."""
-
-    def __init__(self, honest: RoundsService) -> None:
-        self.honest = honest
-
-    def body(self, reader: StateView, height: int) -> VersionBody:
-        body = self.honest.body(reader, height)
-        scores = tuple(Micro(s - LIE_MICRO) for s in body.per_batch_scores)
-        return dataclasses.replace(body, per_batch_scores=scores, total_score=total_score(scores))
 
 
 async def learning_unit(
@@ -188,9 +176,8 @@ async def run(
     honest = learning_producer(
         tmp, "b", honest_key, b.chain, b.pool, clock, data_blocks=b.data, versions=b.rounds
     )
-    lying = learning_producer(
-        tmp, "a", liar, a.chain, a.pool, clock, data_blocks=a.data, versions=Lying(a.rounds)
-    )
+    lies = LyingVersions(a.rounds, LIE_MICRO)
+    lying = learning_producer(tmp, "a", liar, a.chain, a.pool, clock, data_blocks=a.data, versions=lies)
     await fill_round_0(tmp, worker, nodes, clock)
     while b.chain.height < 5:  # 1 TX (units), 2 DATA (test set), 3 VERSION (no inputs yet), 4, 5
         advance(honest, honest_key, b, nodes, clock)
