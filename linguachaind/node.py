@@ -78,7 +78,6 @@ from p2p.gossip import GossipConfig
 from p2p.host import HostConfig
 from p2p.messages.gossip import GossipKind
 from p2p.service import P2PConfig, P2PService
-from p2p.syncer import SyncState
 from training.base_model import BaseModelError, lora_layout_of, resolve_base_model
 from training.supervisor import TrainingSupervisor, WorkerConfig
 from vdf.prover import VdfProver
@@ -280,7 +279,6 @@ class Node:
         if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
             height, digest = parse_checkpoint(config.checkpoint)
             checkpoint = Checkpoint(Height(height), BlockHash(digest))
-        sync = SyncState()  # set by p2p's syncer (started below)
         rounds = self._open_rounds(store, data)
         chain = self.parts.chain = ChainService(
             store,
@@ -298,7 +296,7 @@ class Node:
         )
         api = NodeApi(store, chain, mempool, vdf, self.clock.now_ms, fetch_unit_blob=data.fetch_unit_blob)
         gate = trio.Event() if self._fetches_checkpoint(store, checkpoint) else None
-        p2p = await self._start_p2p(nursery, api, data.blobs, sync, gate)
+        p2p = await self._start_p2p(nursery, api, data.blobs, gate)
         if gate is not None:  # the syncer waits for the checkpoint the configured peers agree on
             await self.start_service(
                 nursery, "checkpoint", functools.partial(self._fetch_checkpoint, chain, p2p, gate)
@@ -492,11 +490,10 @@ class Node:
         nursery: trio.Nursery,
         api: NodeApi,
         blobs: FileBlobStore,
-        sync: SyncState,
         gate: trio.Event | None = None,
     ) -> P2PService:
         """The libp2p host, gossip, sync and blob protocols; `api` handles what arrives; the syncer
-        sets `sync` while it catches up, and waits for `gate` when one is given."""
+        waits for `gate` when one is given."""
         adopt_library_logger("libp2p")
         config = self.config
         p2p_config = P2PConfig(
@@ -505,9 +502,7 @@ class Node:
             bootstrap=config.bootstrap,
             gossip=GossipConfig(validation_timeout_s=config.gossip_validation_timeout_s),
         )
-        p2p = self.parts.p2p = P2PService(
-            p2p_config, api.chain.params, api, api, api, blobs, sync_state=sync, sync_gate=gate
-        )
+        p2p = self.parts.p2p = P2PService(p2p_config, api.chain.params, api, api, api, blobs, sync_gate=gate)
         await self.start_service(nursery, "p2p", p2p.run)
         self.metrics.gauge("peers", "connected peers", lambda: float(len(p2p.peers())))
         return p2p

@@ -38,7 +38,7 @@ from p2p.messages.gossip import GossipKind
 from p2p.peers import PeerEvent, PeerManager
 from p2p.reqresp import ReqRespServer
 from p2p.scoring import Offence, PeerScores, ScoreConfig
-from p2p.syncer import Syncer, SyncState, SyncStats
+from p2p.syncer import Syncer, SyncStats
 
 if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
@@ -90,7 +90,6 @@ class P2PService:
         chain: ChainSource,
         sink: BlockSink,
         blobs: BlobStore | None = None,
-        sync_state: SyncState | None = None,
         sync_gate: trio.Event | None = None,
     ) -> None:
         """`sync_gate`: the syncer waits for it (see `Syncer`); None: it syncs from the start."""
@@ -133,7 +132,6 @@ class P2PService:
             batch=config.sync_batch,
             timeout_s=config.request_timeout_s,
             peer_tips=self.peers_mgr.tips,
-            state=sync_state,
             gate=sync_gate,
         )
         self.fetcher = BlobFetcher(self.host, chain_id, blobs, self.penalise) if blobs is not None else None

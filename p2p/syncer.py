@@ -60,19 +60,6 @@ class SyncStats:
         return max(0.0, min(1.0, (self.current_height - self.start_height) / span))
 
 
-class SyncState:
-    """Whether the node is catching up now: the syncer sets it; the node passes the same object to
-    the components built before p2p that ask (the rounds service's import check, PROTOCOL §6.5)."""
-
-    __slots__ = ("syncing",)
-
-    def __init__(self) -> None:
-        self.syncing = False
-
-    def is_syncing(self) -> bool:
-        return self.syncing
-
-
 class Syncer:
     def __init__(
         self,
@@ -92,7 +79,6 @@ class Syncer:
         fork_blocks: int = 512,
         fork_peers: int = 4,
         fork_round_s: float = 120.0,
-        state: SyncState | None = None,
         gate: trio.Event | None = None,
     ) -> None:
         """`gate`: while given and not set, the syncer fetches nothing (the node holds it until the
@@ -106,7 +92,7 @@ class Syncer:
         self.window_batches = window_batches  # batches fetched ahead of the importer, at least
         self.poll_s, self.timeout_s = poll_s, timeout_s
         self._wake = trio.Event()
-        self.state = state if state is not None else SyncState()
+        self._syncing = False
         self._target = 0
         self._start = 0
         self._peers = 0
@@ -131,7 +117,7 @@ class Syncer:
 
     def statistics(self) -> SyncStats:
         return SyncStats(
-            self.state.syncing,
+            self._syncing,
             self.chain.tip()[0],
             max(self._target, self.chain.tip()[0]),
             self._start,
@@ -157,7 +143,7 @@ class Syncer:
                 self._failures += 1
                 log.exception("sync round failed")
             finally:
-                self.state.syncing = False
+                self._syncing = False
                 self._polls += 1
 
     async def step(self) -> None:
@@ -297,7 +283,7 @@ class Syncer:
         blocks are fine, the sink's fork choice decides. True if all were accepted."""
         self._rounds += 1
         self._forks += 1
-        self.state.syncing = True
+        self._syncing = True
         target = min(height, ancestor + self.fork_blocks)
         self._start, self._target, self._peers = ancestor, target, 1
         log.info(
@@ -339,7 +325,7 @@ class Syncer:
     async def sync_round(self, ahead: dict[Any, int]) -> None:
         """Fetch and import everything up to the best height any of `ahead` reported."""
         self._rounds += 1
-        self.state.syncing = True
+        self._syncing = True
         tip = self.chain.tip()[0]
         self._start = tip
         self._target = max(ahead.values())
