@@ -119,6 +119,9 @@ class Node:
         self.genesis: Genesis | None = None
         self.base_dir: Path | None = None  # the checked base model directory (None: not here)
         self.validator_key: SecretKey | None = None
+        # Weak subjectivity (PROTOCOL §5.3): the checkpoint given at start, or the one adopted from the
+        # configured peers by `_fetch_checkpoint`, which hands the same one to the chain service.
+        self.checkpoint: Checkpoint | None = None
         self.parts = Parts()  # the components, one name each, filled in start order
         self.progress = ProgressRelay()  # the worker's training progress, to the trainer once it runs
         self.metrics.watch(self.parts)  # tip time, gossip, sync, mempool counters at scrape time
@@ -278,7 +281,7 @@ class Node:
         checkpoint = None
         if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
             height, digest = parse_checkpoint(config.checkpoint)
-            checkpoint = Checkpoint(Height(height), BlockHash(digest))
+            checkpoint = self.checkpoint = Checkpoint(Height(height), BlockHash(digest))
         rounds = self._open_rounds(store, data)
         chain = self.parts.chain = ChainService(
             store,
@@ -384,11 +387,10 @@ class Node:
         return rounds
 
     def _checkpoint_height(self) -> int:
-        """The height of the chain service's weak-subjectivity checkpoint (given, or adopted from
-        the configured peers), 0 without one: the rounds service does not re-score VERSION blocks
-        at or below it (PROTOCOL §6.5, blocks already final)."""
-        chain = self.parts.chain
-        return int(chain.checkpoint.height) if chain is not None and chain.checkpoint is not None else 0
+        """The height of the node's weak-subjectivity checkpoint (given, or adopted from the
+        configured peers), 0 without one: the rounds service does not re-score VERSION blocks at or
+        below it (PROTOCOL §6.5, blocks already final)."""
+        return int(self.checkpoint.height) if self.checkpoint is not None else 0
 
     async def _start_blob_fetch(
         self,
@@ -479,7 +481,9 @@ class Node:
         if got is None:
             log.info("%s", event("checkpoint_not_needed", reason="no configured peer has a final block yet"))
         else:
-            chain.adopt_checkpoint(Checkpoint(*got))
+            adopted = Checkpoint(*got)
+            chain.adopt_checkpoint(adopted)  # raises (stopping the node) when it conflicts
+            self.checkpoint = adopted
             log.info("%s", event("checkpoint_adopted", height=got[0], hash=got[1].hex(), source="peers"))
         gate.set()
         p2p.syncer.poke()
