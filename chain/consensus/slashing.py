@@ -66,8 +66,8 @@ ScoreOracle = Callable[[Header, VersionScores], RecomputedScores | ErrorCode | N
 node resolves the header's parent state): `RecomputedScores`; a transient code while it cannot tell
 yet (BLOB_MISSING: not computed yet, ORPHAN: the parent state is unknown here); a permanent code
 when that round has nothing to score (EVIDENCE_NOT_A_FAULT); None when this node does not evaluate
-models at all (no base model, or syncing blocks the network made final, PROTOCOL §6.5): it follows
-the certificates, as it does for scored VERSION bodies."""
+it (no base model, or no result for a carrying block it knows final, PROTOCOL §6.5): it follows the
+certificates, as it does for scored VERSION bodies."""
 
 
 def evidence_key(kind: EvidenceKind, validator: PubKey, height: int) -> Hash32:
