@@ -253,8 +253,16 @@ def rewards_explain(app: App, target: str) -> None:
             f"rewards of {result.get('address', result.get('height'))}: {format_lc(result['total'])}",
             ["height", "account", "amount", "reason", "ref"],
             [
-                [r["height"], r["account"], format_lc(r["amount"]), r["reason"], r["ref"]]
+                [r["height"], r["account"], format_lc(r["amount"]), reason_text(r), r["ref"]]
                 for r in result["rewards"]
             ],
         ),
     )
+
+
+def reason_text(record: dict[str, Any]) -> str:
+    """The reward's reason; a slash's names its fault (explainrewards' `evidence`)."""
+    fault = record.get("evidence")
+    if not fault:
+        return str(record["reason"])
+    return f"{record['reason']} ({fault['kind']} by {str(fault['validator'])[:16]} at {fault['height']})"
