@@ -108,16 +108,31 @@ class TrainerStatistics:
     adversary: str
 
 
-class ProgressRelay:
-    """The supervisor's `on_progress` callback (fixed when the worker is built), forwarded to the
-    trainer once it exists. Only `Train` jobs send progress events."""
+class TrainingProgress:
+    """The training worker's progress events: the supervisor's `on_progress` (given when the shared
+    worker is built, before the trainer), kept for the trainer's `statistics()` and logged every 10
+    steps. Only `Train` jobs send them."""
 
     def __init__(self) -> None:
-        self.target: Callable[[int, wp.Progress], None] | None = None
+        self.latest = wp.Progress(0, 0, Micro(0), 0)
 
     def __call__(self, job_id: int, progress: wp.Progress) -> None:
-        if self.target is not None:
-            self.target(job_id, progress)
+        self.latest = progress
+        if progress.step == progress.total_steps or progress.step % 10 == 0:
+            log.info(
+                "%s",
+                event(
+                    "training_progress",
+                    step=progress.step,
+                    total=progress.total_steps,
+                    loss=progress.loss_micro / 1e6,
+                    tokens_per_s=round(progress.tokens_per_s_milli / 1000),
+                ),
+            )
+
+    def restart(self, total_steps: int) -> None:
+        """A new training job of `total_steps` starts."""
+        self.latest = wp.Progress(0, total_steps, Micro(0), 0)
 
 
 class _NotYet(Exception):
@@ -140,7 +155,9 @@ class Trainer:
         now_ms: Callable[[], int],
         workdir: Path,
         synced: Callable[[], bool] = lambda: True,
+        progress: TrainingProgress | None = None,
     ) -> None:
+        """`progress`: the worker's progress events, the record its supervisor was built with."""
         self.settings = settings
         self.chain = chain
         self.params: ChainParams = chain.params
@@ -158,7 +175,7 @@ class Trainer:
         self._state = "idle"
         self._trained_on: bytes | None = None  # version id of the last finished attempt
         self._trained_version = -1
-        self._progress = wp.Progress(0, 0, Micro(0), 0)
+        self.progress = progress if progress is not None else TrainingProgress()
         self._submitted = self._refused = self._failed = 0
         self._last_unit: LastUnit | None = None
         self._last_error = ""
@@ -176,20 +193,6 @@ class Trainer:
         if self._job_scope is not None:
             self._job_scope.cancel()
         self._poke.set()
-
-    def on_progress(self, job_id: int, progress: wp.Progress) -> None:
-        self._progress = progress
-        if progress.step == progress.total_steps or progress.step % 10 == 0:
-            log.info(
-                "%s",
-                event(
-                    "training_progress",
-                    step=progress.step,
-                    total=progress.total_steps,
-                    loss=progress.loss_micro / 1e6,
-                    tokens_per_s=round(progress.tokens_per_s_milli / 1000),
-                ),
-            )
 
     # -- the loop ---------------------------------------------------------------------------------------
 
@@ -303,7 +306,7 @@ class Trainer:
             dp_delta_nano=wp.nano(DP_DELTA) if self._dp_noise_milli else 0,
         )
         self._state = "training"
-        self._progress = wp.Progress(0, s.steps, Micro(0), 0)
+        self.progress.restart(s.steps)
         start = time.monotonic()
         log.info("%s", event("training_started", version=version.version, steps=s.steps))
         result = await supervisor.train(request)
@@ -369,7 +372,7 @@ class Trainer:
         )
 
     def statistics(self) -> TrainerStatistics:
-        p = self._progress
+        p = self.progress.latest
         return TrainerStatistics(
             enabled=self.enabled,
             state=self._state,
