@@ -352,3 +352,28 @@ def test_a_slash_record_points_at_the_fault_it_was_for(state: MemoryState) -> No
     ov = StateOverlay(state)
     assert apply_tx(P, ov, evidence_tx(ev), Height(6)) is None
     assert {bytes(r.ref) for r in ov.rewards} == {bytes(evidence_key(ev.kind, *accused(ev)))}
+
+
+def test_evidence_an_honest_node_brings_is_accepted_by_every_honest_node() -> None:
+    """Two honest evaluations of one round differ by at most the measured variation V per batch.
+    Whenever one node would report or include evidence (margin `score_tolerance_micro`), the other,
+    which validates with no margin, finds the claim false too: honest nodes never split over it.
+    And a claim within `score_tolerance_micro` of the truth (an honest proposer's) is never a fault.
+    Checked over the whole band around both thresholds, both signs, the variation either way."""
+    v, s = MEASURED_VARIATION_MICRO, P.score_tolerance_micro
+    previous = [HONEST_PREVIOUS] * N
+    mine = RecomputedScores(dict.fromkeys(range(N), HONEST_NEW), HONEST_PREVIOUS, dict(enumerate(previous)))
+    offsets = {*range(0, T + s + 2 * v, 97), T, T + 1, T + s, T + s + 1}
+    for offset in sorted(offsets):
+        for sign in (1, -1):
+            claim = claimed_body([HONEST_NEW + (sign * offset if b == 3 else 0) for b in range(N)], previous)
+            for w in (-v, 0, v):
+                theirs = RecomputedScores(
+                    {b: HONEST_NEW + (w if b == 3 else -w) for b in range(N)},
+                    HONEST_PREVIOUS + w,
+                    {b: HONEST_PREVIOUS - w for b in range(N)},
+                )
+                if claim_is_false(P, claim.scores, mine, margin=s):
+                    assert claim_is_false(P, claim.scores, theirs), (offset, sign, w)
+                if offset <= s:
+                    assert not claim_is_false(P, claim.scores, theirs), (offset, sign, w)
