@@ -66,7 +66,7 @@ from linguachaind.services.interfaces import WallClock
 from linguachaind.services.producer import Producer, agreed_final
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.submit import TxSubmitter
-from linguachaind.services.trainer import Adversary, ProgressRelay, Trainer, TrainerSettings, sender_nonce
+from linguachaind.services.trainer import Adversary, Trainer, TrainerSettings, TrainingProgress, sender_nonce
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.services.worker import LazyWorker
 from linguachaind.slashing_protection import SlashingProtection
@@ -124,7 +124,7 @@ class Node:
         # configured peers by `_fetch_checkpoint`, which hands the same one to the chain service.
         self.checkpoint: Checkpoint | None = None
         self.parts = Parts()  # the components, one name each, filled in start order
-        self.progress = ProgressRelay()  # the worker's training progress, to the trainer once it runs
+        self.progress = TrainingProgress()  # the worker's training progress, which the trainer shows
         self.metrics.watch(self.parts)  # tip time, gossip, sync, mempool counters at scrape time
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -279,10 +279,7 @@ class Node:
         store = self._open_chain_store(genesis)
         data = self._open_blobs(store)
         mempool = self._open_mempool(store, data)
-        checkpoint = None
-        if config.checkpoint:  # weak subjectivity (PROTOCOL §5.3): validated by config.validate
-            height, digest = parse_checkpoint(config.checkpoint)
-            checkpoint = self.checkpoint = Checkpoint(Height(height), BlockHash(digest))
+        checkpoint = self.checkpoint = given_checkpoint(config)
         rounds = self._open_rounds(store, data)
         chain = self.parts.chain = ChainService(
             store,
@@ -598,12 +595,21 @@ class Node:
             now_ms=self.clock.now_ms,
             workdir=self.layout.root / "training",
             synced=functools.partial(caught_up, p2p, chain),
+            progress=self.progress,
         )
-        self.progress.target = trainer.on_progress
         await self.start_service(nursery, "trainer", trainer.run)
 
 
 # -- small node tasks ------------------------------------------------------------------------------
+
+
+def given_checkpoint(config: NodeConfig) -> Checkpoint | None:
+    """The weak-subjectivity checkpoint of `--checkpoint HEIGHT:HASH` (PROTOCOL §5.3; checked by
+    `NodeConfig.validate`), or None."""
+    if not config.checkpoint:
+        return None
+    height, digest = parse_checkpoint(config.checkpoint)
+    return Checkpoint(Height(height), BlockHash(digest))
 
 
 def base_model_dir(genesis: Genesis) -> Path | None:
@@ -633,7 +639,7 @@ def worker_factory(
     model_dir: Path,
     genesis_hash: bytes,
     config: NodeConfig,
-    on_progress: ProgressRelay | None = None,
+    on_progress: TrainingProgress | None = None,
 ) -> Callable[[], TrainingSupervisor]:
     """The training worker of the genesis base model in `model_dir`, for the rounds service to start
     on first use."""
