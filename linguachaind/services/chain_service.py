@@ -2,12 +2,13 @@
 
 Owns: the one writer of the block store. `import_block` sequences validation (PROTOCOL §4.7, over
 this service as the `ChainView`): header and body rules (chain.consensus.validate_block, which
-checks every tx signature of a received block), the state transition on the parent state (chain.state.transition,
-signatures not verified again), the state root; then connects to the tip or keeps a valid side
-block, tells the mempool, updates finality and fork choice and reorganises through the store's undo
-records. It answers an `ImportResult`. It also holds orphans until their parent arrives and
-attestations until their block does. Must not: decide consensus rules (chain.consensus does), sign
-anything (producer, attester), or talk to the network (callers publish).
+checks every tx signature of a received block), the state transition on the parent state
+(chain.state.transition, signatures not verified again), the state root; then connects to the tip or
+keeps a valid side block, tells the mempool, updates finality and fork choice and reorganises
+through the store's undo records. It answers an `ImportResult`. It also holds orphans until their
+parent arrives and attestations until their block does. Must not: decide consensus rules
+(chain.consensus does), sign anything (producer, attester), or talk to the network (callers
+publish).
 
 States of blocks other than the tip are views, never copies: a main-chain ancestor's state is the
 tip state overlaid with the undo records of the blocks above it; a side block's state is its parent's
