@@ -4,15 +4,16 @@ Owns: `ServiceStack` (store, chain service, VDF service with a real prover proce
 slashing protection, optional real mempool with the evidence reporter) and `run_stack`; `Validator`
 (one validator's producer and attester over a shared chain service, called directly, with the VDF
 computed in-process by `vdf_for`); `learning_producer` and `propose_on_tip` (a producer with DATA and
-VERSION proposers, honest or tampered, driven one block at a time).
+VERSION proposers, honest or tampered, driven one block at a time); `two_validators` (a chain service
+with two validators ordered by their rank at height 1).
 Must not: mock the store, the VDF or the signatures.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,7 +37,8 @@ from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
-from tests.support.doubles import NullNetwork
+from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
+from tests.support.doubles import FakeClock, NullNetwork
 
 
 @dataclass
@@ -141,6 +143,25 @@ class Validator:
         block = self.producer.assemble(parent, self.duty(chain, parent), *vdf_for(parent))
         assert block is not None
         return block
+
+
+@contextmanager
+def two_validators(tmp: Path) -> Iterator[tuple[Genesis, ChainService, FakeClock, list[Validator]]]:
+    """A two-validator devnet chain service on a real store, its clock past every rank's time, and
+    the validators sorted by rank at height 1 (`[leader, backup]`); closed on exit."""
+    genesis, keys = dev_genesis(2)
+    clock = FakeClock(GENESIS_TIME_MS + 100_000)  # every rank's time has come
+    store = BlockStore.open(tmp / "chain", genesis)
+    chain = ChainService(store, clock)
+    vals = [Validator(tmp, f"v{i}", keys[f"validator{i}"], chain, clock) for i in range(2)]
+    parent = chain.tip_header()
+    vals.sort(key=lambda v: v.duty(chain, parent).rank)  # vals[0] leads height 1, vals[1] is its backup
+    try:
+        yield genesis, chain, clock, vals
+    finally:
+        for v in vals:
+            v.protection.close()
+        store.close()
 
 
 def learning_producer(

@@ -23,7 +23,7 @@ from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.support.doubles import FakeClock, NullNetwork
-from tests.support.services_support import Validator, vdf_for
+from tests.support.services_support import Validator, two_validators, vdf_for
 from tests.support.waiting import wait_until
 
 KEY = dev_genesis(1)[1]["validator0"].pubkey
@@ -68,17 +68,8 @@ def test_a_proposal_recorded_without_the_mark_is_never_released(tmp_path: Path) 
 
 @pytest.fixture
 def two(tmp_path: Path) -> Iterator[tuple[Genesis, ChainService, FakeClock, list[Validator]]]:
-    genesis, keys = dev_genesis(2)
-    clock = FakeClock(GENESIS_TIME_MS + 100_000)  # every rank's time has come
-    store = BlockStore.open(tmp_path / "chain", genesis)
-    chain = ChainService(store, clock)
-    vals = [Validator(tmp_path, f"v{i}", keys[f"validator{i}"], chain, clock) for i in range(2)]
-    parent = chain.tip_header()
-    vals.sort(key=lambda v: v.duty(chain, parent).rank)  # vals[0] leads height 1, vals[1] is its backup
-    yield genesis, chain, clock, vals
-    for v in vals:
-        v.protection.close()
-    store.close()
+    with two_validators(tmp_path) as world:
+        yield world
 
 
 def fork_at_one(chain: ChainService, leader: Validator, backup: Validator) -> tuple[Block, Block]:

@@ -28,23 +28,14 @@ from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.support.doubles import FakeClock, NullNetwork
-from tests.support.services_support import NoVdf, Validator, vdf_for
+from tests.support.services_support import NoVdf, Validator, two_validators, vdf_for
 from tests.support.waiting import wait_until
 
 
 @pytest.fixture
 def two(tmp_path: Path) -> Iterator[tuple[Genesis, ChainService, FakeClock, list[Validator]]]:
-    genesis, keys = dev_genesis(2)
-    clock = FakeClock(GENESIS_TIME_MS + 100_000)  # every rank's time has come
-    store = BlockStore.open(tmp_path / "chain", genesis)
-    chain = ChainService(store, clock)
-    vals = [Validator(tmp_path, f"v{i}", keys[f"validator{i}"], chain, clock) for i in range(2)]
-    parent = chain.tip_header()
-    vals.sort(key=lambda v: v.duty(chain, parent).rank)  # vals[0] leads height 1, vals[1] is its backup
-    yield genesis, chain, clock, vals
-    for v in vals:
-        v.protection.close()
-    store.close()
+    with two_validators(tmp_path) as world:
+        yield world
 
 
 def test_lower_rank_wins_then_attested_weight_wins_with_reorgs(
