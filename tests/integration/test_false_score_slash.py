@@ -21,7 +21,6 @@ Slow (the worker loads lc-tiny and trains two units): 60-120 s on the shared 2-c
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -30,44 +29,36 @@ from typing import Any
 import pytest
 import trio
 
-from chain.block import Block, TxBody
+from chain.block import TxBody
 from chain.consensus.slashing import evidence_key, false_score_evidence, slash_amounts
 from chain.crypto import SecretKey, account_id
 from chain.errors import ErrorCode
 from chain.evidence import EvidenceKind
 from chain.hashing import H
 from chain.lora import LoraConfig
-from chain.params import DEVNET
 from chain.state.model import RewardReason
-from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, make_tx
-from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
-from chain.units import DataFormat, Encryption, LearningUnit
+from chain.units import DataFormat
 from linguachaind.config import build_config
 from linguachaind.parts import Parts
 from linguachaind.rpc.methods import RpcContext, build_methods
-from linguachaind.services.chain_service import AddBlockResult, ChainService
-from linguachaind.services.datablocks import DataBlocks, store_data_unit
+from linguachaind.services.datablocks import store_data_unit
 from linguachaind.services.evidence import EvidenceReporter
-from linguachaind.services.producer import Producer
-from linguachaind.services.rounds import RoundsService
 from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.worker import LazyWorker
-from mempool import DEFAULT_CONFIG, Mempool
-from p2p.blobstore import FileBlobStore
 from tests.support.adversary import LyingVersions
-from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE, dev_genesis
+from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE
 from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.learning_nodes import LEARNING_PARAMS, LearningNode, advance, learning_unit
 from tests.support.services_support import learning_producer, propose_on_tip
 from tests.support.tiny_lm import base_model_dir
 from tests.support.waiting import wait_until
-from training import protocol as wp
 from training.supervisor import TrainingSupervisor, WorkerConfig
 
 pytestmark = pytest.mark.slow
 
-P = dataclasses.replace(DEVNET, version_lag_rounds=1)
 LIE_MICRO = 300_000  # more than score_slash_tolerance + score_tolerance (220,000): reported
+P = LEARNING_PARAMS
 SLOT_MS = 2_500  # a block every 2.5 s of the fake clock: rank 1 may propose too
 TEXTS = [
     "the miller walks to the river every morning to check the wheel.",
@@ -83,67 +74,9 @@ TEXTS = [
 ]
 
 
-class Node:
-    def __init__(self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker | None) -> None:
-        self.genesis, self.keys = dev_genesis(2, funded=("alice", "bob", "validator1"), params=P)
-        genesis = self.genesis
-        self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
-        self.blobs = FileBlobStore(tmp / f"{name}-blobs")
-        self.data = DataBlocks(P, self.store, self.blobs)
-        self.pool = Mempool.open(
-            tmp / f"{name}-pool",
-            P,
-            config=DEFAULT_CONFIG,
-            reader=self.store.reader(),
-            now_ms=clock.now_ms(),
-            unit_check=self.data.unit_blob_problem,
-        )
-        self.rounds = RoundsService(self.store, self.data, worker)
-        self.chain = ChainService(
-            self.store,
-            clock,
-            mempool=self.pool,
-            learning_check=self.rounds.check_block,
-            scores_of=self.rounds.scores_of,
-        )
-
-    def close(self) -> None:
-        self.pool.close()
-        self.store.close()
-
-
-async def learning_unit(
-    supervisor: TrainingSupervisor, nodes: list[Node], author: SecretKey, data: Path, seed: int
-) -> LearningUnit:
-    out = data.parent / f"update-{seed}.safetensors"
-    train = wp.Train(str(data), "", str(out), 12, 0, 8, wp.nano(2e-2), seed, 10**6, 0, wp.nano(1e-5))
-    result = await supervisor.train(train)
-    blob = out.read_bytes()
-    for node in nodes:  # what the gossip fetch does between nodes
-        await node.blobs.put_bytes(blob)
-    unit = LearningUnit(
-        chain_id=ChainId(P.chain_id),
-        author=author.pubkey,
-        base_version_id=ZERO_HASH,
-        adapter_blob_hash=BlobHash(result.blob_hash),
-        n_examples=result.n_examples,
-        train_loss_micro=Micro(result.train_loss_micro),
-        dp_epsilon_micro=0,
-        encryption=Encryption.PLAINTEXT,
-        byte_size=len(blob),
-        created_ms=TimestampMs(GENESIS_TIME_MS),
-        pow_nonce=0,
-    )
-    return await trio.to_thread.run_sync(unit.mined, P)
-
-
-def advance(prod: Producer, key: SecretKey, home: Node, nodes: list[Node], clock: FakeClock) -> Block:
-    """The next block, proposed by `prod` on `home`'s tip and imported by every node."""
-    clock.advance(SLOT_MS)
-    block = propose_on_tip(prod, home.chain, key)
-    for node in nodes:
-        assert node.chain.import_block(block) is AddBlockResult.NEW_TIP
-    return block
+def validators_node(tmp: Path, name: str, clock: FakeClock, worker: LazyWorker | None) -> LearningNode:
+    """Two validators: validator0 proposes the false score, validator1 reports it."""
+    return LearningNode(tmp, name, clock, worker, validators=2, funded=("alice", "bob", "validator1"))
 
 
 async def test_a_falsified_score_is_refused_and_its_proposer_slashed_on_every_node(tmp_path: Path) -> None:
@@ -152,8 +85,8 @@ async def test_a_falsified_score_is_refused_and_its_proposer_slashed_on_every_no
         base_model_dir(tmp_path), bytes(H(b"genesis")), LoraConfig.from_params(P), device="cpu", threads=1
     )
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
-    a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
-    c = Node(tmp_path, "c", clock, None)  # no base model here: it follows the certificates
+    a, b = validators_node(tmp_path, "a", clock, worker), validators_node(tmp_path, "b", clock, worker)
+    c = validators_node(tmp_path, "c", clock, None)  # no base model here: it follows the certificates
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(worker.run)
@@ -166,7 +99,7 @@ async def test_a_falsified_score_is_refused_and_its_proposer_slashed_on_every_no
 
 
 async def run(
-    tmp: Path, nursery: trio.Nursery, worker: LazyWorker, nodes: list[Node], clock: FakeClock
+    tmp: Path, nursery: trio.Nursery, worker: LazyWorker, nodes: list[LearningNode], clock: FakeClock
 ) -> None:
     a, b, _ = nodes
     keys = a.keys
@@ -180,7 +113,7 @@ async def run(
     lying = learning_producer(tmp, "a", liar, a.chain, a.pool, clock, data_blocks=a.data, versions=lies)
     await fill_round_0(tmp, worker, nodes, clock)
     while b.chain.height < 5:  # 1 TX (units), 2 DATA (test set), 3 VERSION (no inputs yet), 4, 5
-        advance(honest, honest_key, b, nodes, clock)
+        advance(honest, honest_key, b, nodes, clock, SLOT_MS)
     nursery.start_soon(a.rounds.run, a.chain)
     nursery.start_soon(b.rounds.run, b.chain)
     await wait_until(
@@ -192,13 +125,13 @@ async def run(
     assert a.chain.import_block(false_block) is ErrorCode.BAD_BODY  # honest code refuses it
     assert b.chain.import_block(false_block) is ErrorCode.BAD_BODY
     assert len(reporter.submitted) == 1  # B's reporter saw the false claim
-    honest_version = advance(honest, honest_key, b, nodes, clock)  # 6, validator1's
+    honest_version = advance(honest, honest_key, b, nodes, clock, SLOT_MS)  # 6, validator1's
     assert honest_version.body.units  # type: ignore[union-attr]  # it improves
     bogus = false_score_evidence(honest_version)  # evidence against an honest block
     assert bogus is not None
     bogus_tx = make_tx(keys["alice"], P.chain_id, 2, P.min_fee, SlashEvidence(bogus))
     assert b.pool.add(bogus_tx, clock.now_ms()) == bogus_tx.id  # model-free part valid: admitted
-    evidence_block = advance(honest, honest_key, b, nodes, clock)  # 7 TX, imported by A and C too
+    evidence_block = advance(honest, honest_key, b, nodes, clock, SLOT_MS)  # 7 TX, imported by A and C too
     body = evidence_block.body
     assert isinstance(body, TxBody)
     assert [tx.id for tx in body.txs] == [reporter.submitted[0].id]  # the bogus one is left out
@@ -210,7 +143,7 @@ async def run(
     assert all(r["evidence"] == fault for r in slashes)  # `rewards explain 7` says why
 
 
-async def explain(tmp: Path, node: Node, height: int) -> Any:
+async def explain(tmp: Path, node: LearningNode, height: int) -> Any:
     """`explainrewards HEIGHT` as the daemon's RPC answers it from `node`'s store."""
     (tmp / "linguachain.toml").write_text('network = "devnet"\n')
     ctx = RpcContext(
@@ -225,7 +158,7 @@ async def explain(tmp: Path, node: Node, height: int) -> Any:
     return await method.fn(height)
 
 
-async def fill_round_0(tmp: Path, worker: LazyWorker, nodes: list[Node], clock: FakeClock) -> None:
+async def fill_round_0(tmp: Path, worker: LazyWorker, nodes: list[LearningNode], clock: FakeClock) -> None:
     """A data unit and two learning units trained by the real worker, in B's mempool."""
     a, b, c = nodes
     keys = b.keys
@@ -248,7 +181,9 @@ async def fill_round_0(tmp: Path, worker: LazyWorker, nodes: list[Node], clock: 
         assert b.pool.add(tx, clock.now_ms()) == tx.id
 
 
-def check_slashed(nodes: list[Node], liar: SecretKey, reporter: SecretKey, fault: int, at: int) -> None:
+def check_slashed(
+    nodes: list[LearningNode], liar: SecretKey, reporter: SecretKey, fault: int, at: int
+) -> None:
     total, _ = slash_amounts(P, EvidenceKind.FALSE_SCORE, VALIDATOR_STAKE)
     share = total * P.slash_reporter_share_permille // 1000
     key = evidence_key(EvidenceKind.FALSE_SCORE, liar.pubkey, fault)

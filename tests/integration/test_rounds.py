@@ -22,38 +22,34 @@ from pathlib import Path
 import pytest
 import trio
 
-from chain.block import Block, UnitWeight, VersionBody
+from chain.block import UnitWeight, VersionBody
 from chain.consensus.scoring import total_score
 from chain.crypto import SecretKey
 from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.lora import LoraConfig
-from chain.params import DEVNET
 from chain.state import learning
 from chain.state.model import RewardReason
 from chain.state.view import StateView
-from chain.store.blockstore import BlockStore
 from chain.tx import make_tx
-from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
-from chain.units import DataFormat, Encryption, LearningUnit
-from linguachaind.services.chain_service import AddBlockResult, ChainService
-from linguachaind.services.datablocks import DataBlocks, store_data_unit
+from chain.types import Micro
+from chain.units import DataFormat, LearningUnit
+from linguachaind.services.chain_service import AddBlockResult
+from linguachaind.services.datablocks import store_data_unit
 from linguachaind.services.producer import Producer
 from linguachaind.services.rounds import RoundsService
 from linguachaind.services.worker import LazyWorker
-from mempool import DEFAULT_CONFIG, Mempool
-from p2p.blobstore import FileBlobStore
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.support.doubles import FakeClock
+from tests.support.learning_nodes import LEARNING_PARAMS as P
+from tests.support.learning_nodes import LearningNode, advance, learning_unit
 from tests.support.services_support import learning_producer, propose_on_tip
 from tests.support.tiny_lm import base_model_dir
 from tests.support.waiting import wait_until
-from training import protocol as wp
 from training.supervisor import TrainingSupervisor, WorkerConfig
 
 pytestmark = pytest.mark.slow
 
-P = dataclasses.replace(DEVNET, version_lag_rounds=1)
 TEXTS = [
     "the miller walks to the river every morning to check the wheel.",
     "the wheel of the mill turns slowly when the river is low in summer.",
@@ -70,32 +66,6 @@ TEXTS = [
 ]
 
 
-class Node:
-    def __init__(
-        self, tmp: Path, name: str, clock: FakeClock, worker: LazyWorker, *, checkpoint: int = 0
-    ) -> None:
-        genesis, self.keys = dev_genesis(1, funded=("alice", "bob"), params=P)
-        self.store = BlockStore.open(tmp / f"{name}-chain", genesis)
-        self.blobs = FileBlobStore(tmp / f"{name}-blobs")
-        self.data = DataBlocks(P, self.store, self.blobs)
-        self.pool = Mempool.open(
-            tmp / f"{name}-pool",
-            P,
-            config=DEFAULT_CONFIG,
-            reader=self.store.reader(),
-            now_ms=clock.now_ms(),
-            unit_check=self.data.unit_blob_problem,
-        )
-        self.rounds = RoundsService(self.store, self.data, worker, final_floor=lambda: checkpoint)
-        self.chain = ChainService(
-            self.store, clock, mempool=self.pool, learning_check=self.rounds.check_block
-        )
-
-    def close(self) -> None:
-        self.pool.close()
-        self.store.close()
-
-
 class Tampered:
     """A VERSION proposer that changes the honest body with `change`."""
 
@@ -106,47 +76,14 @@ class Tampered:
         return self.change(self.honest.body(reader, height))  # type: ignore[operator,no-any-return]
 
 
-def tampered(tmp: Path, name: str, key: SecretKey, node: Node, clock: FakeClock, change: object) -> Producer:
+def tampered(
+    tmp: Path, name: str, key: SecretKey, node: LearningNode, clock: FakeClock, change: object
+) -> Producer:
     """A producer on `node` whose VERSION body is the honest one changed by `change`."""
     versions = Tampered(node.rounds, change)
     return learning_producer(
         tmp, name, key, node.chain, node.pool, clock, data_blocks=node.data, versions=versions
     )
-
-
-def advance(prod: Producer, a: Node, others: list[Node], key: SecretKey, clock: FakeClock) -> Block:
-    """The next block, proposed on A and imported by all (the others check it without effects)."""
-    clock.advance(1_000)
-    block = propose_on_tip(prod, a.chain, key)
-    for node in others:
-        assert node.chain.import_block(block) is AddBlockResult.NEW_TIP
-    assert a.chain.import_block(block) is AddBlockResult.NEW_TIP
-    return block
-
-
-async def learning_unit(
-    supervisor: TrainingSupervisor, nodes: list[Node], author: SecretKey, data: Path, seed: int
-) -> LearningUnit:
-    out = data.parent / f"update-{seed}.safetensors"
-    train = wp.Train(str(data), "", str(out), 12, 0, 8, wp.nano(2e-2), seed, 10**6, 0, wp.nano(1e-5))
-    result = await supervisor.train(train)
-    blob = out.read_bytes()
-    for node in nodes:  # what the gossip fetch does between nodes
-        await node.blobs.put_bytes(blob)
-    unit = LearningUnit(
-        chain_id=ChainId(P.chain_id),
-        author=author.pubkey,
-        base_version_id=ZERO_HASH,
-        adapter_blob_hash=BlobHash(result.blob_hash),
-        n_examples=result.n_examples,
-        train_loss_micro=Micro(result.train_loss_micro),
-        dp_epsilon_micro=0,
-        encryption=Encryption.PLAINTEXT,
-        byte_size=len(blob),
-        created_ms=TimestampMs(GENESIS_TIME_MS),
-        pow_nonce=0,
-    )
-    return await trio.to_thread.run_sync(unit.mined, P)
 
 
 async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path: Path) -> None:
@@ -156,8 +93,10 @@ async def test_a_version_block_improves_the_model_and_both_nodes_agree(tmp_path:
         base_model_dir(tmp_path), bytes(H(b"genesis")), LoraConfig.from_params(P), device="cpu", threads=1
     )
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
-    a, b = Node(tmp_path, "a", clock, worker), Node(tmp_path, "b", clock, worker)
-    c = Node(tmp_path, "c", clock, worker, checkpoint=6)  # knows height 6 final: aggregates, no scores
+    a, b = LearningNode(tmp_path, "a", clock, worker), LearningNode(tmp_path, "b", clock, worker)
+    c = LearningNode(
+        tmp_path, "c", clock, worker, checkpoint=6
+    )  # knows height 6 final: aggregates, no scores
     key, alice, bob = keys["validator0"], keys["alice"], keys["bob"]
     try:
         async with trio.open_nursery() as nursery:
@@ -174,7 +113,7 @@ async def run_round(
     tmp: Path,
     nursery: trio.Nursery,
     worker: LazyWorker,
-    nodes: list[Node],
+    nodes: list[LearningNode],
     key: SecretKey,
     alice: SecretKey,
     bob: SecretKey,
@@ -199,14 +138,14 @@ async def run_round(
     for tx in txs:
         assert a.pool.add(tx, clock.now_ms()) == tx.id
     honest = learning_producer(tmp, "a", key, a.chain, a.pool, clock, data_blocks=a.data, versions=a.rounds)
-    advance(honest, a, [b, c], key, clock)  # 1 TX: the three units
-    data_block = advance(honest, a, [b, c], key, clock)  # 2 DATA: the test set
+    advance(honest, key, a, [b, c, a], clock)  # 1 TX: the three units
+    data_block = advance(honest, key, a, [b, c, a], clock)  # 2 DATA: the test set
     assert data_block.body.report.n_selected == len(TEXTS)  # type: ignore[union-attr]
-    assert not advance(honest, a, [b, c], key, clock).body.units  # type: ignore[union-attr]  # 3: no inputs yet
+    assert not advance(honest, key, a, [b, c, a], clock).body.units  # type: ignore[union-attr]  # 3: no inputs yet
     nursery.start_soon(a.rounds.run, a.chain)
     nursery.start_soon(b.rounds.run, b.chain)
-    advance(honest, a, [b, c], key, clock)  # 4 TX
-    advance(honest, a, [b, c], key, clock)  # 5 DATA (empty)
+    advance(honest, key, a, [b, c, a], clock)  # 4 TX
+    advance(honest, key, a, [b, c, a], clock)  # 5 DATA (empty)
     await wait_until(
         lambda: min(a.rounds.statistics().computed, b.rounds.statistics().computed) >= 1, 500, 0.2
     )
@@ -215,7 +154,7 @@ async def run_round(
 
 def check_version(
     tmp: Path,
-    nodes: list[Node],
+    nodes: list[LearningNode],
     key: SecretKey,
     clock: FakeClock,
     honest: Producer,
