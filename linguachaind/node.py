@@ -1,10 +1,11 @@
 """The node: every component, started in one order and stopped in the reverse (ARCHITECTURE.md §1).
 
 Owns: the start order, which reads top to bottom in `_start_all`: datadir lock and PID file ->
-genesis and validator key -> chain store -> blob store and DATA blocks -> mempool -> rounds service
--> chain service -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound
-message) -> blob fetch, training worker, rounds -> tx submitter -> chain retries and VDF ->
-(validators) attester, producer, evidence reporter -> (train_data) trainer -> mempool expiry.
+genesis and validator key -> chain store -> blob store and DATA blocks -> mempool -> tx submitter
+-> rounds service -> (validators) evidence reporter -> chain service (given the reporter as its
+watcher) -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound message) ->
+blob fetch, training worker, rounds -> tx publishing -> chain retries and VDF -> (validators)
+attester, producer, the evidence reporter's loop -> (train_data) trainer -> mempool expiry.
 Every component gets what it uses at construction, built before it, or, for a service's background
 loop, as an argument of its `run` (ARCHITECTURE.md "Start order"); nothing is set afterwards.
 And the stop order (each service cancelled and awaited in reverse, then stores closed in reverse),
@@ -279,8 +280,10 @@ class Node:
         store = self._open_chain_store(genesis)
         data = self._open_blobs(store)
         mempool = self._open_mempool(store, data)
+        txs = self.parts.txs = TxSubmitter(mempool, self.clock)  # admits now, publishes once p2p runs
         checkpoint = self.checkpoint = given_checkpoint(config)
         rounds = self._open_rounds(store, data)
+        reporter = self._open_reporter(store, key, mempool, txs, rounds)  # validators only
         chain = self.parts.chain = ChainService(
             store,
             self.clock,
@@ -288,6 +291,7 @@ class Node:
             checkpoint=checkpoint,
             learning_check=rounds.check_block,
             scores_of=rounds.scores_of,  # FALSE_SCORE evidence is checked against this node's scores
+            watchers=(reporter,) if reporter is not None else (),
         )
         await self._start_rpc(nursery)  # answers WARMING_UP for the parts below until they run
         computes = config.validator or config.timelord
@@ -304,14 +308,13 @@ class Node:
             )
         await self._start_blob_fetch(nursery, data, rounds, chain, p2p)
         outbound = Outbound(p2p)  # what the services publish: encode, then p2p
-        txs = self.parts.txs = TxSubmitter(mempool, self.clock, outbound)
-        await self.start_service(nursery, "tx-submit", txs.run)
+        await self.start_service(nursery, "tx-submit", functools.partial(txs.run, outbound))
         await self.start_service(nursery, "vote-reannounce", functools.partial(reannounce_votes, p2p, chain))
         await self.start_service(nursery, "chain", chain.run)  # retries early blocks and orphans
         follow = chain if (config.validator or config.timelord) else None
         await self.start_service(nursery, "vdf", functools.partial(vdf.run, tip=follow, network=outbound))
         if key is not None:
-            await self._start_validator(nursery, key, chain, vdf, mempool, txs, outbound, p2p)
+            await self._start_validator(nursery, key, chain, vdf, mempool, outbound, p2p)
         unit_key = SecretKey(load_or_create_seed(config.train_key_file)) if config.train_key_file else key
         if unit_key is not None and config.train_data is not None:
             await self._start_trainer(nursery, unit_key, chain, data, mempool, txs, p2p)
@@ -383,6 +386,24 @@ class Node:
         worker = self.parts.worker = LazyWorker(store.params, factory) if factory is not None else None
         rounds = self.parts.rounds = RoundsService(store, data, worker, final_floor=self._checkpoint_height)
         return rounds
+
+    def _open_reporter(
+        self,
+        store: BlockStore,
+        key: SecretKey | None,
+        mempool: Mempool,
+        txs: TxSubmitter,
+        rounds: RoundsService,
+    ) -> EvidenceReporter | None:
+        """A validator's evidence reporter (PROTOCOL §5.3), paid to `key`'s account: built before the
+        chain service, which shows it every header and vote from its first import on; its loop
+        (`run(chain)`) starts with the attester and producer."""
+        if key is None:
+            return None
+        reporter = self.parts.evidence = EvidenceReporter(
+            store, key, mempool, txs, false_scores=rounds.false_scores
+        )
+        return reporter
 
     def _checkpoint_height(self) -> int:
         """The height of the node's weak-subjectivity checkpoint (given, or adopted from the
@@ -516,11 +537,11 @@ class Node:
         chain: ChainService,
         vdf: VdfService,
         mempool: Mempool,
-        txs: TxSubmitter,
         outbound: Outbound,
         p2p: P2PService,
     ) -> None:
-        """Attester, producer (held back while the node syncs) and evidence reporter."""
+        """Attester, producer (held back while the node syncs) and the evidence reporter's loop (the
+        reporter itself was built before the chain service, as its watcher)."""
         parts = self.parts
         protection = SlashingProtection.open(self.layout.slashing_protection, key.pubkey)
         self.add_closer("slashing_protection", protection.close)
@@ -551,12 +572,10 @@ class Node:
             # held back while its chain lacks the final block its peers agree on (catching up)
             peer_final=lambda: agreed_final(list(p2p.peers_mgr.finals().values())),
         )
-        rounds = parts.rounds
-        false_scores = rounds.false_scores if rounds is not None else None
-        reporter = parts.evidence = EvidenceReporter(chain, key, mempool, txs, false_scores=false_scores)
         await self.start_service(nursery, "attester", attester.run)
         await self.start_service(nursery, "producer", producer.run)
-        await self.start_service(nursery, "evidence", reporter.run)
+        if parts.evidence is not None:
+            await self.start_service(nursery, "evidence", functools.partial(parts.evidence.run, chain))
         log.info("%s", event("validator_started", pubkey=key.pubkey.hex()[:16]))
 
     async def _start_trainer(

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Final, TypeAlias
@@ -119,11 +119,14 @@ class ChainService:
         checkpoint: Checkpoint | None = None,
         learning_check: LearningCheck | None = None,
         scores_of: ScoresOf | None = None,
+        watchers: Sequence[ChainWatcher] = (),
     ) -> None:
         """`learning_check`: the import check of DATA and VERSION bodies with blobs and background
         results (the rounds service's `check_block`, built before this service); None in tests that
         run without blobs. `scores_of`: FALSE_SCORE's oracle (the rounds service's `scores_of`),
-        asked with the claimed block's parent state; None: FALSE_SCORE evidence is BAD_EVIDENCE."""
+        asked with the claimed block's parent state; None: FALSE_SCORE evidence is BAD_EVIDENCE.
+        `watchers` are shown every block header handed to `import_block` (with its result) and every
+        vote (the evidence reporter, PROTOCOL §5.3, built before this service)."""
         self._scores_of = scores_of
         self.store = store
         self.params = store.params
@@ -151,7 +154,7 @@ class ChainService:
         self._version = 0
         self._changed = trio.Event()
         self._imported = self._rejected = self._reorgs = 0
-        self._watchers: list[ChainWatcher] = []
+        self._watchers = tuple(watchers)
         self.learning_check = learning_check
         self._load_main_headers()
 
@@ -177,11 +180,6 @@ class ChainService:
             return None
         oracle = self.score_oracle(height)
         return false_score_problem(self.params, p.evidence, oracle, margin=margin, follow_unchecked=False)
-
-    def add_watcher(self, watcher: ChainWatcher) -> None:
-        """Show `watcher` every block header handed to `import_block` (with its result) and every
-        vote (the evidence reporter, PROTOCOL §5.3)."""
-        self._watchers.append(watcher)
 
     def _load_main_headers(self) -> None:
         tip_height = self.store.tip[1]

@@ -1,10 +1,11 @@
 """The evidence reporter: faults this node sees become SLASH_EVIDENCE txs (PROTOCOL §5.3).
 
 Owns: watching what the chain service is shown (every block header handed to `import_block`, added or
-rejected, and every vote), finding two different signed headers of one proposer at one height
-(DOUBLE_PROPOSAL) and two votes of one validator for different blocks at one height (DOUBLE_ATTEST),
-checking the `Evidence` with `chain.consensus.slashing.verify_evidence` against the tip state, and
-submitting it as a SLASH_EVIDENCE tx signed by the node's validator key (the reporter, paid
+rejected, and every vote: the chain service is built with the reporter among its `watchers`),
+finding two different signed headers of one proposer at one height (DOUBLE_PROPOSAL) and two votes
+of one validator for different blocks at one height (DOUBLE_ATTEST), checking the `Evidence` with
+`chain.consensus.slashing.verify_evidence` against the tip state, and submitting it as a
+SLASH_EVIDENCE tx signed by the node's validator key (the reporter, paid
 `slash_reporter_share_permille` of the slash) through the node's one `submit_tx` (mempool, then
 network).
 Must not: decide what proves a fault (chain.consensus.slashing) or apply the slash (the state
@@ -43,12 +44,14 @@ from chain.errors import ErrorCode
 from chain.evidence import DoubleAttest, DoubleProposal, Evidence, EvidenceKind, SurroundVote
 from chain.header import Attestation, BlockKind, Header
 from chain.state.model import StateReader
+from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, Tx, make_tx
 from chain.types import AccountId, Hash32, PubKey, TxId
 from linguachaind.logsetup import event
-from linguachaind.services.chain_service import AddBlockResult, ChainService
+from linguachaind.services.chain_service import AddBlockResult
 from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.vote_index import VoteIndex
+from linguachaind.services.wakeup import ChainChanges
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +80,13 @@ class EvidencePool(Protocol):
 
 
 class EvidenceReporter:
-    """Reports equivocations with `key`'s account. Registers itself with `chain` on construction;
-    `run` (a trio service) follows the chain: it retries evidence that waited for funds."""
+    """Reports equivocations with `key`'s account. Built over the store before the chain service,
+    which is given it as a watcher; `run(chain)` (a trio service) follows the chain service's changes:
+    it retries evidence that waited for funds."""
 
     def __init__(
         self,
-        chain: ChainService,
+        store: BlockStore,
         key: SecretKey,
         mempool: EvidencePool,
         txs: TxSubmitter,
@@ -91,10 +95,12 @@ class EvidenceReporter:
     ) -> None:
         """`false_scores`: the FALSE_SCORE evidence this node's rounds service keeps for VERSION
         blocks it found false (`RoundsService.false_scores`), looked at for every VERSION header and
-        on every chain change (a block judged after its import waited); None: not looked for."""
-        self.chain = chain
+        on every chain change (a block judged after its import waited); None: not looked for.
+        `store`: the chain the chain service writes (tip state, final height, main-chain headers)
+        and `txs` the node's submitter, both built before the chain service."""
+        self.store = store
         self._false_scores = false_scores
-        self.params = chain.params
+        self.params = store.params
         self._key = key
         self._account = account_id(key.pubkey)
         self.address = address_of(key.pubkey, HRP_BY_NETWORK.get(self.params.network, "rlc"))
@@ -108,7 +114,6 @@ class EvidenceReporter:
         self._pruned_at = -1
         self._warned = False
         self.submitted: list[Tx] = []  # evidence txs accepted by the mempool (newest last, capped)
-        chain.add_watcher(self)
 
     # -- ChainWatcher ----------------------------------------------------------------------------
 
@@ -124,8 +129,8 @@ class EvidenceReporter:
             slot = (int(header.height), header.proposer)
             if (
                 slot not in self._headers
-                and self.chain.store.final_height < header.height <= self.chain.height + FUTURE_HEADERS
-                and self.chain.reader().validator(header.proposer) is not None
+                and self.store.final_height < header.height <= self._height() + FUTURE_HEADERS
+                and self.store.reader().validator(header.proposer) is not None
                 and (checked or self._header_ok(header))
             ):
                 self._headers[slot] = header
@@ -143,7 +148,7 @@ class EvidenceReporter:
     def saw_attestation(self, att: Attestation, verified: bool) -> None:
         """Every vote the chain service is shown, also at or below the final height: the first vote
         per (height, validator) is kept for the whole evidence window (`unbonding_blocks`)."""
-        too_old = att.height + self.params.unbonding_blocks <= self.chain.height
+        too_old = att.height + self.params.unbonding_blocks <= self._height()
         if att.chain_id != self.params.chain_id or too_old:
             return
         self._prune()
@@ -178,11 +183,15 @@ class EvidenceReporter:
 
     # -- the service -----------------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, chain: ChainChanges, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """On every change of `chain` (the chain service that shows this reporter what it imports):
+        follow our pending txs, report kept FALSE_SCORE evidence, submit what waited for funds."""
         task_status.started()
         seen = -1
         while True:
-            seen = await self.chain.wait_change(seen)
+            seen = await chain.wait_change(seen)
             self._prune()
             self._follow_pending()
             self._report_false_scores()
@@ -203,8 +212,8 @@ class EvidenceReporter:
     def _other_header(self, header: Header) -> Header | None:
         """A known signed header of the same proposer at the same height with another hash."""
         kept = self._headers.get((int(header.height), header.proposer))
-        main_hash = self.chain.store.hash_at(header.height)  # checked when it was imported
-        main = None if main_hash is None else self.chain.store.get_header(main_hash)
+        main_hash = self.store.hash_at(header.height)  # checked when it was imported
+        main = None if main_hash is None else self.store.get_header(main_hash)
         for other in (kept, main):
             if other is not None and other.proposer == header.proposer and other.hash != header.hash:
                 return other
@@ -213,10 +222,10 @@ class EvidenceReporter:
     def _follow_pending(self) -> None:
         """Forget our txs that reached the main chain; have the mempool drop those another report
         beat (they would block the account's later nonces) and resubmit what was queued behind."""
-        reader = self.chain.reader()
+        reader = self.store.reader()
         dead = False
         for tx_id, (tx, _, _) in list(self._pending.items()):
-            if self.chain.store.find_tx(tx_id) is not None:
+            if self.store.find_tx(tx_id) is not None:
                 del self._pending[tx_id]
             elif self._mempool.contains(tx_id) and isinstance(
                 verify_evidence(self.params, reader, _evidence(tx)), ErrorCode
@@ -232,7 +241,11 @@ class EvidenceReporter:
                 self._submit(key, _evidence(tx), height)  # DUPLICATE_EVIDENCE ends it for good
 
     def _can_pay(self) -> bool:
-        return self.chain.reader().account(self._account).balance >= self.params.min_fee
+        return self.store.reader().account(self._account).balance >= self.params.min_fee
+
+    def _height(self) -> int:
+        """The tip height (the chain service's `height`)."""
+        return self.store.tip[1]
 
     def _header_ok(self, header: Header) -> bool:
         return header.pow_valid(self.params.pow_bits_header) and header.signature_valid()
@@ -247,7 +260,7 @@ class EvidenceReporter:
         while its fault is within the evidence window."""
         if self._false_scores is None:
             return
-        horizon = self.chain.height - self.params.unbonding_blocks
+        horizon = self._height() - self.params.unbonding_blocks
         for evidence in self._false_scores():
             validator, height = accused(evidence)
             if height > horizon and not self._known(EvidenceKind.FALSE_SCORE, validator, height):
@@ -262,7 +275,7 @@ class EvidenceReporter:
         self._submit(key, evidence, height)
 
     def _submit(self, key: Hash32, evidence: Evidence, height: int) -> None:
-        reader = self.chain.reader()
+        reader = self.store.reader()
         found = verify_evidence(self.params, reader, evidence)
         if isinstance(found, ErrorCode):  # DUPLICATE_EVIDENCE: someone else's report was included
             log.info("evidence %s at height %d not reported: %s", evidence.kind.name, height, found.name)
@@ -327,12 +340,12 @@ class EvidenceReporter:
 
     def _prune(self) -> None:
         """Forget what the final height settled and evidence too old to be accepted."""
-        final = self.chain.store.final_height
+        final = self.store.final_height
         if final == self._pruned_at:
             return
         self._pruned_at = final
         self._headers = {k: v for k, v in self._headers.items() if k[0] > final}
-        horizon = self.chain.height - self.params.unbonding_blocks
+        horizon = self._height() - self.params.unbonding_blocks
         self._votes.prune(horizon)  # the evidence window
         self._reported = {k: h for k, h in self._reported.items() if h > horizon}
         self._pending = {i: v for i, v in self._pending.items() if v[2] > horizon}

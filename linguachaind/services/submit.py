@@ -1,7 +1,9 @@
 """The one way a tx made or received inside this node reaches the network: `submit_tx(raw)`.
 
 Owns: `TxSubmitter`: admit the encoded tx to the mempool (every check happens there, once), then
-queue it for gossip; `run` (a trio service) publishes the queue. The RPC's `sendrawtransaction`, the
+queue it for gossip; `run(network)` (a trio service) publishes the queue. Built with the mempool,
+before the chain service and the network (the evidence reporter submits through it from its first
+import on); what is admitted before `run` starts waits in the queue. The RPC's `sendrawtransaction`, the
 evidence reporter's SLASH_EVIDENCE txs and (later) unit announcements all call `submit_tx`.
 Must not: check txs itself (the mempool does), or fail a caller because gossip failed (the tx stays
 in the mempool, and is logged).
@@ -36,10 +38,9 @@ class TxSubmitter:
     """Admit, then publish. Synchronous admission: the caller learns the mempool's verdict at once
     (the evidence reporter sequences its nonces on it) and never waits for the network."""
 
-    def __init__(self, mempool: Admits, clock: Clock, network: TxPublisher) -> None:
+    def __init__(self, mempool: Admits, clock: Clock) -> None:
         self._mempool = mempool
         self._clock = clock
-        self._network = network
         self._send, self._outbox = trio.open_memory_channel[bytes](MAX_OUTBOX)
         self.published = 0
 
@@ -54,11 +55,14 @@ class TxSubmitter:
             log.warning("tx %s not published: outbox full (it is in the mempool)", result.hex()[:16])
         return result
 
-    async def run(self, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, network: TxPublisher, *, task_status: TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Publish every admitted tx on `network` (the node's `glue.Outbound`), oldest first."""
         task_status.started()
         async for raw in self._outbox:
             try:
-                await self._network.publish_tx(raw)
+                await network.publish_tx(raw)
             except Exception:
                 log.warning("publishing a tx failed; it stays in the mempool", exc_info=True)
                 continue

@@ -129,7 +129,7 @@ def main() -> None:
         )
         t_submit_before, t_submit_now = tx_submission(Path(tmp), store, [encode(t) for t in txs], clock)
 
-        reporter = EvidenceReporter(chain, key, pool, TxSubmitter(pool, clock, NullNetwork()))
+        reporter = EvidenceReporter(store, key, pool, TxSubmitter(pool, clock))  # its hooks, called directly
         header = dataclasses.replace(
             draft, timestamp_ms=TimestampMs(draft.timestamp_ms + 1), signature=ZERO_SIGNATURE
         )

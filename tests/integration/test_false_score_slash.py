@@ -43,12 +43,10 @@ from linguachaind.config import build_config
 from linguachaind.parts import Parts
 from linguachaind.rpc.methods import RpcContext, build_methods
 from linguachaind.services.datablocks import store_data_unit
-from linguachaind.services.evidence import EvidenceReporter
-from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.worker import LazyWorker
 from tests.support.adversary import LyingVersions
 from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE
-from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.doubles import FakeClock
 from tests.support.learning_nodes import LEARNING_PARAMS, LearningNode, advance, learning_unit
 from tests.support.services_support import learning_producer, propose_on_tip
 from tests.support.tiny_lm import base_model_dir
@@ -74,9 +72,13 @@ TEXTS = [
 ]
 
 
-def validators_node(tmp: Path, name: str, clock: FakeClock, worker: LazyWorker | None) -> LearningNode:
-    """Two validators: validator0 proposes the false score, validator1 reports it."""
-    return LearningNode(tmp, name, clock, worker, validators=2, funded=("alice", "bob", "validator1"))
+def validators_node(
+    tmp: Path, name: str, clock: FakeClock, worker: LazyWorker | None, reporter: str | None = None
+) -> LearningNode:
+    """Two validators: validator0 proposes the false score, validator1 reports it (on B: the
+    reporter B's chain service shows its imports to)."""
+    funded = ("alice", "bob", "validator1")
+    return LearningNode(tmp, name, clock, worker, validators=2, funded=funded, reporter=reporter)
 
 
 async def test_a_falsified_score_is_refused_and_its_proposer_slashed_on_every_node(tmp_path: Path) -> None:
@@ -85,7 +87,8 @@ async def test_a_falsified_score_is_refused_and_its_proposer_slashed_on_every_no
         base_model_dir(tmp_path), bytes(H(b"genesis")), LoraConfig.from_params(P), device="cpu", threads=1
     )
     worker = LazyWorker(P, functools.partial(TrainingSupervisor, config))
-    a, b = validators_node(tmp_path, "a", clock, worker), validators_node(tmp_path, "b", clock, worker)
+    a = validators_node(tmp_path, "a", clock, worker)
+    b = validators_node(tmp_path, "b", clock, worker, reporter="validator1")
     c = validators_node(tmp_path, "c", clock, None)  # no base model here: it follows the certificates
     try:
         async with trio.open_nursery() as nursery:
@@ -104,8 +107,8 @@ async def run(
     a, b, _ = nodes
     keys = a.keys
     liar, honest_key = keys["validator0"], keys["validator1"]
-    txs = TxSubmitter(b.pool, clock, NullNetwork())
-    reporter = EvidenceReporter(b.chain, honest_key, b.pool, txs, false_scores=b.rounds.false_scores)
+    reporter = b.reporter
+    assert reporter is not None
     honest = learning_producer(
         tmp, "b", honest_key, b.chain, b.pool, clock, data_blocks=b.data, versions=b.rounds
     )

@@ -23,8 +23,10 @@ from chain.types import ZERO_HASH, BlobHash, ChainId, Micro, TimestampMs
 from chain.units import Encryption, LearningUnit
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.datablocks import DataBlocks
+from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.producer import Producer
 from linguachaind.services.rounds import RoundsService
+from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.worker import LazyWorker
 from mempool import DEFAULT_CONFIG, Mempool
 from p2p.blobstore import FileBlobStore
@@ -40,7 +42,9 @@ LEARNING_PARAMS = dataclasses.replace(DEVNET, version_lag_rounds=1)
 class LearningNode:
     """One node's learning stack in `tmp`, named `name`. `worker` None: no base model here (scored
     VERSION bodies are followed unchecked). `checkpoint`: the height of a weak-subjectivity
-    checkpoint it was given (blocks at or below it are known final)."""
+    checkpoint it was given (blocks at or below it are known final). `reporter`: the name of the key
+    whose evidence reporter (over the rounds service's FALSE_SCORE evidence, submitting through
+    `txs`) the chain service shows its imports to, as the daemon builds a validator's."""
 
     def __init__(
         self,
@@ -52,6 +56,7 @@ class LearningNode:
         validators: int = 1,
         funded: tuple[str, ...] = ("alice", "bob"),
         checkpoint: int = 0,
+        reporter: str | None = None,
     ) -> None:
         p = LEARNING_PARAMS
         self.genesis, self.keys = dev_genesis(validators, funded=funded, params=p)
@@ -66,13 +71,20 @@ class LearningNode:
             now_ms=clock.now_ms(),
             unit_check=self.data.unit_blob_problem,
         )
+        self.txs = TxSubmitter(self.pool, clock)
         self.rounds = RoundsService(self.store, self.data, worker, final_floor=lambda: checkpoint)
+        self.reporter = None
+        if reporter is not None:
+            false_scores = self.rounds.false_scores
+            key = self.keys[reporter]
+            self.reporter = EvidenceReporter(self.store, key, self.pool, self.txs, false_scores=false_scores)
         self.chain = ChainService(
             self.store,
             clock,
             mempool=self.pool,
             learning_check=self.rounds.check_block,
             scores_of=self.rounds.scores_of,
+            watchers=(self.reporter,) if self.reporter is not None else (),
         )
 
     def close(self) -> None:

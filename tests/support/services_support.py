@@ -53,6 +53,7 @@ class ServiceStack:
     mempool: Mempool | None
     reporter: EvidenceReporter | None = None
     txs: TxSubmitter | None = None
+    tx_network: TxPublisher | None = None  # where `txs` publishes (run_stack)
 
     def close(self) -> None:
         if self.mempool is not None:
@@ -86,16 +87,18 @@ def open_stack(
         else None
     )
     network = network if network is not None else NullNetwork()
-    chain = ChainService(store, clock, mempool=mempool)
+    txs, reporter = None, None
+    if mempool is not None:  # the reporter submits its txs through the node's one submitter
+        txs = TxSubmitter(mempool, clock)
+        reporter = EvidenceReporter(store, key, mempool, txs)  # built first, a watcher of the chain
+    chain = ChainService(store, clock, mempool=mempool, watchers=(reporter,) if reporter is not None else ())
     vdf = VdfService(genesis.params, headers=chain)
     protection = SlashingProtection.open(datadir / "slashing", key.pubkey)
     producer = Producer(chain, vdf, key, protection, clock, network, mempool=mempool)
     attester = Attester(chain, key, protection, network)
-    txs, reporter = None, None
-    if mempool is not None:  # the reporter submits its txs through the node's one submitter
-        txs = TxSubmitter(mempool, clock, tx_network or NullNetwork())
-        reporter = EvidenceReporter(chain, key, mempool, txs)
-    return ServiceStack(store, chain, vdf, producer, attester, protection, network, mempool, reporter, txs)
+    return ServiceStack(
+        store, chain, vdf, producer, attester, protection, network, mempool, reporter, txs, tx_network
+    )
 
 
 @asynccontextmanager
@@ -103,8 +106,8 @@ async def run_stack(stack: ServiceStack) -> AsyncIterator[trio.Nursery]:
     """Run the VDF service, producer, attester (and reporter); cancelled (prover killed) on exit."""
     async with trio.open_nursery() as nursery:
         if stack.reporter is not None and stack.txs is not None:
-            await nursery.start(stack.txs.run)
-            await nursery.start(stack.reporter.run)
+            await nursery.start(stack.txs.run, stack.tx_network or NullNetwork())
+            await nursery.start(stack.reporter.run, stack.chain)
         await nursery.start(functools.partial(stack.vdf.run, network=stack.network))
         await nursery.start(stack.attester.run)
         await nursery.start(stack.producer.run)

@@ -34,7 +34,7 @@ from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.submit import TxSubmitter
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.doubles import FakeClock
 from tests.support.services_support import Validator
 
 P = DEVNET
@@ -191,8 +191,8 @@ def test_the_reporter_reports_kept_evidence_once_while_the_window_lasts(world: W
     a VERSION header and on every chain change (a block judged after its import waited)."""
     w = world
     kept: list[Evidence] = []
-    txs = TxSubmitter(w.pool, w.clock, NullNetwork())
-    reporter = EvidenceReporter(w.ours, w.keys["alice"], w.pool, txs, false_scores=lambda: kept)
+    txs = TxSubmitter(w.pool, w.clock)
+    reporter = EvidenceReporter(w.ours.store, w.keys["alice"], w.pool, txs, false_scores=lambda: kept)
     reporter.saw_header(w.false_block.header, ErrorCode.BAD_BODY)
     assert reporter.submitted == []  # nothing kept yet
     kept.append(w.evidence)
@@ -206,7 +206,7 @@ def test_the_reporter_reports_kept_evidence_once_while_the_window_lasts(world: W
         block = next_block(w.leader, w.ours, w.clock)
         assert w.ours.import_block(block) is AddBlockResult.NEW_TIP
         assert w.theirs.import_block(block) is AddBlockResult.NEW_TIP
-    late = EvidenceReporter(w.theirs, w.keys["bob"], w.pool, txs, false_scores=lambda: kept)
+    late = EvidenceReporter(w.theirs.store, w.keys["bob"], w.pool, txs, false_scores=lambda: kept)
     lines = Lines()
     reporter_log = logging.getLogger("linguachaind.services.evidence")
     reporter_log.addHandler(lines)

@@ -24,7 +24,7 @@ from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.submit import TxSubmitter
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.doubles import FakeClock
 from tests.support.services_support import Validator
 
 
@@ -36,9 +36,9 @@ def world(tmp_path: Path) -> Iterator[tuple[ChainService, list[Validator], Evide
     pool = Mempool.open(
         tmp_path / "mempool", DEVNET, config=DEFAULT_CONFIG, reader=store.reader(), now_ms=clock.now_ms()
     )
-    chain = ChainService(store, clock, mempool=pool)
+    reporter = EvidenceReporter(store, keys["validator1"], pool, TxSubmitter(pool, clock))
+    chain = ChainService(store, clock, mempool=pool, watchers=(reporter,))  # shows it every vote
     vals = [Validator(tmp_path, f"v{i}", keys[f"validator{i}"], chain, clock, mempool=pool) for i in range(2)]
-    reporter = EvidenceReporter(chain, vals[1].key, pool, TxSubmitter(pool, clock, NullNetwork()))
     try:
         yield chain, vals, reporter
     finally:

@@ -25,7 +25,7 @@ from linguachaind.rpc.methods import RpcContext, build_methods
 from linguachaind.services.submit import TxSubmitter
 from mempool.config import MempoolConfig
 from mempool.mempool import Mempool
-from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.doubles import FakeClock
 
 
 @pytest.fixture
@@ -49,7 +49,7 @@ def ctx(tmp_path: Path, genesis: Genesis) -> Iterator[RpcContext]:
         genesis=genesis,
         genesis_hash=bytes(store.genesis_hash),
         request_stop=lambda: stopped.append(True),
-        parts=Parts(store=store, mempool=pool, txs=TxSubmitter(pool, clock, NullNetwork())),
+        parts=Parts(store=store, mempool=pool, txs=TxSubmitter(pool, clock)),
         now_ms=clock.now_ms,
         validator_pubkey=dev_validator_key(0).pubkey,
         warming_up=False,

@@ -28,7 +28,7 @@ from linguachaind.services.submit import TxSubmitter
 from mempool.config import MempoolConfig
 from mempool.mempool import Mempool
 from p2p.blobstore import FileBlobStore
-from tests.support.doubles import FakeClock, NullNetwork
+from tests.support.doubles import FakeClock
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def ctx(tmp_path: Path) -> Iterator[RpcContext]:
         genesis=genesis,
         genesis_hash=bytes(store.genesis_hash),
         request_stop=lambda: None,
-        parts=Parts(store=store, mempool=pool, txs=TxSubmitter(pool, clock, NullNetwork()), data=data),
+        parts=Parts(store=store, mempool=pool, txs=TxSubmitter(pool, clock), data=data),
         now_ms=clock.now_ms,
         unit_key=dev_account_key(0),
         warming_up=False,

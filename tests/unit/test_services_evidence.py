@@ -52,26 +52,29 @@ class Net:
     reporter: EvidenceReporter
     network: NullNetwork
     txs: TxSubmitter  # the reporter submits through it; `reporting` runs its publisher
+    rival: EvidenceReporter | None  # a second reporter the chain service shows its imports to
 
     def staker_of(self, v: Validator) -> SecretKey:
         return next(self.keys[f"staker{i}"] for i in range(2) if self.keys[f"validator{i}"] == v.key)
 
 
-def open_net(tmp_path: Path, funded: tuple[str, ...]) -> Net:
+def open_net(tmp_path: Path, funded: tuple[str, ...], rival: str | None = None) -> Net:
+    """`rival`: the name of a second reporter's key (its own submitter, never published)."""
     genesis, keys = dev_genesis(2, funded=funded)
     clock = FakeClock(GENESIS_TIME_MS + 100_000)  # every rank's time has come
     store = BlockStore.open(tmp_path / "chain", genesis)
     pool = Mempool.open(
         tmp_path / "mempool", DEVNET, config=DEFAULT_CONFIG, reader=store.reader(), now_ms=clock.now_ms()
     )
-    chain = ChainService(store, clock, mempool=pool)
+    txs = TxSubmitter(pool, clock)
+    reporter = EvidenceReporter(store, keys["validator1"], pool, txs)  # the honest validator's
+    other = EvidenceReporter(store, keys[rival], pool, TxSubmitter(pool, clock)) if rival else None
+    watchers = (reporter,) if other is None else (reporter, other)
+    chain = ChainService(store, clock, mempool=pool, watchers=watchers)
     cheat, honest = (
         Validator(tmp_path, f"v{i}", keys[f"validator{i}"], chain, clock, mempool=pool) for i in range(2)
     )
-    network = NullNetwork()
-    txs = TxSubmitter(pool, clock, network)
-    reporter = EvidenceReporter(chain, honest.key, pool, txs)
-    return Net(keys, store, pool, chain, clock, cheat, honest, reporter, network, txs)
+    return Net(keys, store, pool, chain, clock, cheat, honest, reporter, NullNetwork(), txs, other)
 
 
 @pytest.fixture
@@ -91,8 +94,8 @@ def close(n: Net) -> None:
 @asynccontextmanager
 async def reporting(n: Net) -> AsyncIterator[None]:
     async with trio.open_nursery() as nursery:
-        await nursery.start(n.txs.run)
-        await nursery.start(n.reporter.run)
+        await nursery.start(n.txs.run, n.network)
+        await nursery.start(n.reporter.run, n.chain)
         yield
         nursery.cancel_scope.cancel()
 
@@ -268,14 +271,23 @@ def test_memory_is_capped_and_the_highest_heights_kept(net: Net, monkeypatch: py
     assert len(reporter.submitted) == 1
 
 
-async def test_a_report_that_lost_the_race_is_dropped_and_does_not_block_the_account(net: Net) -> None:
-    chain, cheat, pool = net.chain, net.cheat, net.pool
-    rival = EvidenceReporter(chain, net.keys["alice"], pool, TxSubmitter(pool, net.clock, NullNetwork()))
+async def test_a_report_that_lost_the_race_is_dropped_and_does_not_block_the_account(tmp_path: Path) -> None:
+    net = open_net(tmp_path, ("alice", "bob", "validator0", "validator1"), rival="alice")
+    try:
+        await race(net)
+    finally:
+        close(net)
+
+
+async def race(net: Net) -> None:
+    """Two reporters (the honest validator's and alice's) report one fault; one report wins."""
+    chain, cheat, pool, rival = net.chain, net.cheat, net.pool, net.rival
+    assert rival is not None
     g = chain.tip_header()
     a = cheat.propose(chain, g)
     b = Block(resigned(a.header, cheat.key, timestamp_ms=TimestampMs(a.header.timestamp_ms + 1)), a.body)
     async with reporting(net), trio.open_nursery() as nursery:
-        await nursery.start(rival.run)
+        await nursery.start(rival.run, chain)
         assert chain.import_block(a) is AddBlockResult.NEW_TIP
         assert chain.import_block(b) in ADDED  # a twin: best or not by the hash tie-break
         (ours,), (theirs,) = net.reporter.submitted, rival.submitted

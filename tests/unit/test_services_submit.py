@@ -36,14 +36,14 @@ def pool(tmp_path: Path) -> Iterator[Mempool]:
 
 async def test_admitted_at_once_then_published_in_order(pool: Mempool) -> None:
     network = NullNetwork()
-    txs = TxSubmitter(pool, FakeClock(NOW), network)
+    txs = TxSubmitter(pool, FakeClock(NOW))
     first, second = encode(transfer(0, 0)), encode(transfer(0, 1))
     assert txs.submit_tx(first) == transfer(0, 0).id
     assert txs.submit_tx(second) == transfer(0, 1).id
     assert pool.contains(transfer(0, 0).id)  # in the mempool before anything was published
     assert network.txs == []
     async with trio.open_nursery() as nursery:
-        await nursery.start(txs.run)
+        await nursery.start(txs.run, network)
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert network.txs == [first, second]
@@ -52,7 +52,7 @@ async def test_admitted_at_once_then_published_in_order(pool: Mempool) -> None:
 
 async def test_a_refused_tx_is_not_published(pool: Mempool) -> None:
     network = NullNetwork()
-    txs = TxSubmitter(pool, FakeClock(NOW), network)
+    txs = TxSubmitter(pool, FakeClock(NOW))
     forged = encode(bad_signature(transfer(1, 0), 3))
     assert txs.submit_tx(forged) is ErrorCode.BAD_SIGNATURE
     assert txs.submit_tx(b"\x00\xff") is ErrorCode.TRAILING_BYTES  # not one canonical tx
@@ -60,7 +60,7 @@ async def test_a_refused_tx_is_not_published(pool: Mempool) -> None:
     assert txs.submit_tx(ok) == transfer(1, 0).id
     assert txs.submit_tx(ok) is ErrorCode.ALREADY_KNOWN  # the mempool's verdict, unchanged
     async with trio.open_nursery() as nursery:
-        await nursery.start(txs.run)
+        await nursery.start(txs.run, network)
         await trio.testing.wait_all_tasks_blocked()
         nursery.cancel_scope.cancel()
     assert network.txs == [ok]
@@ -69,10 +69,10 @@ async def test_a_refused_tx_is_not_published(pool: Mempool) -> None:
 async def test_a_failed_publish_keeps_the_tx_and_the_publisher(
     pool: Mempool, caplog: pytest.LogCaptureFixture
 ) -> None:
-    txs = TxSubmitter(pool, FakeClock(NOW), FailingNetwork())
+    txs = TxSubmitter(pool, FakeClock(NOW))
     with caplog.at_level(logging.WARNING, logger="linguachaind.services.submit"):
         async with trio.open_nursery() as nursery:
-            await nursery.start(txs.run)
+            await nursery.start(txs.run, FailingNetwork())
             assert txs.submit_tx(encode(transfer(2, 0))) == transfer(2, 0).id
             assert txs.submit_tx(encode(transfer(2, 1))) == transfer(2, 1).id
             await trio.testing.wait_all_tasks_blocked()
