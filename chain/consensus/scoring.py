@@ -141,28 +141,6 @@ def assigned_batches_agree(
     ) and within_tolerance(params, body.previous_batch_scores, {b: previous_scores[b] for b in batches})
 
 
-def is_false_score(
-    params: ChainParams,
-    body: VersionBody,
-    recomputed: Mapping[int, int],
-    previous: int | None = None,
-    previous_batches: Mapping[int, int] | None = None,
-) -> bool:
-    """FALSE_SCORE (§5.3): a recomputed batch score of the new adapter (or of the previous one, or
-    the previous adapter's total, when given) differs from the claim by more than
-    `score_slash_tolerance_micro`. That tolerance is ten times the attesters' and far above float
-    variation across machines, so honest nodes never disagree."""
-    limit = params.score_slash_tolerance_micro
-    if previous is not None and abs(body.previous_score - previous) > limit:
-        return True
-    claims = [(body.per_batch_scores, recomputed), (body.previous_batch_scores, previous_batches or {})]
-    return any(
-        0 <= b < len(claimed) and abs(claimed[b] - score) > limit
-        for claimed, mine in claims
-        for b, score in mine.items()
-    )
-
-
 def noop_before_scoring(
     params: ChainParams, *, n_included: int, base_is_current: bool, n_test_examples: int
 ) -> VersionOutcome | None:
@@ -260,7 +238,7 @@ def check_version_body(params: ChainParams, body: VersionBody, expected: Expecte
     """BAD_BODY unless the body is the version the rules make of `expected`: exact unit weights,
     exclusions (with their reasons) and adapter hash, consistent totals, and the outcome its scores
     imply. Whether the scores are true is the attesters' check (`assigned_batches_agree`) and
-    FALSE_SCORE's (`is_false_score`)."""
+    FALSE_SCORE's (`chain.consensus.slashing.claim_is_false`)."""
     stateless = check_version_body_stateless(params, body)
     if stateless is not None:
         return stateless

@@ -15,6 +15,7 @@ from chain.consensus.aggregation import Excluded, Exclusion, UnitUpdate, aggrega
 from chain.consensus.scoring import (
     AnnouncedUnit,
     ExpectedVersion,
+    RecomputedScores,
     VersionOutcome,
     assign_score_batches,
     assigned_batches_agree,
@@ -25,13 +26,13 @@ from chain.consensus.scoring import (
     data_pool_shares,
     decide_by_scores,
     inputs_round,
-    is_false_score,
     learning_pool_shares,
     noop_before_scoring,
     total_score,
     unit_reputation_deltas,
     within_tolerance,
 )
+from chain.consensus.slashing import claim_is_false
 from chain.errors import ErrorCode
 from chain.hashing import H
 from chain.params import DEVNET, AggregationRule, ChainParams
@@ -83,10 +84,21 @@ def test_tolerance_and_false_score_thresholds() -> None:
     assert within_tolerance(P, claimed, {0: 2_020_000, 5: 1_980_000})
     assert not within_tolerance(P, claimed, {3: 2_020_001})
     assert not within_tolerance(P, claimed, {8: 2_000_000})  # no such batch
-    assert not is_false_score(P, body, {1: 2_200_000})
-    assert is_false_score(P, body, {1: 2_200_001})
-    assert not is_false_score(P, body, {1: 2_000_000}, previous=1_900_000)
-    assert is_false_score(P, body, {1: 2_000_000}, previous=1_899_999)
+    assert not is_false_score(body, {1: 2_200_000})
+    assert is_false_score(body, {1: 2_200_001})
+    assert not is_false_score(body, {1: 2_000_000}, previous=1_900_000)
+    assert is_false_score(body, {1: 2_000_000}, previous=1_899_999)
+
+
+def is_false_score(
+    body: VersionBody,
+    recomputed: dict[int, int],
+    previous: int | None = None,
+    previous_batches: dict[int, int] | None = None,
+) -> bool:
+    """FALSE_SCORE's comparison (`slashing.claim_is_false`, margin 0) of `body`'s claim with this
+    node's recomputed batch losses (and the previous adapter's total and batches, when given)."""
+    return claim_is_false(P, body.scores, RecomputedScores(recomputed, previous, previous_batches))
 
 
 def _early(
@@ -347,9 +359,9 @@ def test_an_attester_checks_both_adapters_on_its_assigned_batches_only() -> None
 
 def test_a_false_previous_batch_is_a_false_score() -> None:
     limit = P.score_slash_tolerance_micro
-    assert not is_false_score(P, IMPROVED, {}, None, {1: 2_300_000 + limit})
-    assert is_false_score(P, IMPROVED, {}, None, {1: 2_300_000 + limit + 1})
-    assert is_false_score(P, IMPROVED, {}, None, {7: 2_300_000 - limit - 1})
+    assert not is_false_score(IMPROVED, {}, None, {1: 2_300_000 + limit})
+    assert is_false_score(IMPROVED, {}, None, {1: 2_300_000 + limit + 1})
+    assert is_false_score(IMPROVED, {}, None, {7: 2_300_000 - limit - 1})
 
 
 def test_inputs_are_fixed_version_lag_rounds_earlier() -> None:
