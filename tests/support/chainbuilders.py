@@ -3,9 +3,9 @@ built and signed without consensus (rank 0, empty VDF fields). Other areas impor
 names and signatures stable.
 
 Owns: `dev_genesis`, `make_block`, `next_block` (applies a body on a state and returns the block with
-the right `state_root` and its effects), `MemChain` (a chain in memory with rollback), unit miners
-and body builders. Must not: validate consensus rules (VDF, ranks, certificates are left empty) or
-mock anything.
+the right `state_root` and its effects), `certified_header` (a bare header whose parent certificate
+carries given votes), `MemChain` (a chain in memory with rollback), unit miners and body builders.
+Must not: validate consensus rules (VDF, ranks, certificates are left empty) or mock anything.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from chain.block import (
 from chain.crypto import SecretKey, account_id
 from chain.genesis import Allocation, BaseModel, Genesis, GenesisValidator
 from chain.hashing import H
-from chain.header import PROTOCOL_VERSION, BlockKind, Header, kind_for_height, round_for_height
+from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header, kind_for_height, round_for_height
 from chain.params import DEVNET, ChainParams
 from chain.state import keys
 from chain.state.genesis import genesis_block, genesis_memory_state
@@ -38,12 +38,15 @@ from chain.tx import Payload, Tx, make_tx
 from chain.types import (
     COIN,
     ZERO_HASH,
+    ZERO_PUBKEY,
     AccountId,
     Amount,
     BlobHash,
+    BlockHash,
     Hash32,
     Height,
     Micro,
+    PubKey,
     Round,
     StateRoot,
     TimestampMs,
@@ -109,6 +112,31 @@ def make_block(
         parent_certificate=(),
     )
     return Block(header.mined(pow_bits).signed(proposer_key), kind_body)
+
+
+def certified_header(params: ChainParams, height: int, prev: BlockHash, signers: Sequence[PubKey]) -> Header:
+    """A header at `height` on `prev` whose parent certificate holds one (unsigned) vote of each of
+    `signers` for `prev`, source the genesis; no proposer, VDF or signature: for the epoch and
+    validator-set rules (`chain.state.epochs.advance_sets`), which read only heights and votes."""
+    cert = tuple(
+        Attestation(params.chain_id, Height(height - 1), prev, Height(0), BlockHash(bytes(32)), pk)
+        for pk in signers
+    )
+    return Header(
+        version=1,
+        chain_id=params.chain_id,
+        height=Height(height),
+        kind=kind_for_height(height) if height else BlockKind.GENESIS,
+        prev_hash=prev,
+        timestamp_ms=TimestampMs(height),
+        proposer=ZERO_PUBKEY,
+        rank=0,
+        vdf_output=b"",
+        vdf_proof=b"",
+        body_root=H(b"body"),
+        state_root=StateRoot(bytes(32)),
+        parent_certificate=cert,
+    )
 
 
 def empty_body(height: int, base_version_id: Hash32 = ZERO_HASH) -> Body:

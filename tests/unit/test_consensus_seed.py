@@ -26,7 +26,7 @@ from chain.consensus.election import (
 from chain.consensus.validators import leader_weights
 from chain.crypto import SecretKey, account_id
 from chain.hashing import H
-from chain.header import Attestation, Header, kind_for_height
+from chain.header import Header
 from chain.params import DEVNET, MAINNET, TESTNET, ChainParams
 from chain.state.epochs import advance_sets
 from chain.state.model import Account
@@ -34,9 +34,9 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.state.txrules import apply_tx
 from chain.state.view import MemoryState, StateOverlay
 from chain.tx import Stake, make_tx
-from chain.types import COIN, ZERO_PUBKEY, Amount, BlockHash, Height, PubKey, StateRoot, TimestampMs
+from chain.types import COIN, Amount, BlockHash, Height, PubKey
 from tests.sim.world import FAKE_VDF, KEYS, PARAMS, STAKE, child_header, genesis_like, key_of, validator_state
-from tests.support.chainbuilders import empty_body
+from tests.support.chainbuilders import certified_header, empty_body
 
 
 def _apply(state: MemoryState, header: Header) -> MemoryState:
@@ -113,28 +113,6 @@ def test_a_proposer_cannot_choose_its_seed(chain_at_h: tuple[Header, MemoryState
 BIG = 10**6 * COIN  # the four genesis validators keep 2/3 however many newcomers join
 
 
-def _header(params: ChainParams, height: int, prev: BlockHash, signers: list[PubKey]) -> Header:
-    cert = tuple(
-        Attestation(params.chain_id, Height(height - 1), prev, Height(0), BlockHash(bytes(32)), pk)
-        for pk in signers
-    )
-    return Header(
-        version=1,
-        chain_id=params.chain_id,
-        height=Height(height),
-        kind=kind_for_height(height),
-        prev_hash=prev,
-        timestamp_ms=TimestampMs(height),
-        proposer=ZERO_PUBKEY,
-        rank=0,
-        vdf_output=b"",
-        vdf_proof=b"",
-        body_root=H(b"body"),
-        state_root=StateRoot(bytes(32)),
-        parent_certificate=cert,
-    )
-
-
 def _first_leading_heights(
     params: ChainParams, stake_at: dict[int, SecretKey], horizon: int
 ) -> dict[int, int]:
@@ -152,7 +130,7 @@ def _first_leading_heights(
         for pk, _ in leader_weights(state, h):
             if pk in height_of and height_of[pk] not in first:
                 first[height_of[pk]] = h
-        header = _header(params, h, prev, [k.pubkey for k in KEYS[:4]] if h >= 2 else [])
+        header = certified_header(params, h, prev, [k.pubkey for k in KEYS[:4]] if h >= 2 else [])
         ov = StateOverlay(state)
         advance_sets(params, state, ov, header)
         if h in stake_at:

@@ -17,45 +17,16 @@ from chain.consensus.validators import (
 )
 from chain.crypto import account_id
 from chain.hashing import H
-from chain.header import Attestation, BlockKind, Header, kind_for_height
 from chain.state import keys
 from chain.state.epochs import advance_sets
 from chain.state.model import SetMember, StakeRecord, Unbonding, ValidatorRecord
 from chain.state.view import MemoryState, StateOverlay
-from chain.types import ZERO_PUBKEY, Amount, BlockHash, Height, PubKey, StateRoot, TimestampMs
+from chain.types import Amount, BlockHash, Height, PubKey
 from tests.sim.world import KEYS, PARAMS, STAKE, equal_stakes, validator_state
+from tests.support.chainbuilders import certified_header
 
 P = dataclasses.replace(PARAMS, epoch_blocks=Height(3))  # checkpoints at heights 1, 4, 7, ...
 NEW = KEYS[7].pubkey
-
-
-def _header(height: int, prev: BlockHash, signers: list[PubKey]) -> Header:
-    cert = tuple(
-        Attestation(
-            chain_id=P.chain_id,
-            height=Height(height - 1),
-            block_hash=prev,
-            source_height=Height(0),
-            source_hash=BlockHash(bytes(32)),
-            validator=pk,
-        )
-        for pk in signers
-    )
-    return Header(
-        version=1,
-        chain_id=P.chain_id,
-        height=Height(height),
-        kind=kind_for_height(height) if height else BlockKind.GENESIS,
-        prev_hash=prev,
-        timestamp_ms=TimestampMs(height),
-        proposer=ZERO_PUBKEY,
-        rank=0,
-        vdf_output=b"",
-        vdf_proof=b"",
-        body_root=H(b"body"),
-        state_root=StateRoot(bytes(32)),
-        parent_certificate=cert,
-    )
 
 
 def _run(
@@ -67,7 +38,7 @@ def _run(
     states = [state]
     prev = BlockHash(H(b"genesis"))
     for h in range(1, heights + 1):
-        header = _header(h, prev, signers if h >= 2 else [])
+        header = certified_header(P, h, prev, signers if h >= 2 else [])
         ov = StateOverlay(state)
         advance_sets(P, state, ov, header)
         if h == stake_new_at:
