@@ -10,6 +10,7 @@ import pytest
 
 from chain.block import Block
 from chain.errors import ConfigError, ErrorCode
+from chain.genesis import Genesis
 from chain.state.model import Checkpoint
 from chain.store.blockstore import BlockStore
 from chain.types import ZERO_SIGNATURE, Height, TimestampMs
@@ -20,18 +21,27 @@ from tests.support.doubles import FakeClock
 from tests.support.services_support import Validator
 
 
-def test_the_block_at_the_checkpoint_height_must_be_the_checkpoint(tmp_path: Path) -> None:
+def twins(tmp_path: Path) -> tuple[Genesis, FakeClock, Block, Block]:
+    """Two valid blocks at height 1 of one validator (`b` is `a` with another timestamp), built on
+    a scratch store: either can be the one a checkpoint names."""
     genesis, keys = dev_genesis(1)
     clock = FakeClock(GENESIS_TIME_MS + 100_000)
     store = BlockStore.open(tmp_path / "a", genesis)
     chain = ChainService(store, clock)
     key = keys["validator0"]
-    a = Validator(tmp_path, "v0", key, chain, clock).propose(chain, chain.tip_header())
+    proposer = Validator(tmp_path, "v0", key, chain, clock)
+    a = proposer.propose(chain, chain.tip_header())
     changed = dataclasses.replace(
         a.header, signature=ZERO_SIGNATURE, timestamp_ms=TimestampMs(a.header.timestamp_ms + 1)
     )
     b = Block(changed.mined(genesis.params.pow_bits_header).signed(key), a.body)
+    proposer.protection.close()
     store.close()
+    return genesis, clock, a, b
+
+
+def test_the_block_at_the_checkpoint_height_must_be_the_checkpoint(tmp_path: Path) -> None:
+    genesis, clock, a, b = twins(tmp_path)
     # a node told that `b` is final refuses `a` (validly signed by the same validators) ...
     other = BlockStore.open(tmp_path / "b", genesis)
     try:
@@ -63,17 +73,7 @@ def test_checkpoint_setting_is_height_colon_hash() -> None:
 def test_a_fetched_checkpoint_is_adopted_and_never_overrides_a_given_one(tmp_path: Path) -> None:
     """The checkpoint the configured peers agree on (p2p.checkpoint) is adopted like a given one;
     a given checkpoint is never replaced, and a datadir holding another block there refuses it."""
-    genesis, keys = dev_genesis(1)
-    clock = FakeClock(GENESIS_TIME_MS + 100_000)
-    store = BlockStore.open(tmp_path / "a", genesis)
-    chain = ChainService(store, clock)
-    key = keys["validator0"]
-    a = Validator(tmp_path, "v0", key, chain, clock).propose(chain, chain.tip_header())
-    changed = dataclasses.replace(
-        a.header, signature=ZERO_SIGNATURE, timestamp_ms=TimestampMs(a.header.timestamp_ms + 1)
-    )
-    b = Block(changed.mined(genesis.params.pow_bits_header).signed(key), a.body)
-    store.close()
+    genesis, clock, a, b = twins(tmp_path)
     other = BlockStore.open(tmp_path / "b", genesis)
     try:
         fetched = ChainService(other, clock)
