@@ -192,8 +192,8 @@ def block_import(
     assert duty is not None
     built = producer._build(parent, duty, output, proof)
     assert built is not None
-    assert built[1] is not None
     block, effects = built
+    assert effects is not None
     parent_state = chain.state(parent.hash)
     assert parent_state is not None
 
