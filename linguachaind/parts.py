@@ -36,13 +36,13 @@ class Parts:
     blobs: FileBlobStore | None = None
     data: DataBlocks | None = None
     mempool: Mempool | None = None
+    txs: TxSubmitter | None = None
     worker: LazyWorker | None = None
     rounds: RoundsService | None = None
+    evidence: EvidenceReporter | None = None  # validators only; the chain service's watcher
     chain: ChainService | None = None
     vdf: VdfService | None = None
     p2p: P2PService | None = None
-    txs: TxSubmitter | None = None
     attester: Attester | None = None
     producer: Producer | None = None
-    evidence: EvidenceReporter | None = None
     trainer: Trainer | None = None  # nodes with `train_data` only
