@@ -22,7 +22,6 @@ Slow (the worker loads lc-tiny and trains two units): 60-120 s on the shared 2-c
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ from linguachaind.services.worker import LazyWorker
 from tests.support.adversary import LyingVersions
 from tests.support.chainbuilders import GENESIS_TIME_MS, VALIDATOR_STAKE
 from tests.support.doubles import FakeClock
-from tests.support.learning_nodes import LEARNING_PARAMS, LearningNode, advance, learning_unit
+from tests.support.learning_nodes import LEARNING_PARAMS, LearningNode, advance, learning_unit, write_test_set
 from tests.support.services_support import learning_producer, propose_on_tip
 from tests.support.tiny_lm import base_model_dir
 from tests.support.waiting import wait_until
@@ -58,18 +57,6 @@ pytestmark = pytest.mark.slow
 LIE_MICRO = 300_000  # more than score_slash_tolerance + score_tolerance (220,000): reported
 P = LEARNING_PARAMS
 SLOT_MS = 2_500  # a block every 2.5 s of the fake clock: rank 1 may propose too
-TEXTS = [
-    "the miller walks to the river every morning to check the wheel.",
-    "the wheel of the mill turns slowly when the river is low in summer.",
-    "in spring the river is high and the wheel turns fast all day long.",
-    "the miller's daughter keeps the accounts of the mill in a green book.",
-    "farmers bring their grain to the mill on market day each week.",
-    "the flour is packed in sacks and carried to the bakery by cart.",
-    "the baker buys flour from the mill and bakes bread before dawn.",
-    "bread from the village bakery is sold warm in the square.",
-    "the old mill has stood by the river for two hundred years.",
-    "children watch the wheel turning and listen to the water.",
-]
 
 
 def validators_node(
@@ -166,9 +153,7 @@ async def fill_round_0(tmp: Path, worker: LazyWorker, nodes: list[LearningNode],
     a, b, c = nodes
     keys = b.keys
     supervisor, _ = await worker.get()
-    text = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode()
-    data_path = tmp / "test.jsonl"
-    data_path.write_bytes(text)
+    text, data_path = write_test_set(tmp, 10)
     data_unit = await store_data_unit(P, b.blobs, keys["alice"], text, DataFormat.JSONL_TEXT, clock.now_ms())
     for node in (a, c):
         await node.blobs.put_bytes(text)

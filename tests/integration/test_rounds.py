@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from pathlib import Path
 
 import pytest
@@ -42,28 +41,13 @@ from linguachaind.services.worker import LazyWorker
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.support.doubles import FakeClock
 from tests.support.learning_nodes import LEARNING_PARAMS as P
-from tests.support.learning_nodes import LearningNode, advance, learning_unit
+from tests.support.learning_nodes import TEXTS, LearningNode, advance, learning_unit, write_test_set
 from tests.support.services_support import learning_producer, propose_on_tip
 from tests.support.tiny_lm import base_model_dir
 from tests.support.waiting import wait_until
 from training.supervisor import TrainingSupervisor, WorkerConfig
 
 pytestmark = pytest.mark.slow
-
-TEXTS = [
-    "the miller walks to the river every morning to check the wheel.",
-    "the wheel of the mill turns slowly when the river is low in summer.",
-    "in spring the river is high and the wheel turns fast all day long.",
-    "the miller's daughter keeps the accounts of the mill in a green book.",
-    "farmers bring their grain to the mill on market day each week.",
-    "the flour is packed in sacks and carried to the bakery by cart.",
-    "the baker buys flour from the mill and bakes bread before dawn.",
-    "bread from the village bakery is sold warm in the square.",
-    "the old mill has stood by the river for two hundred years.",
-    "children watch the wheel turning and listen to the water.",
-    "at night the mill is quiet and the river keeps on flowing.",
-    "the miller repairs the wooden wheel when the ice has melted.",
-]
 
 
 class Tampered:
@@ -121,9 +105,7 @@ async def run_round(
 ) -> None:
     a, b, c = nodes
     supervisor, _ = await worker.get()
-    text = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode()
-    data_path = tmp / "test.jsonl"
-    data_path.write_bytes(text)
+    text, data_path = write_test_set(tmp)
     data_unit = await store_data_unit(P, a.blobs, alice, text, DataFormat.JSONL_TEXT, clock.now_ms())
     for node in (b, c):
         await node.blobs.put_bytes(text)

@@ -1,17 +1,20 @@
 """Nodes of the learning-round integration tests: a store, blob store, DATA-block work, mempool,
 rounds service and chain service wired as the daemon wires them (linguachaind.node), without p2p.
 
-Owns: `LEARNING_PARAMS` (devnet with a one-round version lag), `LearningNode`, `learning_unit` (a
-real training job's update as a mined learning unit, its blob put on every node as the gossip fetch
-would) and `advance` (one block proposed on a node's tip and imported by the others). Must not: mock
-the stores, the worker or the rules.
+Owns: `LEARNING_PARAMS` (devnet with a one-round version lag), `TEXTS` and `write_test_set` (the
+data unit's JSONL examples), `LearningNode`, `learning_unit` (a real training job's update as a
+mined learning unit, its blob put on every node as the gossip fetch would) and `advance` (one block
+proposed on a node's tip and imported by the others). Must not: mock the stores, the worker or the
+rules.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 import trio
 
@@ -37,6 +40,28 @@ from training import protocol as wp
 from training.supervisor import TrainingSupervisor
 
 LEARNING_PARAMS = dataclasses.replace(DEVNET, version_lag_rounds=1)
+TEXTS: Final = (  # the examples of the tests' data unit (its test set)
+    "the miller walks to the river every morning to check the wheel.",
+    "the wheel of the mill turns slowly when the river is low in summer.",
+    "in spring the river is high and the wheel turns fast all day long.",
+    "the miller's daughter keeps the accounts of the mill in a green book.",
+    "farmers bring their grain to the mill on market day each week.",
+    "the flour is packed in sacks and carried to the bakery by cart.",
+    "the baker buys flour from the mill and bakes bread before dawn.",
+    "bread from the village bakery is sold warm in the square.",
+    "the old mill has stood by the river for two hundred years.",
+    "children watch the wheel turning and listen to the water.",
+    "at night the mill is quiet and the river keeps on flowing.",
+    "the miller repairs the wooden wheel when the ice has melted.",
+)
+
+
+def write_test_set(tmp: Path, count: int = len(TEXTS)) -> tuple[bytes, Path]:
+    """The first `count` of `TEXTS` as a JSONL text file `tmp/test.jsonl`: its bytes and path."""
+    text = "".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:count]).encode()
+    path = tmp / "test.jsonl"
+    path.write_bytes(text)
+    return text, path
 
 
 class LearningNode:
