@@ -6,6 +6,7 @@ Owns: which RPCs each command calls and how the answer is shown. Must not: hold 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -242,15 +243,16 @@ def rewards() -> None:
 @click.argument("target")
 @pass_app
 def rewards_explain(app: App, target: str) -> None:
-    """Every reward of an address (or wallet name) or of a block height, with its reason."""
+    """Every reward of an address (or wallet name), of a block height, or of a unit id (64 hex:
+    what its author was paid when a DATA or VERSION block used it, and why), with its reason."""
     from linguachain_cli.app import resolve_address
 
-    ref: int | str = int(target) if target.isdigit() else resolve_address(app, target)
+    ref = explain_target(target, lambda name: resolve_address(app, name))
     result = app.call("explainrewards", ref)
     app.out(
         result,
         lambda: table(
-            f"rewards of {result.get('address', result.get('height'))}: {format_lc(result['total'])}",
+            f"rewards of {explained_subject(result)}: {format_lc(result['total'])}",
             ["height", "account", "amount", "reason", "ref"],
             [
                 [r["height"], r["account"], format_lc(r["amount"]), reason_text(r), r["ref"]]
@@ -258,6 +260,25 @@ def rewards_explain(app: App, target: str) -> None:
             ],
         ),
     )
+
+
+def explain_target(target: str, resolve: Callable[[str], str]) -> int | str:
+    """`explainrewards`' parameter: a height (digits), a unit id (64 hex, as the node reports unit
+    ids), else an address or a wallet name (`resolve`)."""
+    if target.isdigit():
+        return int(target)
+    if len(target) == 64 and all(c in "0123456789abcdef" for c in target.lower()):
+        return target.lower()
+    return resolve(target)
+
+
+def explained_subject(result: dict[str, Any]) -> str:
+    """The table title's subject: the address, the height, or the unit with why it was paid."""
+    if "unit_id" not in result:
+        return str(result.get("address", result.get("height")))
+    why = [f"{k} {result[k]}" for k in ("accepted_examples", "weight", "excluded", "improved") if k in result]
+    used = f"used at height {result['used_height']}" if result.get("used_height") else "not used yet"
+    return f"{result['kind']} unit {result['unit_id']} ({', '.join([used, *why])})"
 
 
 def reason_text(record: dict[str, Any]) -> str:
