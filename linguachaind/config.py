@@ -78,7 +78,7 @@ class NodeConfig:
     log_level: str = "INFO"
     log_debug: str = ""  # per-module levels, e.g. "p2p=DEBUG,chain=INFO" (STYLE.md §10)
     log_stderr: bool = True
-    allow_test_rpcs: bool = False  # `generate`, `setmocktime`; only ever on devnet
+    allow_test_rpcs: bool = False  # `setmocktime` (the one test RPC); only ever on devnet
 
     @property
     def genesis_path(self) -> Path:
@@ -324,7 +324,7 @@ def validate(config: NodeConfig) -> None:
     if config.log_level.upper() not in LOG_LEVELS:
         raise ConfigError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
     if config.allow_test_rpcs and config.network != "devnet":
-        raise ConfigError("allow_test_rpcs (generate, setmocktime) is only allowed on devnet")
+        raise ConfigError("allow_test_rpcs (setmocktime) is only allowed on devnet")
     for addr in (*config.listen, *config.bootstrap):
         if not addr.startswith("/"):
             raise ConfigError(f"{addr!r} is not a multiaddr (expected e.g. /ip4/127.0.0.1/tcp/29333)")

@@ -91,7 +91,7 @@ def test_network_mismatch_and_test_rpcs_only_on_devnet(tmp_path: Path) -> None:
     t = tmp_path / "tn"
     t.mkdir()
     (t / CONFIG_FILE).write_text('network = "testnet"\nallow_test_rpcs = true\n')
-    with pytest.raises(ConfigError, match="only allowed on devnet"):
+    with pytest.raises(ConfigError, match=r"allow_test_rpcs \(setmocktime\) is only allowed on devnet"):
         build_config({"datadir": str(t)}, {})
 
 
