@@ -1,4 +1,4 @@
-"""Read-only commands: `status`, `peers`, `chain info|block|tx`, `mempool`, `validators`.
+"""Read-only commands: `status`, `peers`, `chain info|block|tx`, `mempool`, `validators`, `rewards explain`.
 
 Owns: which RPCs each command calls and how the answer is shown. Must not: hold keys or sign.
 `--json` prints the RPC result unchanged (amounts in base units).
