@@ -3,9 +3,11 @@
 Owns: the start order, which reads top to bottom in `_start_all`: datadir lock and PID file ->
 genesis and validator key -> chain store -> blob store and DATA blocks -> mempool -> tx submitter
 -> rounds service -> (validators) evidence reporter -> chain service (given the reporter as its
-watcher) -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound message) ->
-blob fetch, training worker, rounds -> tx publishing -> chain retries and VDF -> (validators)
-attester, producer, the evidence reporter's loop -> (train_data) trainer -> mempool expiry.
+watcher) -> RPC server -> VDF service -> p2p (with `glue.NodeApi` handling every inbound message;
+its syncer gated, when no checkpoint is given, by the checkpoint fetched from the bootstrap peers) ->
+blob fetch, training worker, rounds -> tx publishing -> vote re-announcement -> chain retries and
+VDF -> (validators) attester, producer, the evidence reporter's loop -> (train_data) trainer ->
+mempool expiry.
 Every component gets what it uses at construction, built before it, or, for a service's background
 loop, as an argument of its `run` (ARCHITECTURE.md "Start order"); nothing is set afterwards.
 And the stop order (each service cancelled and awaited in reverse, then stores closed in reverse),
