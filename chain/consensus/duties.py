@@ -2,7 +2,8 @@
 
 Owns: pure decisions reused by the daemon's producer/attester services and by the in-process
 simulation (tests/sim): `proposal_duty`, `should_propose`, `attestation_for`, `build_certificate`,
-`unsigned_header`. Must not: sign, read the clock, compute a VDF, assemble bodies or store anything
+`unsigned_header`, `idle_body` (the body with nothing selected, which every proposer falls back
+to). Must not: sign, read the clock, compute a VDF, assemble bodies with content or store anything
 (callers pass `now_ms`, the VDF output, and do the I/O).
 
 Honest behaviour encoded here:
@@ -19,14 +20,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from chain.block import Body, DataBody, QualityReport, TxBody, VersionBody
 from chain.consensus.certificate import check_attestation
 from chain.consensus.election import child_seed, earliest_time_ms, eligible_validators, leader_ranks
 from chain.consensus.finality import may_attest
 from chain.consensus.validators import may_propose, vote_source_of, vote_weights
-from chain.header import PROTOCOL_VERSION, Attestation, Header, kind_for_height
+from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header, kind_for_height, round_for_height
 from chain.params import ChainParams
 from chain.state.model import StateReader
-from chain.types import BlockHash, Hash32, Height, PubKey, StateRoot, TimestampMs
+from chain.types import ZERO_HASH, BlockHash, Hash32, Height, PubKey, Round, StateRoot, TimestampMs
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,3 +157,24 @@ def build_certificate(
     atts = sorted(chosen.values(), key=lambda a: (-weights[a.validator], a.validator))
     atts = atts[: params.max_attestations]
     return tuple(sorted(atts, key=lambda a: a.validator))
+
+
+def idle_body(reader: StateReader, height: int) -> Body:
+    """The body at `height` on the parent state `reader` with nothing selected: no txs, no data units,
+    a no-op version that keeps the current adapter and score (§6.4, §6.5)."""
+    kind = kind_for_height(height)
+    if kind == BlockKind.DATA:
+        return DataBody(unit_ids=(), report=QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH))
+    if kind != BlockKind.VERSION:
+        return TxBody()
+    model = reader.model_version()
+    return VersionBody(
+        round=Round(round_for_height(height)),
+        base_version_id=model.version_id,
+        units=(),
+        aggregation_rule=reader.params.aggregation_rule,
+        new_adapter_blob_hash=model.adapter_blob_hash,
+        per_batch_scores=(),
+        total_score=model.score,
+        previous_score=model.score,
+    )

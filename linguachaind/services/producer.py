@@ -28,11 +28,12 @@ if TYPE_CHECKING:  # trio-stubs in this venv hide trio.TaskStatus from mypy
     from trio_typing import TaskStatus
 
 from chain import vrf
-from chain.block import Block, Body, DataBody, QualityReport, TxBody, VersionBody, body_root
+from chain.block import Block, Body, DataBody, TxBody, VersionBody, body_root
 from chain.codec import decode, encode
 from chain.consensus.duties import (
     ProposalDuty,
     build_certificate,
+    idle_body,
     proposal_duty,
     should_propose,
     unsigned_header,
@@ -40,9 +41,8 @@ from chain.consensus.duties import (
 from chain.consensus.election import alpha_for_child
 from chain.crypto import SecretKey
 from chain.hashing import H
-from chain.header import BlockKind, Header, kind_for_height, round_for_height
+from chain.header import BlockKind, Header, kind_for_height
 from chain.signed import unsigned_bytes
-from chain.state.model import StateReader
 from chain.state.transition import BlockEffects, BlockError, apply_block_detailed, apply_tx
 from chain.state.txrules import release_unbonding
 from chain.state.view import StateOverlay, StateView
@@ -88,24 +88,6 @@ class VersionBodySource(Protocol):
     """The VERSION body at a height on its parent state (linguachaind.services.rounds)."""
 
     def body(self, reader: StateView, height: int) -> VersionBody: ...
-
-
-def empty_body(kind: BlockKind, reader: StateReader, height: int) -> Body:
-    """The body of a DATA or VERSION block with nothing selected: no units, a no-op version (§6.4,
-    §6.5). The federated-learning issue replaces this with real selection and aggregation."""
-    if kind == BlockKind.DATA:
-        return DataBody(unit_ids=(), report=QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH))
-    model = reader.model_version()
-    return VersionBody(
-        round=round_for_height(height),  # type: ignore[arg-type]
-        base_version_id=model.version_id,
-        units=(),
-        aggregation_rule=reader.params.aggregation_rule,
-        new_adapter_blob_hash=model.adapter_blob_hash,
-        per_batch_scores=(),
-        total_score=model.score,
-        previous_score=model.score,
-    )
 
 
 class Producer:
@@ -251,7 +233,7 @@ class Producer:
             self._key.pubkey,
             vrf_proof=vrf.prove(self._key.seed, alpha_for_child(self.params.chain_id, parent)),
         )
-        body: Body = empty_body(kind, reader, duty.height) if kind != BlockKind.TX else TxBody()
+        body: Body = idle_body(reader, duty.height)
         if kind == BlockKind.TX and self._mempool is not None:
             body = TxBody(tuple(self.tx_template(reader, draft)))
         if kind == BlockKind.DATA and self._data is not None:
@@ -267,10 +249,10 @@ class Producer:
         if (
             isinstance(effects, BlockError)
             and not isinstance(body, TxBody)
-            and body != empty_body(kind, reader, duty.height)
+            and body != idle_body(reader, duty.height)
         ):
             log.error("%s body does not apply (%s); proposing an empty one", kind.name, _why(effects))
-            body = empty_body(kind, reader, duty.height)
+            body = idle_body(reader, duty.height)
             effects = apply_block_detailed(self.params, reader, Block(draft, body), verify_signatures=False)
         if isinstance(effects, BlockError):
             log.error("cannot build a block at height %d: %s", duty.height, _why(effects))

@@ -30,6 +30,7 @@ from chain.consensus.duties import (
     ProposalDuty,
     attestation_for,
     build_certificate,
+    idle_body,
     proposal_duty,
     should_propose,
     unsigned_header,
@@ -51,7 +52,7 @@ from chain.state.transition import BlockEffects, apply_block
 from chain.state.view import MemoryState, StateView
 from chain.tx import SlashEvidence, Transfer, make_tx
 from chain.types import ZERO_HASH, AccountId, Amount, BlockHash, ChainId, Hash32, Height, PubKey, StateRoot
-from tests.sim.world import MemoryView, VdfImpl, idle_body, vrf_proof_for
+from tests.sim.world import MemoryView, VdfImpl, vrf_proof_for
 from tests.support.chainbuilders import dev_genesis
 
 MAX_ANNOUNCED_VOTES = 256  # like the daemon's MAX_REANNOUNCED_VOTES: re-sent votes are bounded
@@ -428,7 +429,7 @@ class SimNode:
 
     def _body(self, height: int, pstate: StateView) -> Body:
         if kind_for_height(height) != BlockKind.TX:
-            return idle_body(height, pstate)
+            return idle_body(pstate, height)
         txs = []
         nonce = int(pstate.account(self.net.account_of(self.pubkey)).nonce)
         for ev in self.evidence.values():

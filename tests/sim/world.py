@@ -17,24 +17,22 @@ from dataclasses import dataclass, field
 
 import vdf
 from chain import vrf
-from chain.block import Body, DataBody, QualityReport, TxBody, VersionBody, body_root
+from chain.block import Body, TxBody, body_root
 from chain.consensus.duties import proposal_duty, unsigned_header
 from chain.consensus.election import alpha_for_child, challenge_for_child, eligible_validators, leader_ranks
 from chain.crypto import SecretKey, account_id
 from chain.hashing import H, H_many
-from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header, kind_for_height, round_for_height
+from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header
 from chain.params import DEVNET, ChainParams
 from chain.state.epochs import genesis_sets
 from chain.state.model import StakeRecord, StateReader, ValidatorRecord
 from chain.state.view import MemoryState, StateOverlay, StateView
 from chain.types import (
-    ZERO_HASH,
     ZERO_PUBKEY,
     Amount,
     BlockHash,
     Height,
     PubKey,
-    Round,
     StateRoot,
     TimestampMs,
 )
@@ -144,27 +142,6 @@ class MemoryView:
         self.states[h] = state
 
 
-def idle_body(height: int, state: StateReader) -> Body:
-    """What an honest proposer with nothing to include builds (like the daemon's producer): no txs,
-    an empty DATA selection, an unscored no-op VERSION that repeats the current model."""
-    kind = kind_for_height(height)
-    if kind == BlockKind.DATA:
-        return DataBody((), QualityReport(0, 0, 0, 0, 0, 0, 0, ZERO_HASH))
-    if kind == BlockKind.VERSION:
-        model = state.model_version()
-        return VersionBody(
-            round=Round(round_for_height(height)),
-            base_version_id=model.version_id,
-            units=(),
-            aggregation_rule=state.params.aggregation_rule,
-            new_adapter_blob_hash=model.adapter_blob_hash,
-            per_batch_scores=(),
-            total_score=model.score,
-            previous_score=model.score,
-        )
-    return TxBody()
-
-
 def key_of(pubkey: PubKey) -> SecretKey:
     for k in KEYS:
         if k.pubkey == pubkey:
@@ -250,7 +227,6 @@ __all__ = [
     "child_header",
     "equal_stakes",
     "genesis_like",
-    "idle_body",
     "key_of",
     "validator_state",
     "vdf_for",
