@@ -25,13 +25,14 @@ from chain.hashing import H, H_many
 from chain.header import PROTOCOL_VERSION, Attestation, BlockKind, Header
 from chain.params import DEVNET, ChainParams
 from chain.state.epochs import genesis_sets
-from chain.state.model import StakeRecord, StateReader, ValidatorRecord
+from chain.state.model import Account, StakeRecord, StateReader, ValidatorRecord
 from chain.state.view import MemoryState, StateOverlay, StateView
 from chain.types import (
     ZERO_PUBKEY,
     Amount,
     BlockHash,
     Height,
+    Nonce,
     PubKey,
     StateRoot,
     TimestampMs,
@@ -73,10 +74,14 @@ def validator_state(
     reputation: Mapping[PubKey, int] | None = None,
     jailed_until: Mapping[PubKey, int] | None = None,
     mature_height: Mapping[PubKey, int] | None = None,
+    funded: Mapping[PubKey, int] | None = None,
 ) -> MemoryState:
-    """A state holding self-staked validators (owner = the validator key's account)."""
+    """A state holding self-staked validators (owner = the validator key's account), and the
+    `funded` keys' accounts with those balances (e.g. a reporter that pays evidence fees)."""
     base = MemoryState(params, Height(height))
     ov = StateOverlay(base)
+    for pk, balance in (funded or {}).items():
+        ov.set_account(account_id(pk), Account(Amount(balance), Nonce(0)))
     for pk, amount in stakes:
         owner = account_id(pk)
         mature = Height((mature_height or {}).get(pk, 0))

@@ -28,11 +28,10 @@ from chain.evidence import (
 )
 from chain.hashing import H, merkle_branch
 from chain.header import Attestation, BlockKind, Header, kind_for_height
-from chain.state.model import Account
 from chain.state.txrules import apply_tx
 from chain.state.view import MemoryState, StateOverlay
 from chain.tx import SlashEvidence, Transfer, make_tx
-from chain.types import Amount, BlockHash, ChainId, Height, Nonce, TimestampMs, UnitId
+from chain.types import Amount, BlockHash, ChainId, Height, TimestampMs, UnitId
 from tests.sim.world import FAKE_VDF, KEYS, PARAMS, STAKE, child_header, genesis_like, validator_state
 
 P = PARAMS
@@ -42,11 +41,8 @@ REPORTER = KEYS[7]
 
 @pytest.fixture
 def state() -> MemoryState:
-    st = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]], height=5)
-    ov = StateOverlay(st)
-    ov.set_account(account_id(REPORTER.pubkey), Account(Amount(10**8), Nonce(0)))
-    st.apply(ov.writes, Height(5))
-    return st
+    stakes = [(k.pubkey, STAKE) for k in KEYS[:4]]
+    return validator_state(P, stakes, height=5, funded={REPORTER.pubkey: 10**8})
 
 
 def header_at(height: int, salt: bytes, key: SecretKey = OFFENDER, kind: BlockKind | None = None) -> Header:

@@ -44,11 +44,11 @@ from chain.evidence import Evidence, EvidenceKind, FalseScore
 from chain.hashing import H, merkle_branch, merkle_root
 from chain.header import BlockKind, Header
 from chain.params import PRESETS, AggregationRule
-from chain.state.model import Account, RewardReason
+from chain.state.model import RewardReason
 from chain.state.txrules import apply_tx
 from chain.state.view import MemoryState, StateOverlay
 from chain.tx import SlashEvidence, Tx, make_tx
-from chain.types import Amount, BlobHash, BlockHash, Height, Micro, Nonce, Round, TimestampMs, UnitId
+from chain.types import BlobHash, BlockHash, Height, Micro, Round, TimestampMs, UnitId
 from tests.sim.world import KEYS, PARAMS, STAKE, genesis_like, validator_state
 
 P = PARAMS
@@ -117,11 +117,8 @@ def oracle_of(mine: RecomputedScores | ErrorCode | None) -> ScoreOracle:
 
 @pytest.fixture
 def state() -> MemoryState:
-    st = validator_state(P, [(k.pubkey, STAKE) for k in KEYS[:4]], height=5)
-    ov = StateOverlay(st)
-    ov.set_account(account_id(REPORTER.pubkey), Account(Amount(10**8), Nonce(0)))
-    st.apply(ov.writes, Height(5))
-    return st
+    stakes = [(k.pubkey, STAKE) for k in KEYS[:4]]
+    return validator_state(P, stakes, height=5, funded={REPORTER.pubkey: 10**8})
 
 
 # -- encoding --------------------------------------------------------------------------------------
