@@ -125,16 +125,9 @@ class LyingPeerTest(LinguaChainTestFramework):
             assert f"hash={block.header.hash.hex()[:16]} code={code}" in log, f"no {code} rejection"
         gossip = victim.getnodeinfo()["gossip"]
         assert gossip["rejected"] >= 5, gossip  # 2 blocks, the oversized payload, bad txs: each penalised
-        wait_until(
-            lambda: all(p["peer_id"] != fake_id for p in victim.getpeerinfo()),
-            timeout=30,
-            what="disconnected",
-        )
+        wait_disconnected(victim, fake_id)
         # honest traffic still flows: a transfer through node1 is confirmed on node0
-        txid = honest.sendrawtransaction(honest_transfer(chain_id).hex())
-        wait_until(lambda: victim.gettransaction(txid).get("block_hash"), timeout=60, what="honest tx mined")
-        final = victim.getblockchaininfo()["final_height"]
-        wait_until(lambda: victim.getblockchaininfo()["final_height"] > final, timeout=60, what="finality")
+        honest_traffic_flows(victim, honest, chain_id)
         # nothing invalid reached a chain or a mempool
         for node in self.nodes:
             for block in blocks:
@@ -191,6 +184,21 @@ def honest_transfer(chain_id: str) -> bytes:
     key: SecretKey = dev_account_key(0)
     tx = make_tx(key, ChainId(chain_id), 0, 1_000, Transfer(account_id(dev_account_key(5).pubkey), Amount(7)))
     return encode(tx)
+
+
+def wait_disconnected(victim: TestNode, peer_id: str) -> None:
+    def gone() -> bool:
+        return all(p["peer_id"] != peer_id for p in victim.getpeerinfo())
+
+    wait_until(gone, timeout=30, what="disconnected")
+
+
+def honest_traffic_flows(victim: TestNode, honest: TestNode, chain_id: str) -> None:
+    """A transfer sent through `honest` is mined on `victim`, and `victim`'s finality moves on."""
+    txid = honest.sendrawtransaction(honest_transfer(chain_id).hex())
+    wait_until(lambda: victim.gettransaction(txid).get("block_hash"), timeout=60, what="honest tx mined")
+    final = victim.getblockchaininfo()["final_height"]
+    wait_until(lambda: victim.getblockchaininfo()["final_height"] > final, timeout=60, what="finality")
 
 
 def banned_in_log(node: TestNode, peer_id: str) -> bool:
@@ -290,16 +298,9 @@ class LyingBlobPeerTest(LinguaChainTestFramework):
                 blob = blob_hash_of(unit.tx).hex()
                 assert not (victim.datadir / "blobs" / blob).exists(), f"{unit.case} blob kept"
                 assert not (victim.datadir / "blobs" / "partial" / f"{blob}.part").exists(), unit.case
-            wait_until(
-                lambda: all(p["peer_id"] != fake_id for p in victim.getpeerinfo()),
-                timeout=30,
-                what="disconnected",
-            )
+            wait_disconnected(victim, fake_id)
         # honest traffic still flows: a transfer through node1 is confirmed on node0, finality goes on
-        txid = honest.sendrawtransaction(honest_transfer(chain_id).hex())
-        wait_until(lambda: victim.gettransaction(txid).get("block_hash"), timeout=60, what="honest tx mined")
-        final = victim.getblockchaininfo()["final_height"]
-        wait_until(lambda: victim.getblockchaininfo()["final_height"] > final, timeout=60, what="finality")
+        honest_traffic_flows(victim, honest, chain_id)
         got_in = [where for node in self.nodes for where in admitted(node, units)]
         assert not got_in, f"bad learning units got in: {got_in}"
         assert all(node.running for node in self.nodes)
