@@ -12,7 +12,7 @@ Must not: mock the store, the VDF or the signatures.
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +32,13 @@ from linguachaind.services.attester import Attester
 from linguachaind.services.chain_service import ChainService
 from linguachaind.services.evidence import EvidenceReporter
 from linguachaind.services.interfaces import Clock, MempoolLike, Network, TxPublisher
-from linguachaind.services.producer import DataBodySource, Producer, VersionBodySource
+from linguachaind.services.producer import (
+    DataBodySource,
+    Producer,
+    VersionBodySource,
+    always_synced,
+    no_peer_final,
+)
 from linguachaind.services.submit import TxSubmitter
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
@@ -71,9 +77,12 @@ def open_stack(
     with_mempool: bool = False,
     network: Network | None = None,
     tx_network: TxPublisher | None = None,
+    synced: Callable[[], bool] = always_synced,
+    peer_final: Callable[[], tuple[int, bytes] | None] = no_peer_final,
 ) -> ServiceStack:
     """The services of one validator node; `network` defaults to a `NullNetwork` that records. With
-    a mempool the node also runs the evidence reporter (publishing on `tx_network`)."""
+    a mempool the node also runs the evidence reporter (publishing on `tx_network`). `synced` and
+    `peer_final` are the producer's gates (what the syncer tells it in the daemon)."""
     store = BlockStore.open(datadir / "chain", genesis)
     mempool = (
         Mempool.open(
@@ -94,7 +103,9 @@ def open_stack(
     chain = ChainService(store, clock, mempool=mempool, watchers=(reporter,) if reporter is not None else ())
     vdf = VdfService(genesis.params, headers=chain)
     protection = SlashingProtection.open(datadir / "slashing", key.pubkey)
-    producer = Producer(chain, vdf, key, protection, clock, network, mempool=mempool)
+    producer = Producer(
+        chain, vdf, key, protection, clock, network, mempool=mempool, synced=synced, peer_final=peer_final
+    )
     attester = Attester(chain, key, protection, network)
     return ServiceStack(
         store, chain, vdf, producer, attester, protection, network, mempool, reporter, txs, tx_network

@@ -16,14 +16,13 @@ import trio
 from chain.block import Block
 from chain.genesis import Genesis
 from chain.hashing import H
-from chain.store.blockstore import BlockStore
 from linguachaind.services.chain_service import AddBlockResult, ChainService
 from linguachaind.services.producer import Producer, agreed_final
 from linguachaind.services.vdf_service import VdfService
 from linguachaind.slashing_protection import SlashingProtection
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
 from tests.support.doubles import FakeClock, NullNetwork
-from tests.support.services_support import Validator, two_validators, vdf_for
+from tests.support.services_support import Validator, open_stack, run_stack, two_validators, vdf_for
 from tests.support.waiting import wait_until
 
 KEY = dev_genesis(1)[1]["validator0"].pubkey
@@ -146,18 +145,17 @@ def test_behind_or_beside_the_peers_final_block(
 
 async def test_a_node_behind_its_peers_final_proposes_nothing(tmp_path: Path) -> None:
     genesis, keys = dev_genesis(1)
-    clock = FakeClock(GENESIS_TIME_MS + 100_000)
-    store = BlockStore.open(tmp_path / "chain", genesis)
-    chain = ChainService(store, clock)
-    key = keys["validator0"]
-    protection = SlashingProtection.open(tmp_path / "sp", key.pubkey)
-    vdf = VdfService(genesis.params, headers=chain)
     claim: list[tuple[int, bytes] | None] = [(5, b"\x02" * 32)]  # reconnected: peers finalised 5
-    producer = Producer(chain, vdf, key, protection, clock, NullNetwork(), peer_final=lambda: claim[0])
+    stack = open_stack(
+        tmp_path,
+        genesis,
+        keys["validator0"],
+        FakeClock(GENESIS_TIME_MS + 100_000),
+        peer_final=lambda: claim[0],
+    )
+    producer, chain = stack.producer, stack.chain
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(vdf.run)
-            await nursery.start(producer.run)
+        async with run_stack(stack):
             with trio.fail_after(60):
                 await wait_until(lambda: producer.waiting_for_sync, timeout_s=60)
                 assert producer.behind_peers_final()
@@ -165,9 +163,7 @@ async def test_a_node_behind_its_peers_final_proposes_nothing(tmp_path: Path) ->
                 assert producer.proposed == 0
                 claim[0] = None  # caught up (here: the claim is gone): it proposes again
                 await chain.wait_height(1)
-            nursery.cancel_scope.cancel()
         assert producer.proposed >= 1
-        assert not protection.unpublished(1)  # stored, then marked before it was published
+        assert not stack.protection.unpublished(1)  # stored, then marked before it was published
     finally:
-        protection.close()
-        store.close()
+        stack.close()

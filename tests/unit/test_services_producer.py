@@ -20,13 +20,10 @@ from chain.store.blockstore import BlockStore
 from chain.tx import SlashEvidence, Stake, Transfer, make_tx
 from chain.types import ZERO_SIGNATURE, Amount, TimestampMs
 from linguachaind.services.chain_service import AddBlockResult, ChainService
-from linguachaind.services.producer import Producer
-from linguachaind.services.vdf_service import VdfService
-from linguachaind.slashing_protection import SlashingProtection
 from mempool import DEFAULT_CONFIG, Mempool
 from tests.support.chainbuilders import GENESIS_TIME_MS, dev_genesis
-from tests.support.doubles import FakeClock, NullNetwork
-from tests.support.services_support import Validator
+from tests.support.doubles import FakeClock
+from tests.support.services_support import Validator, open_stack, run_stack
 from tests.support.waiting import wait_until
 
 
@@ -97,27 +94,20 @@ def test_a_pending_tx_that_became_invalid_is_left_out_not_the_whole_block(tmp_pa
 
 async def test_the_producer_waits_until_the_node_is_synced(tmp_path: Path) -> None:
     genesis, keys = dev_genesis(1)
-    clock = FakeClock(GENESIS_TIME_MS + 100_000)
-    store = BlockStore.open(tmp_path / "chain", genesis)
-    chain = ChainService(store, clock)
-    key = keys["validator0"]
-    protection = SlashingProtection.open(tmp_path / "sp", key.pubkey)
-    vdf_service = VdfService(DEVNET, headers=chain)
     synced = False
-    producer = Producer(chain, vdf_service, key, protection, clock, NullNetwork(), synced=lambda: synced)
+    stack = open_stack(
+        tmp_path, genesis, keys["validator0"], FakeClock(GENESIS_TIME_MS + 100_000), synced=lambda: synced
+    )
+    producer, chain = stack.producer, stack.chain
     try:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(vdf_service.run)
-            await nursery.start(producer.run)
+        async with run_stack(stack):
             with trio.fail_after(20):
                 await wait_until(lambda: producer.waiting_for_sync)
                 await trio.testing.wait_all_tasks_blocked()
                 assert chain.height == 0
-                assert vdf_service.computed == 0  # not even the VDF of a tip that may be stale
+                assert stack.vdf.computed == 0  # not even the VDF of a tip that may be stale
                 synced = True
                 await chain.wait_height(1)
-            nursery.cancel_scope.cancel()
         assert producer.proposed == 1
     finally:
-        protection.close()
-        store.close()
+        stack.close()
